@@ -1,0 +1,148 @@
+// Import: from the bytes of a manifest to a cache graph, inferring the shape
+// the way BuildKit's contentCacheImporter.Resolve does
+// (cache/remotecache/import.go): an index whose child has the cache config
+// media type, an image manifest whose config has it, or else an image (or
+// index of images) carrying inline cache in its config.
+import { invalidArgument } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { parseJsonBytes } from '../oci/go-json.js';
+import { decodeIndex, decodeManifest, detectManifestMediaType } from '../oci/manifest.js';
+import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
+import { BUILDKIT_IMPORT_LIMIT, fetchBytes, MAX_METADATA_BYTES } from '../store/content.js';
+import type { Fetcher } from '../store/types.js';
+import { CACHE_CONFIG_MEDIA_TYPE, decodeCacheConfig, type CacheConfig } from './config.js';
+import type { CacheGraph } from './graph.js';
+import { inlineCacheFromImage } from './inline.js';
+import { parseConfig, type DescriptorMap } from './parse.js';
+
+export type CacheKind = 'index' | 'image-manifest' | 'inline';
+
+export interface CachePart {
+  config: CacheConfig;
+  provider: DescriptorMap;
+}
+
+export interface LoadedCache {
+  kind: CacheKind;
+  /** The manifest's media type as inferred. */
+  mediaType: string;
+  manifest: Descriptor;
+  /** The cache config blob; null for inline caches. */
+  config: Descriptor | null;
+  /** Layers and records of the cache config; for inline, image layers and inline records over all platforms. */
+  layerCount: number;
+  recordCount: number;
+  /** One part for a cache config, one per platform image for inline cache. */
+  parts: CachePart[];
+  warnings: string[];
+}
+
+function overLimitWarning(what: string, d: Descriptor): string | undefined {
+  return d.size > BUILDKIT_IMPORT_LIMIT
+    ? `${what} ${d.digest} is ${d.size} bytes: BuildKit refuses to import configs and manifests over 1 MiB`
+    : undefined;
+}
+
+export async function loadCache(store: Fetcher, manifest: Descriptor, limit = MAX_METADATA_BYTES): Promise<LoadedCache> {
+  const warnings: string[] = [];
+  const w = overLimitWarning('manifest', manifest);
+  if (w) warnings.push(w);
+  const bytes = await fetchBytes(store, manifest, limit);
+  const doc = parseJsonBytes(bytes, `manifest ${manifest.digest}`);
+  const mediaType = detectManifestMediaType(doc);
+
+  const provider: DescriptorMap = new Map();
+  let configDesc: Descriptor | undefined;
+  if (isIndexMediaType(mediaType)) {
+    for (const m of decodeIndex(doc).manifests) {
+      if (m.mediaType === CACHE_CONFIG_MEDIA_TYPE) configDesc = m;
+      else provider.set(m.digest, m);
+    }
+  } else {
+    const m = decodeManifest(doc);
+    if (m.config.mediaType === CACHE_CONFIG_MEDIA_TYPE) configDesc = m.config;
+    for (const l of m.layers) provider.set(l.digest, l);
+  }
+
+  if (configDesc) {
+    const cw = overLimitWarning('cache config', configDesc);
+    if (cw) warnings.push(cw);
+    const config = decodeCacheConfig(await fetchBytes(store, configDesc, limit));
+    return {
+      kind: isIndexMediaType(mediaType) ? 'index' : 'image-manifest',
+      mediaType,
+      manifest: { mediaType, digest: manifest.digest, size: manifest.size },
+      config: { mediaType: configDesc.mediaType, digest: configDesc.digest, size: configDesc.size },
+      layerCount: config.layers.length,
+      recordCount: config.records.length,
+      parts: [{ config, provider }],
+      warnings,
+    };
+  }
+  return loadInline(store, manifest, mediaType, doc, warnings, limit);
+}
+
+async function loadInline(
+  store: Fetcher,
+  manifest: Descriptor,
+  mediaType: string,
+  doc: unknown,
+  warnings: string[],
+  limit: number,
+): Promise<LoadedCache> {
+  // Every image manifest reachable from the top one, each once, in index order.
+  const images: { digest: string; doc: unknown }[] = [];
+  const seen = new Set<string>();
+  const walk = async (digest: string, d: unknown, mt: string, depth: number): Promise<void> => {
+    if (seen.has(digest)) return;
+    seen.add(digest);
+    if (!isIndexMediaType(mt)) {
+      images.push({ digest, doc: d });
+      return;
+    }
+    if (depth > 4) throw invalidArgument('index nesting is too deep', { reason: 'uninferrable' });
+    for (const child of decodeIndex(d).manifests) {
+      if (!isManifestMediaType(child.mediaType) || seen.has(child.digest)) continue;
+      const cd = parseJsonBytes(await fetchBytes(store, child, limit), `manifest ${child.digest}`);
+      await walk(child.digest, cd, detectManifestMediaType(cd), depth + 1);
+    }
+  };
+  await walk(manifest.digest, doc, mediaType, 0);
+
+  const parts: CachePart[] = [];
+  let layerCount = 0;
+  let recordCount = 0;
+  for (const img of images) {
+    const m = decodeManifest(img.doc);
+    if (!m.config.digest || m.layers.length === 0) continue;
+    const { part, skipped } = inlineCacheFromImage(m, await fetchBytes(store, m.config, limit));
+    if (!part) {
+      if (skipped && skipped !== 'image has no inline cache') warnings.push(`${img.digest}: ${skipped}; skipped`);
+      continue;
+    }
+    parts.push(part);
+    layerCount += m.layers.length;
+    recordCount += part.config.records.length;
+  }
+  if (parts.length === 0) {
+    throw invalidArgument(
+      `${manifest.digest} (${mediaType}) is not a BuildKit cache: no cache config child or config, and no image with inline cache`,
+      { reason: 'uninferrable' },
+    );
+  }
+  return {
+    kind: 'inline',
+    mediaType,
+    manifest: { mediaType, digest: manifest.digest, size: manifest.size },
+    config: null,
+    layerCount,
+    recordCount,
+    parts,
+    warnings,
+  };
+}
+
+/** Adds a loaded cache's records to `graph` (one source per part, in order). */
+export function addToGraph(graph: CacheGraph, loaded: LoadedCache): void {
+  for (const part of loaded.parts) parseConfig(graph, part.config, part.provider);
+}

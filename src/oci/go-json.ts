@@ -1,0 +1,163 @@
+// Byte-exact helpers for JSON as Go's encoding/json writes and reads it.
+// BuildKit's configs and manifests are content-addressed, so re-encoding them
+// must reproduce Go's bytes exactly: field order, omitempty, HTML-safe escaping
+// and RFC 3339 times. https://pkg.go.dev/encoding/json#Marshal
+import { invalidArgument } from '../errors.js';
+
+// Characters that need no escaping under json.Marshal (escapeHTML on).
+const SAFE = /^[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e\u0080-\u2027\u202a-\ud7ff\ue000-\uffff]*$/;
+
+const HEX = '0123456789abcdef';
+
+/** Encodes a string the way json.Marshal does (Go 1.21, as BuildKit v0.12 is built). */
+export function goString(s: string): string {
+  if (SAFE.test(s)) return `"${s}"`;
+  let out = '"';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22) out += '\\"';
+    else if (c === 0x5c) out += '\\\\';
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c === 0x09) out += '\\t';
+    else if (c < 0x20 || c === 0x3c || c === 0x3e || c === 0x26) {
+      out += '\\u00' + HEX[c >> 4] + HEX[c & 0xf];
+    } else if (c === 0x2028 || c === 0x2029) {
+      out += c === 0x2028 ? '\\u2028' : '\\u2029';
+    } else if (c >= 0xd800 && c <= 0xdbff) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        out += s[i] + s[i + 1];
+        i++;
+      } else {
+        out += '\ufffd'; // Go replaces invalid UTF-8 (a lone surrogate) with U+FFFD
+      }
+    } else if (c >= 0xdc00 && c <= 0xdfff) {
+      out += '\ufffd';
+    } else {
+      out += s[i];
+    }
+  }
+  return out + '"';
+}
+
+/** Go sorts map keys by their UTF-8 bytes. */
+export function goSortedKeys(m: Record<string, string>): string[] {
+  return Object.keys(m).sort((a, b) => Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8')));
+}
+
+/** Encodes a map[string]string. */
+export function goStringMap(m: Record<string, string>): string {
+  const parts: string[] = [];
+  for (const k of goSortedKeys(m)) parts.push(`${goString(k)}:${goString(m[k]!)}`);
+  return `{${parts.join(',')}}`;
+}
+
+// ---- time.Time, RFC 3339 with nanoseconds --------------------------------------------------
+
+export const GO_ZERO_TIME = '0001-01-01T00:00:00Z';
+
+const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+
+function daysIn(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}
+
+/**
+ * Parses a time as time.Time.UnmarshalJSON does and returns the text
+ * MarshalJSON would write for it (RFC3339Nano: trailing zeros of the fraction
+ * dropped, a zero offset written "Z"). Throws on text Go would reject.
+ */
+export function canonicalGoTime(s: string): string {
+  const m = TIME_RE.exec(s);
+  if (!m) throw invalidArgument(`invalid time ${JSON.stringify(s)}: not RFC 3339`, { reason: 'invalid-time' });
+  const [, y, mo, d, h, mi, se, frac, z, sign, oh, om] = m;
+  const year = +y!;
+  const month = +mo!;
+  if (month < 1 || month > 12 || +d! < 1 || +d! > daysIn(year, month) || +h! > 23 || +mi! > 59 || +se! > 59) {
+    throw invalidArgument(`invalid time ${JSON.stringify(s)}: out of range`, { reason: 'invalid-time' });
+  }
+  if (!z && (+oh! > 23 || +om! > 59)) {
+    throw invalidArgument(`invalid time ${JSON.stringify(s)}: bad offset`, { reason: 'invalid-time' });
+  }
+  // Go keeps nanosecond precision; extra digits are truncated.
+  const nanos = (frac ?? '').slice(0, 9).replace(/0+$/, '');
+  const offset = z || (+oh! === 0 && +om! === 0) ? 'Z' : `${sign}${oh}:${om}`;
+  return `${y}-${mo}-${d}T${h}:${mi}:${se}${nanos ? '.' + nanos : ''}${offset}`;
+}
+
+// ---- decoding with Go's struct semantics -------------------------------------------------
+
+/**
+ * Looks a field up as Go's decoder does: an exact key match, else a
+ * case-insensitive one; with several candidates, the last in the text wins.
+ */
+export function goField(obj: Record<string, unknown>, name: string): unknown {
+  const lower = name.toLowerCase();
+  let found: unknown = undefined;
+  for (const k in obj) if (k === name || k.toLowerCase() === lower) found = obj[k];
+  return found;
+}
+
+export function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Decodes a Go `int` field: absent or null stays 0. */
+export function goInt(v: unknown, where: string): number {
+  if (v === undefined || v === null) return 0;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+    throw invalidArgument(`cannot decode ${JSON.stringify(v)} into ${where} of type int`, { reason: 'type-mismatch' });
+  }
+  return v;
+}
+
+/** Decodes a Go `string` field: absent or null stays "". */
+export function goStr(v: unknown, where: string): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') {
+    throw invalidArgument(`cannot decode ${JSON.stringify(v)?.slice(0, 40)} into ${where} of type string`, {
+      reason: 'type-mismatch',
+    });
+  }
+  return v;
+}
+
+/** Decodes a Go slice: absent or null is an empty slice. */
+export function goArray(v: unknown, where: string): unknown[] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw invalidArgument(`cannot decode a non-array into ${where}`, { reason: 'type-mismatch' });
+  return v;
+}
+
+export function goObject(v: unknown, where: string): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw invalidArgument(`cannot decode a non-object into ${where}`, { reason: 'type-mismatch' });
+  return v;
+}
+
+/** Decodes a time.Time: absent or null is the zero time. */
+export function goTime(v: unknown, where: string): string {
+  if (v === undefined || v === null) return GO_ZERO_TIME;
+  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${where}: time must be a string`, { reason: 'type-mismatch' });
+  return canonicalGoTime(v);
+}
+
+export function goStringMapField(v: unknown, where: string): Record<string, string> | undefined {
+  const o = goObject(v, where);
+  if (!o) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(o)) out[k] = goStr(val, `${where}[${k}]`);
+  return out;
+}
+
+/** Parses JSON bytes, mapping syntax errors to a typed error. */
+export function parseJsonBytes(data: Uint8Array | string, what: string): unknown {
+  const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err, reason: 'malformed-json' });
+  }
+}

@@ -1,0 +1,157 @@
+// The local backend (`type=local`): an OCI image layout directory, as
+// BuildKit's local cache exporter writes it (blobs/<alg>/<hex>, index.json
+// entries tagged with org.opencontainers.image.ref.name, an oci-layout file).
+import { randomBytes } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { asBkError, invalidArgument, notFound } from '../../errors.js';
+import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
+import { isDigest, parseDigest } from '../../oci/digest.js';
+import { parseJsonBytes } from '../../oci/go-json.js';
+import { detectManifestMediaType } from '../../oci/manifest.js';
+import { MAX_METADATA_BYTES, toReadable, VerifyStream } from '../content.js';
+import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
+import { ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
+
+export interface LocalStoreOptions {
+  /** Create the layout on first write (exports). Imports leave it false. */
+  create?: boolean;
+}
+
+export class LocalStore implements ContentStore {
+  readonly location: string;
+  private ready?: Promise<void>;
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: LocalStoreOptions = {},
+  ) {
+    this.dir = path.resolve(dir);
+    this.location = `local:${this.dir}`;
+  }
+
+  blobPath(digest: string): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return path.join(this.dir, 'blobs', algorithm, hex);
+  }
+
+  private async prepare(): Promise<void> {
+    if (!this.opts.create) {
+      const st = await fs.stat(this.dir).catch(() => undefined);
+      if (!st?.isDirectory()) throw notFound(`${this.dir} is not a directory`);
+      return;
+    }
+    this.ready ??= ensureLayout(this.dir);
+    await this.ready;
+  }
+
+  async fetch(desc: Descriptor, opts: FetchOptions = {}): Promise<Readable> {
+    const file = this.blobPath(desc.digest);
+    const offset = opts.offset ?? 0;
+    try {
+      const fh = await fs.open(file, 'r');
+      return createReadStream('', { fd: fh, start: offset, signal: opts.signal, highWaterMark: 1 << 20 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`blob ${desc.digest} not found in ${this.location}`);
+      throw asBkError(err);
+    }
+  }
+
+  async exists(desc: Descriptor): Promise<boolean> {
+    const st = await fs.stat(this.blobPath(desc.digest)).catch(() => undefined);
+    return st?.isFile() === true;
+  }
+
+  async push(desc: Descriptor, content: Readable | Uint8Array, opts: PushOptions = {}): Promise<PushResult> {
+    const file = this.blobPath(desc.digest);
+    if (await this.exists(desc)) {
+      if (!(content instanceof Uint8Array)) content.destroy();
+      return { outcome: 'exists', bytes: 0 };
+    }
+    await this.prepare();
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    // Temp name in the same directory so the final rename is atomic.
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.ingest`;
+    let sent = 0;
+    const verify = new VerifyStream(desc);
+    if (opts.onProgress) {
+      verify.on('data', (c: Buffer) => opts.onProgress!((sent += c.length)));
+    }
+    try {
+      const fh = await fs.open(tmp, 'wx', 0o644);
+      try {
+        await pipeline(toReadable(content), verify, fh.createWriteStream({ autoClose: false }), { signal: opts.signal });
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.rename(tmp, file);
+    } catch (err) {
+      await fs.rm(tmp, { force: true });
+      throw asBkError(err);
+    }
+    return { outcome: 'uploaded', bytes: desc.size };
+  }
+
+  async resolve(reference: string): Promise<Descriptor> {
+    await this.prepareRead();
+    const idx = await readIndex(this.dir);
+    if (isDigest(reference)) {
+      const entry = idx.manifests.find((m) => m.digest === reference);
+      if (entry) return { mediaType: entry.mediaType, digest: entry.digest, size: entry.size };
+      return this.describeBlob(reference);
+    }
+    const entry = idx.manifests.find((m) => m.annotations?.[ANNOTATION_REF_NAME] === reference);
+    if (!entry) throw notFound(`tag ${JSON.stringify(reference)} not found in ${this.location}`);
+    return { mediaType: entry.mediaType, digest: entry.digest, size: entry.size };
+  }
+
+  /** Lists the tags of index.json, in file order. */
+  async tags(): Promise<{ tag: string; desc: Descriptor }[]> {
+    const idx = await readIndex(this.dir);
+    return idx.manifests
+      .filter((m) => m.annotations?.[ANNOTATION_REF_NAME] !== undefined)
+      .map((m) => ({ tag: m.annotations![ANNOTATION_REF_NAME]!, desc: { mediaType: m.mediaType, digest: m.digest, size: m.size } }));
+  }
+
+  async tag(desc: Descriptor, tag: string): Promise<void> {
+    if (!tag) throw invalidArgument('empty tag');
+    if (!(await this.exists(desc))) throw notFound(`cannot tag ${desc.digest}: manifest not in ${this.location}`);
+    await this.prepare();
+    await updateIndex(this.dir, (idx) => putTag(idx, desc, tag));
+  }
+
+  async delete(desc: Descriptor): Promise<void> {
+    try {
+      await fs.unlink(this.blobPath(desc.digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`blob ${desc.digest} not found in ${this.location}`);
+      throw asBkError(err);
+    }
+  }
+
+  private async prepareRead(): Promise<void> {
+    const st = await fs.stat(this.dir).catch(() => undefined);
+    if (!st?.isDirectory()) throw notFound(`${this.dir} is not a directory`);
+  }
+
+  /** A manifest named by digest only (`digest=` imports): size from the file, type from its content. */
+  private async describeBlob(digest: string): Promise<Descriptor> {
+    const file = this.blobPath(digest);
+    const st = await fs.stat(file).catch(() => undefined);
+    if (!st?.isFile()) throw notFound(`manifest ${digest} not found in ${this.location}`);
+    if (st.size > MAX_METADATA_BYTES) {
+      return { mediaType: '', digest, size: st.size };
+    }
+    const data = await fs.readFile(file);
+    let mediaType = '';
+    try {
+      mediaType = detectManifestMediaType(parseJsonBytes(data, digest));
+    } catch {
+      // Not a manifest: leave the type empty and let the importer report it.
+    }
+    return { mediaType, digest, size: st.size };
+  }
+}
