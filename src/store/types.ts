@@ -35,6 +35,11 @@ export interface ContentStore extends Fetcher {
   /** "local:/path" or "registry:host/repo", for messages and logs. Never holds credentials. */
   readonly location: string;
 
+  /** Registry host ("ghcr.io", "127.0.0.1:5000") for registry stores; lets exports mount between repos. */
+  readonly registryHost?: string;
+  /** Repository path within the registry ("org/cache"). */
+  readonly repository?: string;
+
   exists(desc: Descriptor, opts?: { signal?: AbortSignal }): Promise<boolean>;
 
   /**

@@ -1,0 +1,167 @@
+// The operations the CLI and the gRPC server expose, over any backend:
+// inspect one cache, import a fallback chain or a merge of sources, export a
+// graph, and copy (import several, export one).
+import { BkError, isNotFound, notFound } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { ContentStore, FetchOptions } from '../store/types.js';
+import { buildCacheManifest } from './export.js';
+import { CacheGraph } from './graph.js';
+import { addToGraph, loadCache, type LoadedCache } from './import.js';
+import { openExport, openImport, type BackendContext } from './remote/index.js';
+import { formatCacheSpec, type CacheSpec } from './spec.js';
+import { pushCache, type BlobSource, type TransferOptions, type TransferStats } from './transfer.js';
+
+export interface CacheSummary {
+  kind: LoadedCache['kind'];
+  mediaType: string;
+  manifest: string;
+  config: string | null;
+  layers: number;
+  records: number;
+}
+
+export function summarize(loaded: LoadedCache): CacheSummary {
+  return {
+    kind: loaded.kind,
+    mediaType: loaded.mediaType,
+    manifest: loaded.manifest.digest,
+    config: loaded.config?.digest ?? null,
+    layers: loaded.layerCount,
+    records: loaded.recordCount,
+  };
+}
+
+/** Serves blobs from the stores caches were imported from (the first store that listed a digest). */
+export class SourceBlobs implements BlobSource {
+  private readonly byDigest = new Map<string, ContentStore>();
+
+  add(store: ContentStore, loaded: LoadedCache): void {
+    for (const part of loaded.parts) for (const d of part.provider.keys()) if (!this.byDigest.has(d)) this.byDigest.set(d, store);
+  }
+
+  origin(digest: string): ContentStore | undefined {
+    return this.byDigest.get(digest);
+  }
+
+  async fetch(desc: Descriptor, opts?: FetchOptions) {
+    const store = this.byDigest.get(desc.digest);
+    if (!store) throw notFound(`blob ${desc.digest} is not in any imported cache`);
+    return store.fetch(desc, opts);
+  }
+}
+
+export async function inspectCache(spec: CacheSpec, ctx: BackendContext = {}): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
+  const target = await openImport(spec, ctx);
+  const loaded = await loadCache(target.store, await target.resolve());
+  return { summary: summarize(loaded), loaded };
+}
+
+export interface ImportedSource {
+  index: number;
+  spec: CacheSpec;
+  store: ContentStore;
+  loaded: LoadedCache;
+}
+
+export interface ImportChainResult {
+  /** The source that hit; undefined when every source was missing (or ignored). */
+  hit?: ImportedSource;
+  graph: CacheGraph;
+  blobs: SourceBlobs;
+  /** Sources that were skipped, with why. */
+  misses: { index: number; spec: string; code: string; message: string }[];
+}
+
+function ignoresErrors(spec: CacheSpec, all?: boolean): boolean {
+  const v = spec.attrs['ignore-error'];
+  return all === true || v === 'true' || v === '1';
+}
+
+/**
+ * A fallback chain: the first source that exists wins. Not found moves on;
+ * any other error fails the import unless the source says ignore-error=true.
+ */
+export async function importChain(specs: CacheSpec[], ctx: BackendContext = {}, opts: { ignoreErrors?: boolean } = {}): Promise<ImportChainResult> {
+  const graph = new CacheGraph();
+  const blobs = new SourceBlobs();
+  const misses: ImportChainResult['misses'] = [];
+  for (const [index, spec] of specs.entries()) {
+    try {
+      const target = await openImport(spec, ctx);
+      const loaded = await loadCache(target.store, await target.resolve());
+      addToGraph(graph, loaded);
+      blobs.add(target.store, loaded);
+      return { hit: { index, spec, store: target.store, loaded }, graph, blobs, misses };
+    } catch (err) {
+      const e = err instanceof BkError ? err : undefined;
+      if (isNotFound(err) || ignoresErrors(spec, opts.ignoreErrors)) {
+        misses.push({ index, spec: formatCacheSpec(spec), code: e?.code ?? 'INTERNAL', message: (err as Error).message });
+        continue;
+      }
+      throw err;
+    }
+  }
+  return { graph, blobs, misses };
+}
+
+/** Imports every source into one graph, as BuildKit parses several configs into one chain set. */
+export async function importMerged(specs: CacheSpec[], ctx: BackendContext = {}): Promise<{ graph: CacheGraph; blobs: SourceBlobs; sources: ImportedSource[] }> {
+  const graph = new CacheGraph();
+  const blobs = new SourceBlobs();
+  const sources: ImportedSource[] = [];
+  for (const [index, spec] of specs.entries()) {
+    const target = await openImport(spec, ctx);
+    const loaded = await loadCache(target.store, await target.resolve());
+    addToGraph(graph, loaded);
+    blobs.add(target.store, loaded);
+    sources.push({ index, spec, store: target.store, loaded });
+  }
+  return { graph, blobs, sources };
+}
+
+export interface ExportResult {
+  /** Undefined when the graph had no layers and nothing was written (BuildKit skips such exports too). */
+  manifest?: Descriptor;
+  config?: Descriptor;
+  target: string;
+  tag: string;
+  stats: TransferStats;
+  warnings: string[];
+}
+
+export async function exportGraph(
+  graph: CacheGraph,
+  blobs: BlobSource,
+  spec: CacheSpec,
+  ctx: BackendContext = {},
+  opts: Omit<TransferOptions, 'tag'> = {},
+): Promise<ExportResult> {
+  const target = await openExport(spec, ctx);
+  const { config, descriptors } = graph.marshal();
+  if (config.layers.length === 0) {
+    return {
+      target: target.name,
+      tag: target.tag,
+      stats: { uploaded: 0, uploadedBytes: 0, skipped: 0, skippedBytes: 0, mounted: 0, mountedBytes: 0 },
+      warnings: ['no cache record has layers; nothing exported'],
+    };
+  }
+  const built = buildCacheManifest(config, descriptors, target.shape);
+  const stats = await pushCache(target.store, built, blobs, { ...opts, tag: target.tag });
+  return { manifest: built.manifest.desc, config: built.config.desc, target: target.name, tag: target.tag, stats, warnings: built.warnings };
+}
+
+/** Imports every source into one graph and exports it: re-shaping, converting and merging caches. */
+export async function copyCache(
+  from: CacheSpec[],
+  to: CacheSpec,
+  ctx: BackendContext = {},
+  opts: Omit<TransferOptions, 'tag'> = {},
+): Promise<ExportResult & { sources: { spec: string; summary: CacheSummary }[] }> {
+  // Validate the target's options before reading anything.
+  await openExport(to, ctx);
+  const { graph, blobs, sources } = await importMerged(from, ctx);
+  const res = await exportGraph(graph, blobs, to, ctx, opts);
+  const warnings = [...sources.flatMap((s) => s.loaded.warnings), ...res.warnings];
+  return { ...res, warnings, sources: sources.map((s) => ({ spec: formatCacheSpec(s.spec), summary: summarize(s.loaded) })) };
+}

@@ -1,0 +1,37 @@
+// A cache backend turns a spec's attributes into a store and a place in it,
+// like BuildKit's cache/remotecache/<type> packages. One folder per `type=`.
+import type { Descriptor } from '../../oci/descriptor.js';
+import type { ContentStore } from '../../store/types.js';
+import type { ShapeOptions } from '../export.js';
+
+/** Settings of the process, not of one spec: registry hosts, credentials, limits. */
+export interface BackendContext {
+  registry?: {
+    /** Per-host settings, e.g. { "127.0.0.1:5000": { insecure: true } }. */
+    hosts?: Record<string, { insecure?: boolean; mirrors?: string[] }>;
+    /** Path of a Docker config.json with credentials. */
+    dockerConfig?: string;
+    concurrency?: number;
+  };
+}
+
+export interface ImportTarget {
+  store: ContentStore;
+  /** Resolves the manifest to import; NOT_FOUND when the tag or digest is absent. */
+  resolve(): Promise<Descriptor>;
+  /** For messages: "local:/dir tag=latest". */
+  name: string;
+}
+
+export interface ExportTarget {
+  store: ContentStore;
+  tag: string;
+  shape: ShapeOptions;
+  name: string;
+}
+
+export interface Backend {
+  readonly type: string;
+  openImport(attrs: Record<string, string>, ctx: BackendContext): Promise<ImportTarget>;
+  openExport(attrs: Record<string, string>, ctx: BackendContext): Promise<ExportTarget>;
+}

@@ -1,0 +1,110 @@
+// The CLI's commands. Each parses its flags, calls src/cache, and prints.
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { copyCache, inspectCache } from '../cache/operations.js';
+import { parseCacheSpec } from '../cache/spec.js';
+import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
+import { UsageError } from './usage-error.js';
+
+export interface Command {
+  summary: string;
+  help: string;
+  run(args: string[]): Promise<number>;
+}
+
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T, help: string) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message}\n${help}`);
+  }
+}
+
+const inspect: Command = {
+  summary: 'Show what a cache holds: its shape, manifest, config and records',
+  help: `Usage: bkcache inspect --import-cache SPEC [--format json|table]
+
+Reads one cache and infers its shape: index, image-manifest or inline.
+
+  --import-cache SPEC   type=local,src=DIR[,tag=T|,digest=D]
+                        type=registry,ref=HOST/REPO[:TAG][,registry.insecure=true]
+  --format json|table   json prints one object:
+                        {"kind","mediaType","manifest","config","layers","records"}
+`,
+  async run(args) {
+    const { values } = parse(args, { 'import-cache': { type: 'string' }, format: { type: 'string' } }, this.help);
+    if (values.help) return printHelp(this.help);
+    if (!values['import-cache']) throw new UsageError('inspect needs --import-cache');
+    const format = values.format ?? 'table';
+    if (format !== 'json' && format !== 'table') throw new UsageError(`unknown --format ${format}`);
+    const { summary, loaded } = await inspectCache(parseCacheSpec(values['import-cache']));
+    for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+    if (format === 'json') process.stdout.write(JSON.stringify(summary) + '\n');
+    else process.stdout.write(`${formatSummary(summary)}\n\nrecords:\n${formatRecordsTree(loaded)}\n`);
+    return 0;
+  },
+};
+
+const copy: Command = {
+  summary: 'Copy, convert or merge caches between local layouts and registries',
+  help: `Usage: bkcache copy --import-cache SPEC [--import-cache SPEC ...] --export-cache SPEC [--format json|text]
+
+Imports every source into one cache graph (several sources merge into one
+cache) and exports it. Converting between the index and image-manifest
+shapes, or between Docker and OCI media types, is this same command.
+
+  --import-cache SPEC   a source; repeat to merge
+  --export-cache SPEC   type=local,dest=DIR[,tag=T][,image-manifest=true|false][,oci-mediatypes=true|false]
+                        type=registry,ref=HOST/REPO:TAG[,...same options]
+                        image-manifest defaults to true unless oci-mediatypes=false
+`,
+  async run(args) {
+    const { values } = parse(
+      args,
+      { 'import-cache': { type: 'string', multiple: true }, 'export-cache': { type: 'string' }, format: { type: 'string' } },
+      this.help,
+    );
+    if (values.help) return printHelp(this.help);
+    const from = values['import-cache'] ?? [];
+    if (from.length === 0) throw new UsageError('copy needs at least one --import-cache');
+    if (!values['export-cache']) throw new UsageError('copy needs --export-cache');
+    const format = values.format ?? 'text';
+    if (format !== 'json' && format !== 'text') throw new UsageError(`unknown --format ${format}`);
+    const res = await copyCache(from.map(parseCacheSpec), parseCacheSpec(values['export-cache']));
+    for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
+    if (format === 'json') {
+      process.stdout.write(
+        JSON.stringify({ manifest: res.manifest ?? null, config: res.config ?? null, target: res.target, tag: res.tag, stats: res.stats }) + '\n',
+      );
+    } else if (res.manifest) {
+      const s = res.stats;
+      process.stdout.write(
+        `exported ${res.manifest.mediaType} ${res.manifest.digest} to ${res.target}\n` +
+          `config ${res.config!.digest}\n` +
+          `blobs: ${s.uploaded} uploaded (${humanBytes(s.uploadedBytes)}), ${s.skipped} already there, ${s.mounted} mounted\n`,
+      );
+    }
+    return 0;
+  },
+};
+
+function printHelp(help: string): number {
+  process.stdout.write(help);
+  return 0;
+}
+
+export const commands: Record<string, Command> = { inspect, copy };
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;
+  return `Usage: bkcache <command> [flags]
+
+Reads and writes BuildKit build caches in registries and local OCI layouts.
+
+Commands:
+${Object.entries(commands)
+  .map(([k, c]) => `  ${k.padEnd(width)}${c.summary}`)
+  .join('\n')}
+
+Run 'bkcache <command> --help' for a command's flags.
+`;
+}
