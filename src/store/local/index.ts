@@ -2,7 +2,7 @@
 // BuildKit's local cache exporter writes it (blobs/<alg>/<hex>, index.json
 // entries tagged with org.opencontainers.image.ref.name, an oci-layout file).
 import { randomBytes } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -80,13 +80,10 @@ export class LocalStore implements ContentStore {
       verify.on('data', (c: Buffer) => opts.onProgress!((sent += c.length)));
     }
     try {
-      const fh = await fs.open(tmp, 'wx', 0o644);
-      try {
-        await pipeline(toReadable(content), verify, fh.createWriteStream({ autoClose: false }), { signal: opts.signal });
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      // flush: fsync before close, so a rename never publishes unwritten data.
+      await pipeline(toReadable(content), verify, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true }), {
+        signal: opts.signal,
+      });
       await fs.rename(tmp, file);
     } catch (err) {
       await fs.rm(tmp, { force: true });
