@@ -11,11 +11,11 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-function parse<T extends ParseArgsConfig['options']>(args: string[], options: T, help: string) {
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T) {
   try {
     return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n${help}`);
+    throw new UsageError((err as Error).message.split('\n')[0]!);
   }
 }
 
@@ -31,7 +31,7 @@ Reads one cache and infers its shape: index, image-manifest or inline.
                         {"kind","mediaType","manifest","config","layers","records"}
 `,
   async run(args) {
-    const { values } = parse(args, { 'import-cache': { type: 'string' }, format: { type: 'string' } }, this.help);
+    const { values } = parse(args, { 'import-cache': { type: 'string' }, format: { type: 'string' } });
     if (values.help) return printHelp(this.help);
     if (!values['import-cache']) throw new UsageError('inspect needs --import-cache');
     const format = values.format ?? 'table';
@@ -61,7 +61,6 @@ shapes, or between Docker and OCI media types, is this same command.
     const { values } = parse(
       args,
       { 'import-cache': { type: 'string', multiple: true }, 'export-cache': { type: 'string' }, format: { type: 'string' } },
-      this.help,
     );
     if (values.help) return printHelp(this.help);
     const from = values['import-cache'] ?? [];
