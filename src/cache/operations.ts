@@ -43,6 +43,11 @@ export class SourceBlobs implements BlobSource {
     return this.byDigest.get(digest);
   }
 
+  /** Closes the stores (connection pools) once their blobs are no longer needed. */
+  async close(): Promise<void> {
+    await Promise.all([...new Set(this.byDigest.values())].map((s) => s.close?.()));
+  }
+
   async fetch(desc: Descriptor, opts?: FetchOptions) {
     const store = this.byDigest.get(desc.digest);
     if (!store) throw notFound(`blob ${desc.digest} is not in any imported cache`);
@@ -52,8 +57,12 @@ export class SourceBlobs implements BlobSource {
 
 export async function inspectCache(spec: CacheSpec, ctx: BackendContext = {}): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
   const target = await openImport(spec, ctx);
-  const loaded = await loadCache(target.store, await target.resolve());
-  return { summary: summarize(loaded), loaded };
+  try {
+    const loaded = await loadCache(target.store, await target.resolve());
+    return { summary: summarize(loaded), loaded };
+  } finally {
+    await target.store.close?.();
+  }
 }
 
 export interface ImportedSource {
@@ -86,13 +95,15 @@ export async function importChain(specs: CacheSpec[], ctx: BackendContext = {}, 
   const blobs = new SourceBlobs();
   const misses: ImportChainResult['misses'] = [];
   for (const [index, spec] of specs.entries()) {
+    let target: Awaited<ReturnType<typeof openImport>> | undefined;
     try {
-      const target = await openImport(spec, ctx);
+      target = await openImport(spec, ctx);
       const loaded = await loadCache(target.store, await target.resolve());
       addToGraph(graph, loaded);
       blobs.add(target.store, loaded);
       return { hit: { index, spec, store: target.store, loaded }, graph, blobs, misses };
     } catch (err) {
+      await target?.store.close?.();
       const e = err instanceof BkError ? err : undefined;
       if (isNotFound(err) || ignoresErrors(spec, opts.ignoreErrors)) {
         misses.push({ index, spec: formatCacheSpec(spec), code: e?.code ?? 'INTERNAL', message: (err as Error).message });
@@ -109,12 +120,23 @@ export async function importMerged(specs: CacheSpec[], ctx: BackendContext = {})
   const graph = new CacheGraph();
   const blobs = new SourceBlobs();
   const sources: ImportedSource[] = [];
-  for (const [index, spec] of specs.entries()) {
-    const target = await openImport(spec, ctx);
-    const loaded = await loadCache(target.store, await target.resolve());
-    addToGraph(graph, loaded);
-    blobs.add(target.store, loaded);
-    sources.push({ index, spec, store: target.store, loaded });
+  try {
+    for (const [index, spec] of specs.entries()) {
+      const target = await openImport(spec, ctx);
+      let loaded: LoadedCache;
+      try {
+        loaded = await loadCache(target.store, await target.resolve());
+      } catch (err) {
+        await target.store.close?.();
+        throw err;
+      }
+      addToGraph(graph, loaded);
+      blobs.add(target.store, loaded);
+      sources.push({ index, spec, store: target.store, loaded });
+    }
+  } catch (err) {
+    await blobs.close();
+    throw err;
   }
   return { graph, blobs, sources };
 }
@@ -137,6 +159,19 @@ export async function exportGraph(
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
   const target = await openExport(spec, ctx);
+  try {
+    return await exportTo(target, graph, blobs, opts);
+  } finally {
+    await target.store.close?.();
+  }
+}
+
+async function exportTo(
+  target: Awaited<ReturnType<typeof openExport>>,
+  graph: CacheGraph,
+  blobs: BlobSource,
+  opts: Omit<TransferOptions, 'tag'>,
+): Promise<ExportResult> {
   const { config, descriptors } = graph.marshal();
   if (config.layers.length === 0) {
     return {
@@ -159,9 +194,14 @@ export async function copyCache(
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult & { sources: { spec: string; summary: CacheSummary }[] }> {
   // Validate the target's options before reading anything.
-  await openExport(to, ctx);
+  await (await openExport(to, ctx)).store.close?.();
   const { graph, blobs, sources } = await importMerged(from, ctx);
-  const res = await exportGraph(graph, blobs, to, ctx, opts);
+  let res: ExportResult;
+  try {
+    res = await exportGraph(graph, blobs, to, ctx, opts);
+  } finally {
+    await blobs.close();
+  }
   const warnings = [...sources.flatMap((s) => s.loaded.warnings), ...res.warnings];
   return { ...res, warnings, sources: sources.map((s) => ({ spec: formatCacheSpec(s.spec), summary: summarize(s.loaded) })) };
 }

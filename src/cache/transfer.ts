@@ -77,8 +77,8 @@ function mountable(target: ContentStore, origin: ContentStore | undefined): orig
   return (
     !!origin &&
     typeof target.mount === 'function' &&
-    !!origin.registryHost &&
-    origin.registryHost === target.registryHost &&
+    !!origin.registry &&
+    origin.registry === target.registry &&
     !!origin.repository &&
     origin.repository !== target.repository
   );

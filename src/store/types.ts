@@ -36,7 +36,7 @@ export interface ContentStore extends Fetcher {
   readonly location: string;
 
   /** Registry host ("ghcr.io", "127.0.0.1:5000") for registry stores; lets exports mount between repos. */
-  readonly registryHost?: string;
+  readonly registry?: string;
   /** Repository path within the registry ("org/cache"). */
   readonly repository?: string;
 

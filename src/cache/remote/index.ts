@@ -2,9 +2,13 @@
 import { invalidArgument } from '../../errors.js';
 import type { CacheSpec } from '../spec.js';
 import { localBackend } from './local/index.js';
+import { registryBackend } from './registry/index.js';
 import type { Backend, BackendContext, ExportTarget, ImportTarget } from './types.js';
 
-const backends = new Map<string, Backend>([[localBackend.type, localBackend]]);
+const backends = new Map<string, Backend>([
+  [localBackend.type, localBackend],
+  [registryBackend.type, registryBackend],
+]);
 
 export function registerBackend(b: Backend): void {
   backends.set(b.type, b);

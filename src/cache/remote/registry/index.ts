@@ -1,0 +1,41 @@
+// type=registry: a cache in a repository of an OCI registry, with buildctl's
+// attributes (cache/remotecache/registry/registry.go): ref=host/repo[:tag],
+// registry.insecure=true for plain HTTP, plus the export shape options.
+import { invalidArgument } from '../../../errors.js';
+import { parseReference } from '../../../oci/reference.js';
+import { RegistryStore, type RegistryStoreOptions } from '../../../store/registry/index.js';
+import { parseGoBool, shapeOptions } from '../../export.js';
+import type { Backend, BackendContext } from '../types.js';
+
+function storeFor(attrs: Record<string, string>, ctx: BackendContext): { store: RegistryStore; tag?: string; digest?: string; ref: string } {
+  const ref = attrs['ref'];
+  if (!ref) throw invalidArgument('type=registry needs ref=HOST/REPO[:TAG]', { reason: 'invalid-spec' });
+  const parsed = parseReference(ref);
+  const opts: RegistryStoreOptions = {
+    hosts: ctx.registry?.hosts,
+    dockerConfig: ctx.registry?.dockerConfig,
+    maxConcurrency: ctx.registry?.concurrency,
+  };
+  const insecure = attrs['registry.insecure'];
+  if (insecure !== undefined) opts.insecure = parseGoBool('registry.insecure', insecure);
+  const store = new RegistryStore({ registry: parsed.registry, repository: parsed.repository }, opts);
+  return { store, tag: parsed.tag, digest: parsed.digest, ref: parsed.toString() };
+}
+
+export const registryBackend: Backend = {
+  type: 'registry',
+
+  async openImport(attrs, ctx) {
+    const { store, tag, digest, ref } = storeFor(attrs, ctx);
+    return { store, name: ref, resolve: () => store.resolve(digest ?? tag ?? 'latest') };
+  },
+
+  async openExport(attrs, ctx) {
+    const { store, tag, digest, ref } = storeFor(attrs, ctx);
+    if (digest) {
+      await store.close();
+      throw invalidArgument(`cannot export to a digest reference ${ref}: name a tag`, { reason: 'invalid-spec' });
+    }
+    return { store, tag: tag ?? 'latest', shape: shapeOptions(attrs), name: ref };
+  },
+};
