@@ -114,11 +114,30 @@ export async function transferBlob(
 }
 
 export async function pushCache(target: ContentStore, built: BuiltCache, source: BlobSource, opts: TransferOptions = {}): Promise<TransferStats> {
+  const lease = await target.lease?.();
+  try {
+    return await pushLeased(target, built, source, opts, lease);
+  } finally {
+    await lease?.release();
+  }
+}
+
+async function pushLeased(
+  target: ContentStore,
+  built: BuiltCache,
+  source: BlobSource,
+  opts: TransferOptions,
+  lease?: { add(digest: string): Promise<void> },
+): Promise<TransferStats> {
   const stats = emptyStats();
   await mapLimit(built.blobs, opts.concurrency ?? 4, async (d) => {
     checkAborted(opts.signal);
+    // Claim before checking existence: a blob we skip must survive until tagged.
+    await lease?.add(d.digest);
     count(stats, await transferBlob(target, source, d, opts), d.size);
   });
+  await lease?.add(built.config.desc.digest);
+  await lease?.add(built.manifest.desc.digest);
   checkAborted(opts.signal);
   const cfg = await target.push(built.config.desc, built.config.bytes, { signal: opts.signal });
   opts.onProgress?.({ type: 'config', digest: built.config.desc.digest, size: built.config.desc.size, status: cfg.outcome });

@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { copyCache, inspectCache } from '../cache/operations.js';
 import { parseCacheSpec } from '../cache/spec.js';
+import { LocalStore } from '../store/local/index.js';
 import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
 import { UsageError } from './usage-error.js';
 
@@ -86,12 +87,30 @@ shapes, or between Docker and OCI media types, is this same command.
   },
 };
 
+const prune: Command = {
+  summary: 'Delete blobs of a local cache directory that no tag reaches',
+  help: `Usage: bkcache prune --store DIR [--format json|text]
+
+Keeps the blobs reachable from index.json and those an export in progress
+has claimed; deletes the rest.
+`,
+  async run(args) {
+    const { values } = parse(args, { store: { type: 'string' }, format: { type: 'string' } });
+    if (values.help) return printHelp(this.help);
+    if (!values.store) throw new UsageError('prune needs --store DIR');
+    const res = await new LocalStore(values.store).prune();
+    if (values.format === 'json') process.stdout.write(JSON.stringify(res) + '\n');
+    else process.stdout.write(`kept ${res.kept} blobs, deleted ${res.deleted} (${humanBytes(res.deletedBytes)})\n`);
+    return 0;
+  },
+};
+
 function printHelp(help: string): number {
   process.stdout.write(help);
   return 0;
 }
 
-export const commands: Record<string, Command> = { inspect, copy };
+export const commands: Record<string, Command> = { inspect, copy, prune };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;

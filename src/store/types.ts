@@ -64,6 +64,12 @@ export interface ContentStore extends Fetcher {
   /** Optional: deletes content (manifests by digest, blobs). */
   delete?(desc: Descriptor, opts?: { signal?: AbortSignal }): Promise<void>;
 
+  /**
+   * Optional: claims blobs for the length of an export so that a concurrent
+   * garbage collection keeps them even before a tag reaches them.
+   */
+  lease?(): Promise<{ add(digest: string): Promise<void>; release(): Promise<void> }>;
+
   /** Releases connections and locks. */
   close?(): Promise<void>;
 }

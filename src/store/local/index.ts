@@ -14,6 +14,7 @@ import { detectManifestMediaType } from '../../oci/manifest.js';
 import { MAX_METADATA_BYTES, toReadable, VerifyStream } from '../content.js';
 import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
 import { ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
+import { createLease, pruneLayout, reachable, type Lease, type PruneResult } from './prune.js';
 
 export interface LocalStoreOptions {
   /** Create the layout on first write (exports). Imports leave it false. */
@@ -117,7 +118,28 @@ export class LocalStore implements ContentStore {
     if (!tag) throw invalidArgument('empty tag');
     if (!(await this.exists(desc))) throw notFound(`cannot tag ${desc.digest}: manifest not in ${this.location}`);
     await this.prepare();
-    await updateIndex(this.dir, (idx) => putTag(idx, desc, tag));
+    await updateIndex(this.dir, async (idx) => {
+      // Under the index lock, which prune holds while deleting: every blob
+      // the manifest names must still be here, or the tag would dangle.
+      for (const digest of await reachable(async (d) => fs.readFile(this.blobPath(d.digest)).catch(() => undefined), [desc])) {
+        if (!(await this.exists({ mediaType: '', digest, size: 0 }))) {
+          throw notFound(`cannot tag ${desc.digest}: blob ${digest} is missing from ${this.location}`);
+        }
+      }
+      return putTag(idx, desc, tag);
+    });
+  }
+
+  /** Claims blobs against a concurrent prune for the length of an export. */
+  async lease(): Promise<Lease> {
+    await this.prepare();
+    return createLease(this.dir);
+  }
+
+  /** Deletes blobs that index.json does not reach and no live export has claimed. */
+  async prune(): Promise<PruneResult> {
+    await this.prepareRead();
+    return pruneLayout(this.dir, (d) => this.blobPath(d));
   }
 
   async delete(desc: Descriptor): Promise<void> {

@@ -93,9 +93,9 @@ export function putTag(idx: ImageIndex, desc: Descriptor, tag: string): ImageInd
   return { ...idx, schemaVersion: idx.schemaVersion || 2, manifests };
 }
 
-export async function updateIndex(dir: string, update: (idx: ImageIndex) => ImageIndex): Promise<void> {
+export async function updateIndex(dir: string, update: (idx: ImageIndex) => ImageIndex | Promise<ImageIndex>): Promise<void> {
   await withIndexLock(dir, async () => {
-    const next = update(await readIndex(dir));
+    const next = await update(await readIndex(dir));
     await writeFileAtomic(path.join(dir, 'index.json'), encodeIndex(next));
   });
 }

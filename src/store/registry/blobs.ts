@@ -1,0 +1,392 @@
+// Blob reads and uploads against the distribution API.
+// Pull: https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs
+// Push (monolithic, chunked, mount): https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
+import { Readable } from 'node:stream';
+import { BkError, dataLoss, invalidArgument } from '../../errors.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import { algorithmOf, newHasher } from '../../oci/digest.js';
+import { verified } from '../content.js';
+import type { PushResult } from '../types.js';
+import { repositoryScope } from './auth/challenge.js';
+import { header } from './client.js';
+import { RegistryError } from './errcode/index.js';
+import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
+import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
+import { ExactReader, HoldbackVerify, skipBytes, Source, type BlobSource } from './source.js';
+
+/** The smallest PATCH we send but for the last: S3-backed registries reject smaller parts. */
+export const MIN_CHUNK = 5 << 20;
+
+export interface BlobPushOptions {
+  signal?: AbortSignal;
+  onProgress?: (sent: number) => void;
+  /** Try a cross-repository mount from this repository first. */
+  mountFrom?: string;
+}
+
+const what = (ctx: RepoContext, verb: string, d: string) => `${verb} ${ctx.location}@${d}`;
+
+export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: AbortSignal): Promise<boolean> {
+  const res = await ctx.client.send({
+    method: 'HEAD',
+    url: apiUrl(ctx, 'blobs', desc.digest),
+    registry: ctx.endpoint.registry,
+    scopes: pullScope(ctx),
+    expect: [200, 404],
+    what: what(ctx, 'HEAD blob', desc.digest),
+    signal,
+  });
+  await res.body.dump().catch(() => {});
+  return res.status === 200;
+}
+
+/**
+ * Streams a blob, verified against the descriptor (size always, digest too
+ * when reading from byte 0). The transfer slot is held only until the
+ * response headers arrive: holding it for the body would deadlock callers
+ * that open several streams before reading them.
+ */
+export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, signal?: AbortSignal): Promise<Readable> {
+  if (!Number.isInteger(offset) || offset < 0 || offset > desc.size) {
+    throw invalidArgument(`offset ${offset} is outside ${desc.digest} (${desc.size} bytes)`, { reason: 'bad-offset' });
+  }
+  if (offset === desc.size && offset > 0) {
+    // "bytes=size-" is unsatisfiable (416); an empty read only needs the blob to exist.
+    if (!(await blobExists(ctx, desc, signal))) throw new BkError('NOT_FOUND', `${what(ctx, 'GET blob', desc.digest)}: not found`);
+    return Readable.from([], { objectMode: false });
+  }
+  const release = await ctx.limiter.acquire(signal);
+  try {
+    const res = await ctx.client.send({
+      method: 'GET',
+      url: apiUrl(ctx, 'blobs', desc.digest),
+      registry: ctx.endpoint.registry,
+      scopes: pullScope(ctx),
+      headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
+      expect: [200, 206],
+      what: what(ctx, 'GET blob', desc.digest),
+      signal,
+    });
+    let body: Readable = res.body;
+    if (offset > 0 && res.status === 200) body = skipBytes(body, offset);
+    if (res.status === 206) {
+      const cr = header(res, 'content-range');
+      const start = cr ? /bytes (\d+)-/.exec(cr)?.[1] : undefined;
+      if (start !== undefined && Number(start) !== offset) {
+        body.destroy();
+        throw dataLoss(`${what(ctx, 'GET blob', desc.digest)}: asked for offset ${offset}, got ${start}`, { reason: 'bad-range' });
+      }
+    }
+    return verified(body, desc, offset);
+  } finally {
+    release();
+  }
+}
+
+/** Registry-initiated upload session location, relative locations resolved. */
+function locationOf(res: { headers: Record<string, string | string[] | undefined>; url: URL }, wh: string): URL {
+  const loc = header(res, 'location');
+  if (!loc) throw new BkError('UNAVAILABLE', `${wh}: registry sent no upload location`, { reason: 'bad-response' });
+  return new URL(loc, res.url);
+}
+
+/** Adds ?digest= without re-encoding the registry's own state parameters. */
+function withDigest(loc: URL, digest: string): URL {
+  const s = loc.toString();
+  return new URL(`${s}${s.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`);
+}
+
+async function startUpload(ctx: RepoContext, desc: Descriptor, signal?: AbortSignal): Promise<{ location: URL; minChunk: number }> {
+  const wh = what(ctx, 'start upload of blob', desc.digest);
+  const res = await ctx.client.send({
+    method: 'POST',
+    url: uploadsUrl(ctx),
+    registry: ctx.endpoint.registry,
+    scopes: pushScope(ctx),
+    headers: { 'content-length': '0' },
+    expect: [202],
+    what: wh,
+    signal,
+  });
+  await res.body.dump().catch(() => {});
+  // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks
+  const min = Number(header(res, 'oci-chunk-min-length') ?? 0);
+  return { location: locationOf(res, wh), minChunk: Number.isFinite(min) ? min : 0 };
+}
+
+/**
+ * Asks for a cross-repository mount. 201: the registry linked the blob.
+ * 202: it could not (or does not mount) and opened an upload instead,
+ * whose location is returned for the caller to use.
+ */
+export async function mountBlob(
+  ctx: RepoContext,
+  desc: Descriptor,
+  from: string,
+  signal?: AbortSignal,
+): Promise<{ mounted: true } | { mounted: false; location: URL; minChunk: number }> {
+  const wh = what(ctx, `mount from ${from} of blob`, desc.digest);
+  const q = `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(from)}`;
+  const res = await ctx.client.send({
+    method: 'POST',
+    url: uploadsUrl(ctx, q),
+    registry: ctx.endpoint.registry,
+    scopes: [...pushScope(ctx), repositoryScope(from, 'pull')],
+    headers: { 'content-length': '0' },
+    expect: [201, 202],
+    what: wh,
+    signal,
+  });
+  await res.body.dump().catch(() => {});
+  if (res.status === 201) return { mounted: true };
+  const min = Number(header(res, 'oci-chunk-min-length') ?? 0);
+  return { mounted: false, location: locationOf(res, wh), minChunk: Number.isFinite(min) ? min : 0 };
+}
+
+/** Best-effort cancel of an upload session we are abandoning. */
+export async function cancelUpload(ctx: RepoContext, location: URL): Promise<void> {
+  try {
+    const res = await ctx.client.send({
+      method: 'DELETE',
+      url: location,
+      registry: ctx.endpoint.registry,
+      scopes: pushScope(ctx),
+      expect: [204, 202, 200, 404],
+      what: `cancel upload to ${ctx.location}`,
+      retry: false,
+    });
+    await res.body.dump().catch(() => {});
+  } catch {
+    // The registry purges stale uploads on its own.
+  }
+}
+
+/** Checks the registry's idea of what it stored, when it says. */
+function checkCommitted(res: { headers: Record<string, string | string[] | undefined> }, desc: Descriptor, wh: string): void {
+  const got = header(res, 'docker-content-digest');
+  if (got && got !== desc.digest) throw dataLoss(`${wh}: registry stored ${got}`, { reason: 'digest-mismatch' });
+}
+
+/** One POST-then-PUT upload: the body streams through HoldbackVerify. */
+async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source, location: URL, opts: BlobPushOptions): Promise<void> {
+  const wh = what(ctx, 'PUT blob', desc.digest);
+  const input = await src.open();
+  // Progress is counted inside the verifier: a 'data' listener here would
+  // switch the stream to flowing mode before undici starts reading it.
+  const check = new HoldbackVerify(desc, opts.onProgress);
+  let checkError: unknown;
+  check.once('error', (e) => (checkError = e));
+  input.once('error', (e) => check.destroy(e));
+  const body = input.pipe(check);
+  try {
+    const res = await ctx.client.send({
+      method: 'PUT',
+      url: withDigest(location, desc.digest),
+      registry: ctx.endpoint.registry,
+      scopes: pushScope(ctx),
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
+      body: () => body,
+      replayable: false,
+      expect: [201],
+      what: wh,
+      signal: opts.signal,
+    });
+    await res.body.dump().catch(() => {});
+    checkCommitted(res, desc, wh);
+  } catch (err) {
+    // Our own verification failure is the real story, whatever the socket said.
+    if (checkError) throw checkError;
+    throw err;
+  } finally {
+    if (!input.destroyed) input.destroy();
+  }
+}
+
+/** Raised inside an upload when the session is lost and must start over. */
+class RestartUpload extends BkError {
+  constructor(msg: string, cause?: unknown) {
+    super('UNAVAILABLE', msg, { cause, reason: 'upload-restart' });
+  }
+}
+
+/**
+ * Where an upload stands: GET on its location answers 204 with
+ * `Range: 0-<last byte>`. Returns the bytes received and the (possibly new) location.
+ * https://github.com/opencontainers/distribution-spec/blob/main/spec.md#resuming-an-upload (docker: "Upload Progress")
+ */
+async function uploadStatus(ctx: RepoContext, location: URL, wh: string, signal?: AbortSignal): Promise<{ received: number; location: URL }> {
+  let res;
+  try {
+    res = await ctx.client.send({
+      method: 'GET',
+      url: location,
+      registry: ctx.endpoint.registry,
+      scopes: pushScope(ctx),
+      expect: [204],
+      what: `${wh} (status)`,
+      signal,
+    });
+  } catch (err) {
+    // The session is gone or invalid (distribution 2.x invalidates sessions
+    // whose stored size no longer matches their state token).
+    if (err instanceof RegistryError && err.status >= 400 && err.status < 500) throw new RestartUpload(`${wh}: upload session lost`, err);
+    throw err;
+  }
+  await res.body.dump().catch(() => {});
+  const range = header(res, 'range');
+  const m = range ? /^(?:bytes=)?0-(\d+)$/.exec(range.trim()) : null;
+  // "0-0" is what distribution reports for an empty session.
+  const received = m ? (Number(m[1]) === 0 ? 0 : Number(m[1]) + 1) : 0;
+  return { received, location: header(res, 'location') ? locationOf(res, wh) : location };
+}
+
+/**
+ * Chunked upload: PATCH pieces with Content-Range, then PUT ?digest=.
+ * One chunk is buffered at a time, so a chunk that fails can be resent from
+ * wherever the registry says it stopped, even from a one-shot stream. The
+ * digest is checked before the last chunk leaves, so a mismatch never
+ * completes the upload.
+ */
+async function uploadChunked(
+  ctx: RepoContext,
+  desc: Descriptor,
+  src: Source,
+  start: { location: URL; minChunk: number },
+  opts: BlobPushOptions,
+): Promise<void> {
+  const wh = what(ctx, 'PATCH blob', desc.digest);
+  const chunkSize = Math.max(ctx.endpoint.settings.chunkSize ?? MIN_CHUNK, MIN_CHUNK, start.minChunk);
+  const reader = new ExactReader(await src.open());
+  const hasher = newHasher(algorithmOf(desc.digest));
+  let location = start.location;
+  let sent = 0;
+  try {
+    while (sent < desc.size || sent === 0) {
+      const want = Math.min(chunkSize, desc.size - sent);
+      const buf = await reader.read(want);
+      if (buf.length < want) throw dataLoss(`content of ${desc.digest} has ${sent + buf.length} bytes, descriptor says ${desc.size}`, { reason: 'size-mismatch' });
+      hasher.update(buf);
+      if (sent + want === desc.size) {
+        if ((await reader.read(1)).length > 0) throw dataLoss(`content of ${desc.digest} is larger than its descriptor's size ${desc.size}`, { reason: 'size-mismatch' });
+        const got = hasher.digest();
+        if (got !== desc.digest) throw dataLoss(`digest mismatch: expected ${desc.digest}, got ${got}`, { reason: 'digest-mismatch' });
+      }
+      if (want > 0) location = await patchChunk(ctx, location, buf, sent, wh, opts.signal);
+      sent += want;
+      opts.onProgress?.(sent);
+      if (desc.size === 0) break;
+    }
+  } catch (err) {
+    if (err instanceof BkError && err.code === 'DATA_LOSS') await cancelUpload(ctx, location);
+    throw err;
+  } finally {
+    reader.close();
+  }
+  const res = await ctx.client.send({
+    method: 'PUT',
+    url: withDigest(location, desc.digest),
+    registry: ctx.endpoint.registry,
+    scopes: pushScope(ctx),
+    headers: { 'content-length': '0' },
+    expect: [201],
+    what: what(ctx, 'commit blob', desc.digest),
+    signal: opts.signal,
+  });
+  await res.body.dump().catch(() => {});
+  checkCommitted(res, desc, wh);
+}
+
+/** Sends one chunk, resuming inside it after failures; returns the next location. */
+async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkStart: number, wh: string, signal?: AbortSignal): Promise<URL> {
+  const retry = ctx.client.retry;
+  const end = chunkStart + buf.length; // exclusive
+  let offset = chunkStart;
+  for (let failures = 0; ; ) {
+    try {
+      const res = await ctx.client.send({
+        method: 'PATCH',
+        url: location,
+        registry: ctx.endpoint.registry,
+        scopes: pushScope(ctx),
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `${offset}-${end - 1}`,
+          'content-length': String(end - offset),
+        },
+        body: () => buf.subarray(offset - chunkStart),
+        expect: [202],
+        what: wh,
+        signal,
+        retry: false,
+      });
+      await res.body.dump().catch(() => {});
+      return locationOf(res, wh);
+    } catch (err) {
+      const outOfRange = err instanceof RegistryError && err.status === 416;
+      if (!outOfRange && !isRetryable(err)) throw err;
+      if (++failures >= retry.maxAttempts) throw new RestartUpload(`${wh}: chunk at ${chunkStart} failed ${failures} times`, err);
+      await sleep(backoffDelay(failures, retry, (err as RegistryError).retryAfterMs), signal);
+      const st = await uploadStatus(ctx, location, wh, signal);
+      location = st.location;
+      if (st.received < chunkStart || st.received > end) throw new RestartUpload(`${wh}: registry holds ${st.received} bytes, chunk starts at ${chunkStart}`, err);
+      offset = st.received;
+      if (offset === end) return location;
+    }
+  }
+}
+
+/**
+ * Pushes a blob: HEAD and skip when present, else mount (when asked) or
+ * upload. A failed upload that cannot be resumed starts over from scratch
+ * within the retry budget, which needs content that can be reopened.
+ */
+export async function pushBlob(ctx: RepoContext, desc: Descriptor, content: BlobSource, opts: BlobPushOptions = {}): Promise<PushResult> {
+  if (await blobExists(ctx, desc, opts.signal)) return { outcome: 'exists', bytes: 0 };
+  const src = new Source(content);
+  const release = await ctx.limiter.acquire(opts.signal);
+  try {
+    let first: { location: URL; minChunk: number } | undefined;
+    if (opts.mountFrom && opts.mountFrom !== ctx.repository) {
+      const m = await mountBlob(ctx, desc, opts.mountFrom, opts.signal);
+      if (m.mounted) return { outcome: 'mounted', bytes: 0 };
+      first = m;
+    }
+    const chunked = ctx.endpoint.settings.chunkSize !== undefined;
+    await withRetry(
+      async () => {
+        const start = first ?? (await startUpload(ctx, desc, opts.signal));
+        first = undefined;
+        try {
+          if (chunked) await uploadChunked(ctx, desc, src, start, opts);
+          else await uploadMonolithic(ctx, desc, src, start.location, opts);
+        } catch (err) {
+          if ((isRetryable(err) || err instanceof RestartUpload) && !src.canReopen()) {
+            throw new BkError('UNAVAILABLE', `upload of ${desc.digest} to ${ctx.location} failed and cannot be restarted: the content was a one-shot stream (${(err as Error).message})`, {
+              cause: err,
+              reason: 'not-restartable',
+            });
+          }
+          throw err;
+        }
+      },
+      ctx.client.retry,
+      { signal: opts.signal, retryable: (err) => err instanceof RestartUpload || isRetryable(err) },
+    );
+    return { outcome: 'uploaded', bytes: desc.size };
+  } finally {
+    release();
+  }
+}
+
+export async function deleteBlob(ctx: RepoContext, desc: Descriptor, signal?: AbortSignal): Promise<void> {
+  const res = await ctx.client.send({
+    method: 'DELETE',
+    url: apiUrl(ctx, 'blobs', desc.digest),
+    registry: ctx.endpoint.registry,
+    scopes: deleteScope(ctx),
+    expect: [202, 200, 204],
+    what: what(ctx, 'DELETE blob', desc.digest),
+    signal,
+  });
+  await res.body.dump().catch(() => {});
+}

@@ -1,0 +1,140 @@
+// Upload content that may have to be read more than once, and the streaming
+// pieces uploads are built from. A broken upload that the registry cannot
+// resume has to start over from byte 0, which only works when the content
+// can be opened again: bytes and factories can, a plain Readable cannot.
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { BkError, dataLoss } from '../../errors.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import { algorithmOf, newHasher, type Hasher } from '../../oci/digest.js';
+
+/** Content for a push: bytes, a one-shot stream, or a function that opens a fresh stream. */
+export type BlobSource = Readable | Uint8Array | (() => Readable | Promise<Readable>);
+
+export class Source {
+  private opened = 0;
+  constructor(private readonly src: BlobSource) {}
+
+  /** Whether another open() will give the content from byte 0. */
+  canReopen(): boolean {
+    return typeof this.src === 'function' || this.src instanceof Uint8Array || this.opened === 0;
+  }
+
+  async open(): Promise<Readable> {
+    if (!this.canReopen()) throw new BkError('INTERNAL', 'content stream was already consumed', { reason: 'not-restartable' });
+    this.opened++;
+    if (typeof this.src === 'function') return this.src();
+    if (this.src instanceof Uint8Array) return Readable.from([Buffer.from(this.src.buffer, this.src.byteOffset, this.src.byteLength)], { objectMode: false });
+    return this.src;
+  }
+
+  /** Releases a one-shot stream we will not read (e.g. after a failure). */
+  discard(): void {
+    if (this.src instanceof Readable && !this.src.destroyed) this.src.destroy();
+  }
+}
+
+/**
+ * Hashes and counts bytes on their way to the registry, and holds back the
+ * last chunk until the end is verified: on a digest or size mismatch the
+ * registry never receives a complete body, so it cannot commit it.
+ */
+export class HoldbackVerify extends Transform {
+  private readonly hasher: Hasher;
+  private held: Buffer | null = null;
+  private seen = 0;
+
+  constructor(
+    private readonly desc: Descriptor,
+    private readonly onBytes?: (seen: number) => void,
+  ) {
+    super();
+    this.hasher = newHasher(algorithmOf(desc.digest));
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    this.seen += b.length;
+    this.onBytes?.(this.seen);
+    if (this.seen > this.desc.size) {
+      cb(dataLoss(`content of ${this.desc.digest} is larger than its descriptor's size ${this.desc.size}`, { reason: 'size-mismatch' }));
+      return;
+    }
+    this.hasher.update(b);
+    const prev = this.held;
+    this.held = b;
+    cb(null, prev ?? undefined);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.seen !== this.desc.size) {
+      cb(dataLoss(`content of ${this.desc.digest} has ${this.seen} bytes, descriptor says ${this.desc.size}`, { reason: 'size-mismatch' }));
+      return;
+    }
+    const got = this.hasher.digest();
+    if (got !== this.desc.digest) {
+      cb(dataLoss(`digest mismatch: expected ${this.desc.digest}, got ${got}`, { reason: 'digest-mismatch' }));
+      return;
+    }
+    cb(null, this.held ?? undefined);
+  }
+}
+
+/** Reads a stream in exact-size pieces (for chunked uploads). */
+export class ExactReader {
+  private readonly it: AsyncIterator<Buffer>;
+  private rest: Buffer | null = null;
+  private done = false;
+
+  constructor(private readonly stream: Readable) {
+    this.it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  }
+
+  /** Up to n bytes; fewer only at the end of the stream. */
+  async read(n: number): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let have = 0;
+    while (have < n) {
+      let b = this.rest;
+      this.rest = null;
+      if (!b) {
+        if (this.done) break;
+        const r = await this.it.next();
+        if (r.done) {
+          this.done = true;
+          break;
+        }
+        b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+      }
+      const take = Math.min(n - have, b.length);
+      parts.push(b.subarray(0, take));
+      have += take;
+      if (take < b.length) this.rest = b.subarray(take);
+    }
+    return Buffer.concat(parts, have);
+  }
+
+  close(): void {
+    if (!this.stream.destroyed) this.stream.destroy();
+  }
+}
+
+/** Drops the first `n` bytes (a server that ignored our Range header). */
+export function skipBytes(stream: Readable, n: number): Readable {
+  let left = n;
+  const t = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        return cb();
+      }
+      const out = chunk.subarray(left);
+      left = 0;
+      cb(null, out);
+    },
+  });
+  stream.once('error', (e) => t.destroy(e));
+  t.once('close', () => {
+    if (!stream.destroyed) stream.destroy();
+  });
+  return stream.pipe(t);
+}
