@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { registryBench } from './registry.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -24,6 +25,6 @@ function graphBench(): void {
   }
 }
 
-const benches: Record<string, () => void> = { graph: graphBench };
+const benches: Record<string, () => void | Promise<void>> = { graph: graphBench, registry: registryBench };
 const wanted = process.argv.slice(2);
-for (const [name, fn] of Object.entries(benches)) if (wanted.length === 0 || wanted.includes(name)) fn();
+for (const [name, fn] of Object.entries(benches)) if (wanted.length === 0 || wanted.includes(name)) await fn();
