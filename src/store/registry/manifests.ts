@@ -4,10 +4,13 @@
 import { BkError, dataLoss, resourceExhausted } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, digestBytes, isDigest } from '../../oci/digest.js';
-import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
+import { isManifestMediaType, MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { readAll } from '../content.js';
+import { blobExists } from './blobs.js';
 import { header, type RegistryResponse } from './client.js';
+import { RegistryError } from './errcode/index.js';
 import { apiUrl, deleteScope, pullScope, pushScope, type RepoContext } from './repo.js';
+import { backoffDelay, sleep } from './retry/policy.js';
 
 /** Default cap on manifest size: what distribution itself accepts (4 MiB). */
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 << 20;
@@ -105,6 +108,31 @@ export async function putManifest(ctx: RepoContext, ref: string, m: ManifestByte
   if (m.bytes.length > ctx.maxManifestBytes) {
     throw resourceExhausted(`${wh}: ${m.bytes.length} bytes is over the ${ctx.maxManifestBytes}-byte manifest limit`, { reason: 'too-large' });
   }
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await putOnce(ctx, ref, m, wh, signal);
+    } catch (err) {
+      if (!(err instanceof RegistryError) || err.status !== 400 || !err.codes.some((c) => REFERENCE_CODES.has(c))) throw err;
+      // distribution 2.x writes repository link files non-atomically
+      // (truncate, then write), so a PUT racing another client's push of the
+      // same blob can be told a blob is unknown or has an invalid digest.
+      // Check the claim; retry only when everything referenced is there.
+      const missing = await missingReferences(ctx, m.bytes, signal);
+      if (missing.length > 0) {
+        throw new RegistryError('FAILED_PRECONDITION', `${wh}: references content the repository lacks: ${missing.slice(0, 3).join(', ')}`, 400, [...err.codes], {
+          cause: err,
+          reason: 'manifest-blob-unknown',
+        });
+      }
+      if (attempt >= ctx.client.retry.maxAttempts) throw err;
+      await sleep(backoffDelay(attempt, ctx.client.retry), signal);
+    }
+  }
+}
+
+const REFERENCE_CODES = new Set(['MANIFEST_BLOB_UNKNOWN', 'BLOB_UNKNOWN', 'DIGEST_INVALID']);
+
+async function putOnce(ctx: RepoContext, ref: string, m: ManifestBytes, wh: string, signal?: AbortSignal): Promise<void> {
   const res = await ctx.client.send({
     method: 'PUT',
     url: apiUrl(ctx, 'manifests', ref),
@@ -121,6 +149,24 @@ export async function putManifest(ctx: RepoContext, ref: string, m: ManifestByte
   if (stored && isDigest(stored) && algorithmOf(stored) === algorithmOf(m.digest) && stored !== m.digest) {
     throw dataLoss(`${wh}: registry stored ${stored}, expected ${m.digest}`, { reason: 'digest-mismatch' });
   }
+}
+
+/** Digests a manifest or index references that the repository does not hold. */
+async function missingReferences(ctx: RepoContext, bytes: Buffer, signal?: AbortSignal): Promise<string[]> {
+  let doc: { config?: Descriptor; layers?: Descriptor[]; manifests?: Descriptor[] };
+  try {
+    doc = JSON.parse(bytes.toString('utf8')) as typeof doc;
+  } catch {
+    return [];
+  }
+  const refs = [...(doc.config ? [doc.config] : []), ...(Array.isArray(doc.layers) ? doc.layers : []), ...(Array.isArray(doc.manifests) ? doc.manifests : [])]
+    .filter((d): d is Descriptor => !!d && isDigest(d.digest) && !(Array.isArray(d.urls) && d.urls.length > 0));
+  const missing: string[] = [];
+  for (const d of refs) {
+    const present = isManifestMediaType(d.mediaType) ? (await headManifest(ctx, d.digest, signal)) !== undefined : await blobExists(ctx, d, signal);
+    if (!present) missing.push(d.digest);
+  }
+  return missing;
 }
 
 export async function deleteManifest(ctx: RepoContext, digest: string, signal?: AbortSignal): Promise<void> {

@@ -26,11 +26,6 @@ export class Source {
     if (this.src instanceof Uint8Array) return Readable.from([Buffer.from(this.src.buffer, this.src.byteOffset, this.src.byteLength)], { objectMode: false });
     return this.src;
   }
-
-  /** Releases a one-shot stream we will not read (e.g. after a failure). */
-  discard(): void {
-    if (this.src instanceof Readable && !this.src.destroyed) this.src.destroy();
-  }
 }
 
 /**

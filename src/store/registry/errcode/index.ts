@@ -76,6 +76,9 @@ export function codeFor(status: number, codes: readonly string[]): ErrorCode {
   if (status === 404) return 'NOT_FOUND';
   // 401/403/429/5xx are decided by status: bodies on them vary by vendor.
   if (status === 401 || status === 403 || status === 429 || status >= 500) return byStatus(status);
+  // distribution pairs it with DIGEST_INVALID for one bad reference; the
+  // manifest itself is fine, so this is not DATA_LOSS.
+  if (codes.includes('MANIFEST_BLOB_UNKNOWN')) return 'FAILED_PRECONDITION';
   for (const c of codes) {
     const mapped = BY_CODE[c];
     if (mapped) return mapped;

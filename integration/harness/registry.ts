@@ -1,0 +1,167 @@
+// Starts a real distribution registry (Debian's docker-registry, 2.8) for
+// tests: 127.0.0.1 only, a temp storage root, deletes enabled, and one of
+// three auth modes. Config reference: https://distribution.github.io/distribution/about/configuration/
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { signingCert, startTokenServer, type TokenServer } from './token-server.js';
+
+export const REGISTRY_BIN = '/usr/bin/docker-registry';
+
+export type RegistryAuth = 'none' | 'htpasswd' | 'token';
+
+export interface StartRegistryOptions {
+  auth?: RegistryAuth;
+  /** Default true; false makes DELETE answer 405 UNSUPPORTED. */
+  deleteEnabled?: boolean;
+  /** Token mode: let anonymous clients pull (default true). */
+  anonymousPull?: boolean;
+}
+
+export interface StartedRegistry {
+  /** "127.0.0.1:port", the registry name to put in references. */
+  host: string;
+  url: string;
+  auth: RegistryAuth;
+  /** Valid credentials (htpasswd and token modes). */
+  username?: string;
+  password?: string;
+  /** An identity (refresh) token the token server accepts (token mode). */
+  identityToken?: string;
+  tokenServer?: TokenServer;
+  /** Recent registry output, for failure messages. */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+const USER = 'bkcache';
+const PASSWORD = 'correct horse battery staple';
+const SERVICE = 'bkcache-test-registry';
+const ISSUER = 'bkcache-test-issuer';
+
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+function configYaml(root: string, port: number, authBlock: string, deleteEnabled: boolean): string {
+  return `version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: ${root}/data
+  delete:
+    enabled: ${deleteEnabled}
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:${port}
+  secret: bkcache-test-secret
+${authBlock}`;
+}
+
+async function waitReady(url: string, proc: ChildProcess, logs: () => string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`registry exited with ${proc.exitCode}:\n${logs()}`);
+    try {
+      // Any answer (200, or 401 with auth on) means it is serving.
+      const res = await fetch(`${url}/v2/`);
+      await res.arrayBuffer();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`registry did not answer on ${url} within 15s:\n${logs()}`);
+}
+
+async function startOnce(opts: StartRegistryOptions): Promise<StartedRegistry> {
+  const auth = opts.auth ?? 'none';
+  const root = mkdtempSync(join(tmpdir(), 'bkcache-registry-'));
+  const port = await freePort();
+  let tokenServer: TokenServer | undefined;
+  let authBlock = '';
+  const creds: Partial<StartedRegistry> = {};
+
+  if (auth === 'htpasswd') {
+    // bcrypt is the only hash distribution's htpasswd auth accepts.
+    const line = execFileSync('htpasswd', ['-Bbn', USER, PASSWORD], { encoding: 'utf8' }).trim();
+    writeFileSync(join(root, 'htpasswd'), line + '\n');
+    authBlock = `auth:\n  htpasswd:\n    realm: bkcache-test\n    path: ${root}/htpasswd\n`;
+    Object.assign(creds, { username: USER, password: PASSWORD });
+  } else if (auth === 'token') {
+    const identityToken = 'bkcache-refresh-token-0123456789';
+    tokenServer = await startTokenServer({
+      service: SERVICE,
+      issuer: ISSUER,
+      users: { [USER]: PASSWORD },
+      refreshTokens: { [identityToken]: USER },
+      anonymousPull: opts.anonymousPull ?? true,
+    });
+    writeFileSync(join(root, 'token-ca.pem'), signingCert().certPem);
+    authBlock =
+      `auth:\n  token:\n    realm: ${tokenServer.realm}\n    service: ${SERVICE}\n    issuer: ${ISSUER}\n` +
+      `    rootcertbundle: ${root}/token-ca.pem\n`;
+    Object.assign(creds, { username: USER, password: PASSWORD, identityToken });
+  }
+
+  const configPath = join(root, 'config.yml');
+  writeFileSync(configPath, configYaml(root, port, authBlock, opts.deleteEnabled ?? true));
+
+  let output = '';
+  const proc = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const collect = (b: Buffer) => {
+    output = (output + b.toString('utf8')).slice(-20_000);
+  };
+  proc.stdout!.on('data', collect);
+  proc.stderr!.on('data', collect);
+  const logs = () => output;
+  const url = `http://127.0.0.1:${port}`;
+
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    await tokenServer?.stop();
+    rmSync(root, { recursive: true, force: true });
+  };
+
+  try {
+    await waitReady(url, proc, logs);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { host: `127.0.0.1:${port}`, url, auth, tokenServer, logs, stop, ...creds };
+}
+
+/**
+ * Starts a registry and waits until /v2/ answers. Retries on a new port if
+ * the one picked was taken in between (freePort is inherently racy).
+ */
+export async function startRegistry(opts: StartRegistryOptions = {}): Promise<StartedRegistry> {
+  let last: unknown;
+  for (let i = 0; i < 3; i++) {
+    try {
+      return await startOnce(opts);
+    } catch (err) {
+      last = err;
+      if (!/address already in use/i.test(String(err))) throw err;
+    }
+  }
+  throw last;
+}
