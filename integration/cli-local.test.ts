@@ -4,21 +4,14 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BK, readmeMerges, readmeSummaries } from '../test/fixtures.js';
+import { BK, readmeMerges, readmeSummaries, type FixtureSummary } from '../test/fixtures.js';
 import { runCli, runJson } from './harness/cli.js';
 
 const summaries = readmeSummaries();
 const tmp = () => mkdtempSync(path.join(tmpdir(), 'bkcache-cli-'));
 const local = (dir: string, extra = '') => `type=local,src=${dir}${extra}`;
 
-interface Summary {
-  kind: string;
-  mediaType: string;
-  manifest: string;
-  config: string | null;
-  layers: number;
-  records: number;
-}
+type Summary = FixtureSummary;
 
 const ownOptions: Record<string, string> = {
   'application/vnd.oci.image.index.v1+json': 'image-manifest=false',
