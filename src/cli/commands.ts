@@ -3,6 +3,9 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { copyCache, inspectCache } from '../cache/operations.js';
 import { parseCacheSpec } from '../cache/spec.js';
 import { LocalStore } from '../store/local/index.js';
+import { Progress, parseProgressMode, type ProgressMode } from './progress.js';
+import { remoteCopy, remoteInspect } from './remote.js';
+import { serve } from './serve.js';
 import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
 import { UsageError } from './usage-error.js';
 
@@ -30,14 +33,17 @@ Reads one cache and infers its shape: index, image-manifest or inline.
                         type=registry,ref=HOST/REPO[:TAG][,registry.insecure=true]
   --format json|table   json prints one object:
                         {"kind","mediaType","manifest","config","layers","records"}
+  --addr ADDR           run through a bkcache daemon (unix:///path.sock or tcp://host:port)
+                        instead of in this process; the output is the same
 `,
   async run(args) {
-    const { values } = parse(args, { 'import-cache': { type: 'string' }, format: { type: 'string' } });
+    const { values } = parse(args, { 'import-cache': { type: 'string' }, format: { type: 'string' }, addr: { type: 'string' } });
     if (values.help) return printHelp(this.help);
     if (!values['import-cache']) throw new UsageError('inspect needs --import-cache');
     const format = values.format ?? 'table';
     if (format !== 'json' && format !== 'table') throw new UsageError(`unknown --format ${format}`);
-    const { summary, loaded } = await inspectCache(parseCacheSpec(values['import-cache']));
+    const spec = parseCacheSpec(values['import-cache']);
+    const { summary, loaded } = values.addr ? await remoteInspect(values.addr, spec) : await inspectCache(spec);
     for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
     if (format === 'json') process.stdout.write(JSON.stringify(summary) + '\n');
     else process.stdout.write(`${formatSummary(summary)}\n\nrecords:\n${formatRecordsTree(loaded)}\n`);
@@ -57,11 +63,19 @@ shapes, or between Docker and OCI media types, is this same command.
   --export-cache SPEC   type=local,dest=DIR[,tag=T][,image-manifest=true|false][,oci-mediatypes=true|false]
                         type=registry,ref=HOST/REPO:TAG[,...same options]
                         image-manifest defaults to true unless oci-mediatypes=false
+  --progress MODE       auto (default), tty (a live bar per blob), plain, json or quiet; on stderr
+  --addr ADDR           run through a bkcache daemon (unix:///path.sock or tcp://host:port)
 `,
   async run(args) {
     const { values } = parse(
       args,
-      { 'import-cache': { type: 'string', multiple: true }, 'export-cache': { type: 'string' }, format: { type: 'string' } },
+      {
+        'import-cache': { type: 'string', multiple: true },
+        'export-cache': { type: 'string' },
+        format: { type: 'string' },
+        addr: { type: 'string' },
+        progress: { type: 'string' },
+      },
     );
     if (values.help) return printHelp(this.help);
     const from = values['import-cache'] ?? [];
@@ -69,7 +83,25 @@ shapes, or between Docker and OCI media types, is this same command.
     if (!values['export-cache']) throw new UsageError('copy needs --export-cache');
     const format = values.format ?? 'text';
     if (format !== 'json' && format !== 'text') throw new UsageError(`unknown --format ${format}`);
-    const res = await copyCache(from.map(parseCacheSpec), parseCacheSpec(values['export-cache']));
+    let mode: ProgressMode;
+    try {
+      mode = parseProgressMode(values.progress);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    const sources = from.map(parseCacheSpec);
+    const target = parseCacheSpec(values['export-cache']);
+    let res: Awaited<ReturnType<typeof copyCache>>;
+    if (values.addr) {
+      res = await remoteCopy(values.addr, sources, target);
+    } else {
+      const progress = new Progress(mode);
+      try {
+        res = await copyCache(sources, target, {}, { onProgress: progress.onEvent });
+      } finally {
+        progress.done();
+      }
+    }
     for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
     if (format === 'json') {
       process.stdout.write(
@@ -110,7 +142,7 @@ function printHelp(help: string): number {
   return 0;
 }
 
-export const commands: Record<string, Command> = { inspect, copy, prune };
+export const commands: Record<string, Command> = { serve, inspect, copy, prune };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;

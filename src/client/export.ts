@@ -1,0 +1,187 @@
+// The client side of the Export conversation (see ExportRequest in
+// cache.proto): send the start and the graph, read need_blobs, stream just
+// those blobs in that order with backpressure, half-close, await done.
+import { createReadStream } from 'node:fs';
+import type { Readable } from 'node:stream';
+import type { ClientDuplexStream } from '@grpc/grpc-js';
+import type { CacheGraph } from '../cache/graph.js';
+import type { CacheSpec } from '../cache/spec.js';
+import type { TransferStats } from '../cache/transfer.js';
+import { BkError, invalidArgument, notFound } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { contentStorePath } from '../server/client-blobs.js';
+import type { WireExportRequest, WireExportResponse, WireProgress } from '../server/proto.js';
+import { fromServiceError } from '../server/status.js';
+import { descriptorFromWire, graphToWire, specToWire, splitGraph, statsFromWire } from '../server/wire.js';
+
+/**
+ * Where the daemon gets layer blobs it lacks. `contentStoreDir`: a directory
+ * laid out blobs/<alg>/<hex> (buildkitd's or containerd's content store); the
+ * daemon reads it directly when it can see it, else the client reads it and
+ * streams. `open`: a function returning the blob's bytes.
+ */
+export type BlobProvider =
+  | { contentStoreDir: string }
+  | { open(desc: Descriptor): Readable | AsyncIterable<Uint8Array> | Promise<Readable | AsyncIterable<Uint8Array>> };
+
+export interface ExportProgress {
+  kind: 'blob' | 'config' | 'manifest' | 'tag' | string;
+  digest: string;
+  size: number;
+  status: string;
+  sent: number;
+  tag: string;
+}
+
+export interface ExportOptions {
+  signal?: AbortSignal;
+  /** Deadline for the whole export, in milliseconds from now. */
+  timeoutMs?: number;
+  onProgress?: (p: ExportProgress) => void;
+  /** Size of the blob chunks sent (default 1 MiB; must stay under the daemon's message limit). */
+  chunkBytes?: number;
+}
+
+export interface ExportOutcome {
+  /** Undefined when the graph had no layers and nothing was written. */
+  manifest?: Descriptor;
+  config?: Descriptor;
+  target: string;
+  tag: string;
+  /** Daemon-side statistics; receivedBytes counts blob bytes this call carried. */
+  stats: TransferStats & { receivedBytes: number };
+  warnings: string[];
+  /** The digests the daemon asked for (need_blobs). */
+  requested: string[];
+  /** Blob bytes this client sent. */
+  sentBytes: number;
+}
+
+type Call = ClientDuplexStream<WireExportRequest, WireExportResponse>;
+
+/** The layer descriptors of a graph by digest: what `open` is called with. */
+function layersOf(graph: CacheGraph): Map<string, Descriptor> {
+  const m = new Map<string, Descriptor>();
+  for (const n of graph.nodes) for (const l of n.result?.layers ?? []) if (!m.has(l.digest)) m.set(l.digest, l);
+  return m;
+}
+
+export function runExport(call: Call, target: string | CacheSpec, graph: CacheGraph, blobs: BlobProvider, opts: ExportOptions = {}): Promise<ExportOutcome> {
+  const chunkBytes = opts.chunkBytes ?? 1 << 20;
+  const layers = layersOf(graph);
+  const dir = 'contentStoreDir' in blobs ? blobs.contentStoreDir : undefined;
+  let requested: string[] = [];
+  let sentBytes = 0;
+  let done: WireExportResponse['done'];
+  let failed: BkError | undefined;
+
+  return new Promise<ExportOutcome>((resolve, reject) => {
+    let current: AsyncIterable<Uint8Array> | undefined;
+    const fail = (err: BkError) => {
+      if (failed) return;
+      failed = err;
+      call.cancel();
+      // Stop reading the blob being sent, so a stalled source does not keep the loop alive.
+      (current as Readable | undefined)?.destroy?.();
+      reject(err);
+    };
+    const onAbort = () => fail(new BkError('CANCELLED', 'export cancelled'));
+    if (opts.signal?.aborted) return onAbort();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+
+    const write = async (m: WireExportRequest) => {
+      if (failed) throw failed;
+      // Wait for HTTP/2 flow control: nothing more than a chunk is queued in memory.
+      if (!call.write(m)) {
+        await new Promise<void>((res) => {
+          const go = () => {
+            call.off('drain', go);
+            call.off('close', go);
+            res();
+          };
+          call.on('drain', go);
+          call.on('close', go);
+        });
+      }
+      if (failed) throw failed;
+    };
+
+    const open = async (d: Descriptor): Promise<AsyncIterable<Uint8Array>> => {
+      if (dir) {
+        const s = createReadStream(contentStorePath(dir, d.digest));
+        await new Promise<void>((res, rej) => s.once('open', () => res()).once('error', (e) => rej(notFound(`blob ${d.digest} not in ${dir}: ${e.message}`))));
+        return s;
+      }
+      return (blobs as Extract<BlobProvider, { open: unknown }>).open(d);
+    };
+
+    const sendBlobs = async (digests: string[]) => {
+      for (const digest of digests) {
+        const d = layers.get(digest);
+        if (!d) throw invalidArgument(`the daemon asked for ${digest}, which is not a layer of the graph`);
+        let offset = 0;
+        const src = (current = await open(d));
+        try {
+          for await (const c of src) {
+            const buf = Buffer.isBuffer(c) ? c : Buffer.from(c);
+            for (let i = 0; i < buf.length; i += chunkBytes) {
+              const data = buf.subarray(i, i + chunkBytes);
+              await write({ msg: 'blob_chunk', blob_chunk: { digest, offset, data } });
+              offset += data.length;
+              sentBytes += data.length;
+            }
+          }
+        } finally {
+          (src as Readable).destroy?.();
+        }
+        await write({ msg: 'blob_done', blob_done: { digest } });
+      }
+      if (!failed) call.end();
+    };
+
+    call.on('data', (m: WireExportResponse) => {
+      if (m.msg === 'need_blobs') {
+        requested = m.need_blobs?.digests ?? [];
+        sendBlobs(requested).catch((err) => fail(err instanceof BkError ? err : fromServiceError(err)));
+      } else if (m.msg === 'progress' && m.progress) {
+        opts.onProgress?.(m.progress as WireProgress);
+      } else if (m.msg === 'done') {
+        done = m.done;
+      }
+    });
+    call.on('error', (err) => fail(fromServiceError(err)));
+    // The result is complete once the status is OK and every message was read;
+    // grpc-js may report these two in either order.
+    let statusOk = false;
+    let ended = false;
+    const settle = () => {
+      if (failed || !statusOk || !ended) return;
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (!done) return fail(new BkError('INTERNAL', 'the daemon ended the export without a result'));
+      resolve({
+        manifest: done.manifest ? descriptorFromWire(done.manifest, 'manifest') : undefined,
+        config: done.config ? descriptorFromWire(done.config, 'config') : undefined,
+        target: done.target,
+        tag: done.tag,
+        stats: statsFromWire(done.stats),
+        warnings: done.warnings ?? [],
+        requested,
+        sentBytes,
+      });
+    };
+    call.on('status', (st: { code: number }) => {
+      statusOk = st.code === 0; // other codes arrive through 'error'
+      settle();
+    });
+    call.on('end', () => {
+      ended = true;
+      settle();
+    });
+
+    void (async () => {
+      await write({ msg: 'start', start: { target: specToWire(target) } });
+      for (const part of splitGraph(graphToWire(graph))) await write({ msg: 'graph', graph: part });
+      await write({ msg: 'graph_done', graph_done: { content_store_dir: dir ?? '' } });
+    })().catch((err) => fail(err instanceof BkError ? err : fromServiceError(err)));
+  });
+}

@@ -1,0 +1,233 @@
+// bkcache client library: what a TypeScript build solver imports to talk to
+// a bkcache daemon (`bkcache serve`).
+//
+//   import { connect, CacheGraph } from 'bkcache';
+//   const client = connect('unix:///run/bkcache/bkcache.sock');
+//   const g = new CacheGraph();
+//   const base = g.add('sha256:…');               // a cache key
+//   const step = g.add('sha256:…');
+//   step.linkFrom(base, 0, '');                    // input 0 of step comes from base
+//   step.addResult(new Date(), [layerDescriptor]); // its layers, base first
+//   const res = await client.export('type=local,dest=/cache', g, { open: (d) => fs.createReadStream(blobPath(d)) });
+//   const { graph } = await client.import(['type=local,src=/cache']);
+//   client.close();
+//
+// Errors are BkError with the daemon's code (NOT_FOUND, DATA_LOSS, …).
+import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import type { CacheGraph as CacheGraphT } from '../cache/graph.js';
+import type { CacheSummary } from '../cache/operations.js';
+import type { CacheSpec } from '../cache/spec.js';
+import type { TransferStats } from '../cache/transfer.js';
+import { BkError } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { defaultClientAddress, grpcTarget, parseAddress } from '../server/address.js';
+import { healthProto, type ServingStatus } from '../server/health.js';
+import { cacheProto, type WireExportRequest, type WireExportResponse, type WireBlobChunk, type WireCopyResponse, type WireImportResponse, type WireInspectResponse } from '../server/proto.js';
+import { fromServiceError } from '../server/status.js';
+import { descriptorFromWire, descriptorToWire, graphFromWire, specToWire, statsFromWire, summaryFromWire } from '../server/wire.js';
+import { runExport, type BlobProvider, type ExportOptions, type ExportOutcome, type ExportProgress } from './export.js';
+
+export { CacheGraph } from '../cache/graph.js';
+export { BkError } from '../errors.js';
+export type { CacheSpec, CacheSummary, Descriptor, TransferStats, BlobProvider, ExportOptions, ExportOutcome, ExportProgress, ServingStatus };
+
+export interface ConnectOptions {
+  /** TLS for tcp:// addresses. Files are paths; omit everything to use the system CAs. */
+  tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
+  /** Largest message accepted from the daemon (import graphs can be large). Default 256 MiB. */
+  maxReceiveBytes?: number;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  /** Deadline in milliseconds from now. */
+  timeoutMs?: number;
+}
+
+export interface ImportOutcome {
+  /** The source that was imported; undefined when none existed. */
+  hit?: { index: number; manifest: Descriptor; kind: CacheSummary['kind']; summary: CacheSummary };
+  graph: CacheGraphT;
+  misses: { index: number; spec: string; code: string; message: string }[];
+  warnings: string[];
+}
+
+export interface InspectOutcome {
+  summary: CacheSummary;
+  warnings: string[];
+  /** Present when asked for with includeGraph. */
+  graph?: CacheGraphT;
+  manifest: Descriptor;
+  /** Undefined for inline caches. */
+  config?: Descriptor;
+}
+
+export interface CopyOutcome extends Omit<ExportOutcome, 'requested' | 'sentBytes'> {
+  sources: { spec: string; summary: CacheSummary }[];
+}
+
+type Spec = string | CacheSpec;
+type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+export class CacheClient {
+  private readonly client: AnyClient;
+  private readonly healthClient: AnyClient;
+
+  /** `addr`: unix:///path.sock, tcp://host:port or host:port; default $BKCACHE_ADDR or the default socket. */
+  constructor(
+    readonly address: string = defaultClientAddress(),
+    opts: ConnectOptions = {},
+  ) {
+    const a = parseAddress(address);
+    const creds =
+      a.kind === 'tcp' && opts.tls
+        ? grpc.credentials.createSsl(
+            opts.tls.ca ? readFileSync(opts.tls.ca) : null,
+            opts.tls.key ? readFileSync(opts.tls.key) : null,
+            opts.tls.cert ? readFileSync(opts.tls.cert) : null,
+          )
+        : grpc.credentials.createInsecure();
+    const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': opts.maxReceiveBytes ?? 256 << 20 };
+    if (opts.tls?.serverName) options['grpc.ssl_target_name_override'] = opts.tls.serverName;
+    this.client = new (cacheProto().ctor)(grpcTarget(a), creds, options) as unknown as AnyClient;
+    // The health client shares the channel of the cache client.
+    this.healthClient = new (healthProto().ctor)(grpcTarget(a), creds, { ...options, channelOverride: this.client.getChannel() }) as unknown as AnyClient;
+  }
+
+  private callOptions(o: CallOptions = {}): grpc.CallOptions {
+    return o.timeoutMs !== undefined ? { deadline: Date.now() + o.timeoutMs } : {};
+  }
+
+  private unary<Res>(client: AnyClient, method: string, req: unknown, o: CallOptions = {}): Promise<Res> {
+    return new Promise<Res>((resolve, reject) => {
+      if (o.signal?.aborted) return reject(new BkError('CANCELLED', `${method} cancelled`));
+      const call = client[method]!(req, new grpc.Metadata(), this.callOptions(o), (err: unknown, res: Res) => {
+        o.signal?.removeEventListener('abort', onAbort);
+        if (err) reject(fromServiceError(err));
+        else resolve(res);
+      }) as grpc.ClientUnaryCall;
+      const onAbort = () => call.cancel();
+      o.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Exports `graph` to `target` (a spec such as "type=local,dest=/dir,mode=max").
+   * The daemon asks only for layer blobs the target lacks; `blobs` provides them.
+   */
+  export(target: Spec, graph: CacheGraphT, blobs: BlobProvider, opts: ExportOptions = {}): Promise<ExportOutcome> {
+    const call = (this.client.Export as (m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientDuplexStream<WireExportRequest, WireExportResponse>)(
+      new grpc.Metadata(),
+      this.callOptions(opts),
+    );
+    return runExport(call, target, graph, blobs, opts);
+  }
+
+  /** Imports the first of `sources` that exists (NOT_FOUND moves on; other errors fail unless ignoreError). */
+  async import(sources: Spec[], opts: CallOptions & { ignoreError?: boolean } = {}): Promise<ImportOutcome> {
+    const res = await this.unary<WireImportResponse>(this.client, 'Import', { sources: sources.map(specToWire), ignore_error: !!opts.ignoreError }, opts);
+    return {
+      hit: res.hit
+        ? { index: res.hit_index, manifest: descriptorFromWire(res.manifest, 'manifest'), kind: res.kind as CacheSummary['kind'], summary: summaryFromWire(res.summary) }
+        : undefined,
+      graph: graphFromWire(res.graph),
+      misses: res.misses ?? [],
+      warnings: res.warnings ?? [],
+    };
+  }
+
+  /** The summary `bkcache inspect --format json` prints, plus warnings (and the graph on request). */
+  async inspect(spec: Spec, opts: CallOptions & { includeGraph?: boolean } = {}): Promise<InspectOutcome> {
+    const res = await this.unary<WireInspectResponse>(this.client, 'Inspect', { source: specToWire(spec), include_graph: !!opts.includeGraph }, opts);
+    return {
+      summary: summaryFromWire(res.summary),
+      warnings: res.warnings ?? [],
+      graph: opts.includeGraph ? graphFromWire(res.graph) : undefined,
+      manifest: descriptorFromWire(res.manifest, 'manifest'),
+      config: res.config ? descriptorFromWire(res.config, 'config') : undefined,
+    };
+  }
+
+  /** Imports every source into one graph and exports it, inside the daemon. */
+  async copy(sources: Spec[], target: Spec, opts: CallOptions = {}): Promise<CopyOutcome> {
+    const res = await this.unary<WireCopyResponse>(this.client, 'Copy', { sources: sources.map(specToWire), target: specToWire(target) }, opts);
+    const r = res.result;
+    return {
+      manifest: r?.manifest ? descriptorFromWire(r.manifest, 'manifest') : undefined,
+      config: r?.config ? descriptorFromWire(r.config, 'config') : undefined,
+      target: r?.target ?? '',
+      tag: r?.tag ?? '',
+      stats: statsFromWire(r?.stats),
+      warnings: r?.warnings ?? [],
+      sources: (res.sources ?? []).map((s) => ({ spec: s.spec, summary: summaryFromWire(s.summary) })),
+    };
+  }
+
+  /**
+   * Streams one blob of the cache `source`: a full descriptor is read
+   * directly; a bare digest must be the cache's manifest, config or a layer.
+   * The bytes are verified by the daemon against the digest (DATA_LOSS otherwise).
+   */
+  fetchBlob(source: Spec, blob: string | Descriptor, opts: CallOptions & { offset?: number } = {}): Readable {
+    const req = {
+      source: specToWire(source),
+      descriptor: typeof blob === 'string' ? null : descriptorToWire(blob),
+      digest: typeof blob === 'string' ? blob : blob.digest,
+      offset: opts.offset ?? 0,
+    };
+    const call = (this.client.FetchBlob as (r: unknown, m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientReadableStream<WireBlobChunk>)(
+      req,
+      new grpc.Metadata(),
+      this.callOptions(opts),
+    );
+    const onAbort = () => call.cancel();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const out = Readable.from(
+      (async function* () {
+        try {
+          for await (const m of call) yield (m as WireBlobChunk).data;
+        } catch (err) {
+          throw fromServiceError(err);
+        } finally {
+          opts.signal?.removeEventListener('abort', onAbort);
+        }
+      })(),
+      { objectMode: false },
+    );
+    // Destroying the reader early cancels the call rather than draining it.
+    out.once('close', () => call.cancel());
+    return out;
+  }
+
+  /** Reads a whole blob into memory (small blobs, tests). */
+  async readBlob(source: Spec, blob: string | Descriptor, opts: CallOptions = {}): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const c of this.fetchBlob(source, blob, opts)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** grpc.health.v1 Check; service "" is the daemon as a whole. */
+  async health(service = '', opts: CallOptions = {}): Promise<ServingStatus> {
+    const res = await this.unary<{ status: ServingStatus }>(this.healthClient, 'Check', { service }, opts);
+    return res.status;
+  }
+
+  /** Resolves once the channel is connected, or rejects after `timeoutMs`. */
+  waitForReady(timeoutMs = 5_000): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(new BkError('UNAVAILABLE', `daemon at ${this.address}: ${err.message}`)) : resolve())),
+    );
+  }
+
+  close(): void {
+    this.healthClient.close();
+    this.client.close();
+  }
+}
+
+/** Connects to a daemon (lazily: the first call dials). */
+export function connect(addr?: string, opts: ConnectOptions = {}): CacheClient {
+  return new CacheClient(addr ?? defaultClientAddress(), opts);
+}

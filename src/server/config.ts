@@ -1,0 +1,163 @@
+// Daemon settings: defaults, a YAML or JSON config file, then flags on top.
+// Unknown keys in the file are errors, so a typo never silently falls back
+// to a default. Example (YAML):
+//
+//   listen: ["unix:///run/bkcache/bkcache.sock", "tcp://127.0.0.1:7070"]
+//   root: /var/lib/bkcache/store          # the embedded default store
+//   metricsAddr: 127.0.0.1:9464           # Prometheus text on /metrics
+//   tls: { cert: server.pem, key: server.key, ca: ca.pem, clientAuth: true }
+//   registry:
+//     hosts: { "127.0.0.1:5000": { insecure: true, mirrors: [] } }
+//     credentialsFile: /root/.docker/config.json
+//     concurrency: 4
+//   limits: { maxConcurrentExports: 4, maxConcurrentImports: 16, maxQueued: 64,
+//             maxMessageBytes: 8388608, maxRecords: 500000, blobChunkBytes: 1048576 }
+//   shutdownGraceSeconds: 30
+//   log: { level: info }                  # debug | info | error | off
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { BackendContext } from '../cache/remote/index.js';
+import { invalidArgument } from '../errors.js';
+import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from './wire.js';
+
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  /** CA bundle that client certificates must chain to (mTLS). */
+  ca?: string;
+  /** Require and verify client certificates against `ca`. */
+  clientAuth?: boolean;
+}
+
+export interface Limits extends GraphLimits {
+  maxConcurrentExports: number;
+  maxConcurrentImports: number;
+  /** Calls waiting for a slot beyond this are refused with RESOURCE_EXHAUSTED. */
+  maxQueued: number;
+  maxMessageBytes: number;
+  blobChunkBytes: number;
+}
+
+export type LogLevel = 'debug' | 'info' | 'error' | 'off';
+
+export interface DaemonConfig {
+  /** Empty: the default unix socket. */
+  listen: string[];
+  root: string;
+  metricsAddr?: string;
+  tls?: TlsFiles;
+  backend: BackendContext;
+  limits: Limits;
+  shutdownGraceMs: number;
+  logLevel: LogLevel;
+}
+
+export function defaultRoot(env: NodeJS.ProcessEnv = process.env): string {
+  const data = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(data, 'bkcache', 'store');
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  ...DEFAULT_GRAPH_LIMITS,
+  maxConcurrentExports: 4,
+  maxConcurrentImports: 16,
+  maxQueued: 64,
+  maxMessageBytes: 8 << 20,
+  blobChunkBytes: 1 << 20,
+};
+
+export function defaultConfig(): DaemonConfig {
+  return { listen: [], root: defaultRoot(), backend: {}, limits: { ...DEFAULT_LIMITS }, shutdownGraceMs: 30_000, logLevel: 'info' };
+}
+
+type Obj = Record<string, unknown>;
+
+function obj(v: unknown, where: string, keys: string[]): Obj {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalidArgument(`${where} must be a mapping`, { reason: 'invalid-config' });
+  for (const k of Object.keys(v)) {
+    if (!keys.includes(k)) throw invalidArgument(`${where}: unknown key ${JSON.stringify(k)} (known: ${keys.join(', ')})`, { reason: 'invalid-config' });
+  }
+  return v as Obj;
+}
+
+function str(v: unknown, where: string): string {
+  if (typeof v !== 'string' || !v) throw invalidArgument(`${where} must be a non-empty string`, { reason: 'invalid-config' });
+  return v;
+}
+
+function posInt(v: unknown, where: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0) throw invalidArgument(`${where} must be a positive integer`, { reason: 'invalid-config' });
+  return v;
+}
+
+function bool(v: unknown, where: string): boolean {
+  if (typeof v !== 'boolean') throw invalidArgument(`${where} must be true or false`, { reason: 'invalid-config' });
+  return v;
+}
+
+/** Applies the contents of a config file; relative paths are relative to the file. */
+export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
+  const text = readFileSync(file, 'utf8');
+  let doc: unknown;
+  try {
+    doc = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw invalidArgument(`${file}: ${(err as Error).message}`, { reason: 'invalid-config' });
+  }
+  if (doc === null || doc === undefined) return cfg;
+  const base = path.dirname(path.resolve(file));
+  const rel = (p: string) => path.resolve(base, p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : p);
+  const o = obj(doc, file, ['listen', 'root', 'metricsAddr', 'tls', 'registry', 'limits', 'shutdownGraceSeconds', 'log']);
+  if (o.listen !== undefined) {
+    const l = Array.isArray(o.listen) ? o.listen : [o.listen];
+    cfg.listen = l.map((a, i) => str(a, `listen[${i}]`));
+  }
+  if (o.root !== undefined) cfg.root = rel(str(o.root, 'root'));
+  if (o.metricsAddr !== undefined) cfg.metricsAddr = str(o.metricsAddr, 'metricsAddr');
+  if (o.tls !== undefined) {
+    const t = obj(o.tls, 'tls', ['cert', 'key', 'ca', 'clientAuth']);
+    cfg.tls = { cert: rel(str(t.cert, 'tls.cert')), key: rel(str(t.key, 'tls.key')) };
+    if (t.ca !== undefined) cfg.tls.ca = rel(str(t.ca, 'tls.ca'));
+    if (t.clientAuth !== undefined) cfg.tls.clientAuth = bool(t.clientAuth, 'tls.clientAuth');
+    if (cfg.tls.clientAuth && !cfg.tls.ca) throw invalidArgument('tls.clientAuth needs tls.ca', { reason: 'invalid-config' });
+  }
+  if (o.registry !== undefined) {
+    const r = obj(o.registry, 'registry', ['hosts', 'credentialsFile', 'concurrency']);
+    const reg: NonNullable<BackendContext['registry']> = {};
+    if (r.hosts !== undefined) {
+      const hosts = obj(r.hosts, 'registry.hosts', Object.keys(r.hosts as Obj));
+      reg.hosts = {};
+      for (const [h, v] of Object.entries(hosts)) {
+        const hv = obj(v, `registry.hosts.${h}`, ['insecure', 'mirrors']);
+        reg.hosts[h] = {};
+        if (hv.insecure !== undefined) reg.hosts[h].insecure = bool(hv.insecure, `registry.hosts.${h}.insecure`);
+        if (hv.mirrors !== undefined) {
+          if (!Array.isArray(hv.mirrors)) throw invalidArgument(`registry.hosts.${h}.mirrors must be a list`, { reason: 'invalid-config' });
+          reg.hosts[h].mirrors = hv.mirrors.map((m, i) => str(m, `registry.hosts.${h}.mirrors[${i}]`));
+        }
+      }
+    }
+    if (r.credentialsFile !== undefined) reg.dockerConfig = rel(str(r.credentialsFile, 'registry.credentialsFile'));
+    if (r.concurrency !== undefined) reg.concurrency = posInt(r.concurrency, 'registry.concurrency');
+    cfg.backend = { ...cfg.backend, registry: reg };
+  }
+  if (o.limits !== undefined) {
+    const names = Object.keys(DEFAULT_LIMITS);
+    const l = obj(o.limits, 'limits', names);
+    for (const [k, v] of Object.entries(l)) (cfg.limits as unknown as Record<string, number>)[k] = posInt(v, `limits.${k}`);
+  }
+  if (o.shutdownGraceSeconds !== undefined) {
+    const g = o.shutdownGraceSeconds;
+    if (typeof g !== 'number' || !(g >= 0)) throw invalidArgument('shutdownGraceSeconds must be a number >= 0', { reason: 'invalid-config' });
+    cfg.shutdownGraceMs = g * 1000;
+  }
+  if (o.log !== undefined) {
+    const lg = obj(o.log, 'log', ['level']);
+    const level = str(lg.level, 'log.level');
+    if (!['debug', 'info', 'error', 'off'].includes(level)) throw invalidArgument(`log.level ${level}: want debug, info, error or off`, { reason: 'invalid-config' });
+    cfg.logLevel = level as LogLevel;
+  }
+  return cfg;
+}

@@ -1,0 +1,83 @@
+// What every handler shares: settings, logger, metrics, call slots; plus the
+// two things every handler does: resolve specs against the embedded default
+// store, and account for each call (one log line, metrics) when it ends.
+import path from 'node:path';
+import { status as Status } from '@grpc/grpc-js';
+import type { CacheSpec } from '../cache/spec.js';
+import { asBkError, BkError } from '../errors.js';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { Semaphore } from './semaphore.js';
+import { grpcCodeFor, statusName } from './status.js';
+import { specLabel } from './wire.js';
+
+export interface ServerContext {
+  cfg: DaemonConfig;
+  log: Logger;
+  metrics: Metrics;
+  exportSlots: Semaphore;
+  importSlots: Semaphore;
+}
+
+/**
+ * Points specs without a place at the daemon's root: an empty spec and
+ * `type=local` without src=/dest= mean the embedded store; relative local
+ * paths are taken relative to the root, since the daemon's working
+ * directory means nothing to a client.
+ */
+export function resolveSpec(cfg: DaemonConfig, spec: CacheSpec, mode: 'import' | 'export'): CacheSpec {
+  const type = spec.type || 'local';
+  if (type !== 'local') return spec;
+  const attrs = { ...spec.attrs };
+  const key = mode === 'import' ? 'src' : 'dest';
+  // An import from the place a client exported to (dest=) is what it means.
+  const given = attrs[key] ?? (mode === 'import' ? attrs['dest'] : undefined);
+  attrs[key] = given ? path.resolve(cfg.root, given) : cfg.root;
+  if (mode === 'import') delete attrs['dest'];
+  return { type, attrs };
+}
+
+/** Why grpc-js cancelled a call: its deadline passed, or the client (or a forced shutdown) ended it. */
+export function cancellation(call: { getDeadline(): Date | number }, what: string): BkError {
+  const dl = call.getDeadline();
+  const at = dl instanceof Date ? dl.getTime() : dl;
+  if (Number.isFinite(at) && at <= Date.now()) return new BkError('DEADLINE_EXCEEDED', `${what}: deadline exceeded`);
+  return new BkError('CANCELLED', `${what} cancelled by the client or by shutdown`);
+}
+
+export interface CallTracker {
+  /** Extra fields for the call's log line (specs, digests, counts: nothing secret). */
+  fields: Record<string, unknown>;
+  /** Ends the call's accounting; returns the status name. Safe to call twice. */
+  end(err?: unknown): string;
+}
+
+export function trackCall(ctx: ServerContext, method: string, peer: string): CallTracker {
+  const started = process.hrtime.bigint();
+  const stopInflight = ctx.metrics.callStarted(method);
+  const fields: Record<string, unknown> = {};
+  let ended: string | undefined;
+  return {
+    fields,
+    end(err?: unknown) {
+      if (ended) return ended;
+      const code = err === undefined ? Status.OK : grpcCodeFor(asBkError(err).code);
+      ended = statusName(code);
+      stopInflight();
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      ctx.metrics.observeCall(method, ended, seconds);
+      const line = { method, code: ended, duration_ms: Math.round(seconds * 1000), peer, ...fields } as Record<string, unknown>;
+      if (err !== undefined) {
+        const e = asBkError(err);
+        line.error = e.message.split('\n')[0];
+        if (e.reason) line.reason = e.reason;
+      }
+      if (err !== undefined && code !== Status.NOT_FOUND && code !== Status.CANCELLED) ctx.log.error('call', line);
+      else ctx.log.info('call', line);
+      return ended;
+    },
+  };
+}
+
+export { specLabel };

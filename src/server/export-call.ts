@@ -1,0 +1,241 @@
+// The Export conversation (see ExportRequest in cache.proto): start, graph
+// parts, graph_done; the daemon answers need_blobs; the client streams
+// exactly those blobs; pushCache stores blobs, config, manifest and tag in
+// that order. One message is handled at a time with the call paused, which
+// is both the ordering guarantee and the backpressure on blob data.
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import { buildCacheManifest, type BuiltCache } from '../cache/export.js';
+import { openExport, type ExportTarget } from '../cache/remote/index.js';
+import { pushCache, type ProgressEvent } from '../cache/transfer.js';
+import { asBkError, BkError, invalidArgument } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import type { ContentStore } from '../store/types.js';
+import { ClientBlobs, inContentStore } from './client-blobs.js';
+import { cancellation, resolveSpec, trackCall, type CallTracker, type ServerContext } from './context.js';
+import type { WireExportRequest, WireExportResponse, WireProgress } from './proto.js';
+import { toStatus } from './status.js';
+import { descriptorToWire, GraphAssembler, specFromWire, specLabel, statsToWire } from './wire.js';
+
+type Call = ServerDuplexStream<WireExportRequest, WireExportResponse>;
+
+/**
+ * Reports needed blobs as absent, so pushCache asks the client for exactly
+ * what need_blobs listed (a blob another export stored meanwhile is then
+ * skipped by push itself, which drops the stream). A Proxy, so every other
+ * member of the store passes through whatever the interface grows.
+ */
+function promisedStore(store: ContentStore, needed: Set<string>): ContentStore {
+  return new Proxy(store, {
+    get(t, prop) {
+      if (prop === 'exists') return (d: Descriptor, o?: { signal?: AbortSignal }) => (needed.has(d.digest) ? Promise.resolve(false) : t.exists(d, o));
+      const v = Reflect.get(t, prop, t) as unknown;
+      return typeof v === 'function' ? v.bind(t) : v;
+    },
+  });
+}
+
+class ExportSession {
+  private state: 'start' | 'graph' | 'blobs' | 'closed' = 'start';
+  private readonly ac = new AbortController();
+  private readonly tracker: CallTracker;
+  private assembler: GraphAssembler;
+  private target?: ExportTarget;
+  private blobs?: ClientBlobs;
+  private release?: () => void;
+  private pushing?: Promise<unknown>;
+  private lastProgress = new Map<string, number>();
+
+  constructor(
+    private readonly call: Call,
+    private readonly ctx: ServerContext,
+  ) {
+    this.tracker = trackCall(ctx, 'Export', call.getPeer());
+    this.assembler = new GraphAssembler(ctx.cfg.limits);
+    call.on('data', (m: WireExportRequest) => {
+      call.pause();
+      this.handle(m).then(
+        () => {
+          if (this.state !== 'closed') call.resume();
+        },
+        (err) => this.fail(err),
+      );
+    });
+    call.on('end', () => this.clientEnded());
+    // Client gone, deadline passed, or the daemon forced shutdown: grpc-js has
+    // already answered the call; what is left is to stop work and write no manifest.
+    call.on('cancelled', () => this.stop(cancellation(call, 'export')));
+    call.on('error', () => undefined);
+  }
+
+  private async handle(m: WireExportRequest): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'start') return this.onStart(m);
+    if (this.state === 'graph') {
+      if (m.msg === 'graph' && m.graph) return this.assembler.add(m.graph);
+      if (m.msg === 'graph_done') return this.onGraphDone(m.graph_done?.content_store_dir ?? '');
+      throw invalidArgument(`unexpected ${m.msg ?? 'empty message'} before graph_done`, { reason: 'protocol' });
+    }
+    if (m.msg === 'blob_chunk' && m.blob_chunk) return this.blobs!.chunk(m.blob_chunk);
+    if (m.msg === 'blob_done' && m.blob_done) return this.blobs!.blobDone(m.blob_done.digest);
+    throw invalidArgument(`unexpected ${m.msg ?? 'empty message'} after graph_done`, { reason: 'protocol' });
+  }
+
+  private async onStart(m: WireExportRequest): Promise<void> {
+    if (m.msg !== 'start' || !m.start) throw invalidArgument('the first Export message must be start', { reason: 'protocol' });
+    const spec = resolveSpec(this.ctx.cfg, specFromWire(m.start.target), 'export');
+    this.tracker.fields.target = specLabel(spec);
+    // The slot is taken before anything is opened, so a queue of exports holds no resources.
+    const release = await this.ctx.exportSlots.acquire(this.ac.signal);
+    if (this.state === 'closed') return release();
+    this.release = release;
+    this.target = await openExport(spec, this.ctx.cfg.backend);
+    this.state = 'graph';
+  }
+
+  private async onGraphDone(dir: string): Promise<void> {
+    const graph = this.assembler.build();
+    this.assembler = new GraphAssembler(this.ctx.cfg.limits); // let the wire records go
+    const { config, descriptors } = graph.marshal();
+    this.tracker.fields.records = config.records.length;
+    const target = this.target!;
+    if (config.layers.length === 0) {
+      this.send({ msg: 'need_blobs', need_blobs: { digests: [] } });
+      this.state = 'blobs';
+      this.blobs = new ClientBlobs([], new Map(), undefined, () => undefined);
+      return this.finish({ target: target.name, tag: target.tag, warnings: ['no cache record has layers; nothing exported'] });
+    }
+    const built = buildCacheManifest(config, descriptors, target.shape);
+    const needed: Descriptor[] = [];
+    const fromDir = new Map<string, Descriptor>();
+    for (const d of built.blobs) {
+      if (await target.store.exists(d, { signal: this.ac.signal })) continue;
+      if (dir && (await inContentStore(dir, d))) fromDir.set(d.digest, d);
+      else needed.push(d);
+    }
+    if (this.state === 'closed') return;
+    this.tracker.fields.layers = built.blobs.length;
+    this.tracker.fields.needed = needed.length;
+    this.blobs = new ClientBlobs(needed, fromDir, dir || undefined, (err) => this.fail(err));
+    this.state = 'blobs';
+    this.send({ msg: 'need_blobs', need_blobs: { digests: needed.map((d) => d.digest) } });
+    this.startPush(built, new Set(needed.map((d) => d.digest)));
+  }
+
+  private startPush(built: BuiltCache, needed: Set<string>): void {
+    const target = this.target!;
+    const pushing = pushCache(promisedStore(target.store, needed), built, this.blobs!, {
+      tag: target.tag,
+      signal: this.ac.signal,
+      concurrency: 4,
+      onProgress: (e) => this.progress(e),
+    });
+    this.pushing = pushing;
+    pushing.then(
+      (stats) => {
+        this.ctx.metrics.addBytes('uploaded', stats.uploadedBytes);
+        this.finish({
+          manifest: built.manifest.desc,
+          config: built.config.desc,
+          target: target.name,
+          tag: target.tag,
+          stats: statsToWire({ ...stats, receivedBytes: this.blobs!.receivedBytes }),
+          warnings: built.warnings,
+        });
+      },
+      (err) => this.fail(err),
+    );
+  }
+
+  private progress(e: ProgressEvent): void {
+    if (this.state === 'closed') return;
+    const p: WireProgress = { kind: e.type, digest: e.digest, size: 'size' in e ? e.size : 0, status: '', sent: 0, tag: '' };
+    if (e.type === 'tag') {
+      p.status = 'tagged';
+      p.tag = e.tag;
+    } else {
+      p.status = e.status;
+      if (e.type === 'blob' && e.status === 'uploading' && e.sent) {
+        // Byte counts come per chunk; a few updates a second per blob is plenty.
+        const now = Date.now();
+        if (now - (this.lastProgress.get(e.digest) ?? 0) < 200) return;
+        this.lastProgress.set(e.digest, now);
+        p.sent = e.sent;
+      }
+    }
+    this.send({ msg: 'progress', progress: p });
+  }
+
+  private send(m: WireExportResponse): void {
+    if (this.state !== 'closed' && !this.call.cancelled) this.call.write(m);
+  }
+
+  private finish(done: { manifest?: Descriptor; config?: Descriptor; target: string; tag: string; stats?: ReturnType<typeof statsToWire>; warnings: string[] }): void {
+    if (this.state === 'closed') return;
+    this.send({
+      msg: 'done',
+      done: {
+        manifest: done.manifest ? descriptorToWire(done.manifest) : null,
+        config: done.config ? descriptorToWire(done.config) : null,
+        target: done.target,
+        tag: done.tag,
+        stats: done.stats ?? null,
+        warnings: done.warnings,
+      },
+    });
+    this.state = 'closed';
+    if (done.manifest) this.tracker.fields.manifest = done.manifest.digest;
+    if (done.stats) Object.assign(this.tracker.fields, { uploaded_bytes: done.stats.uploaded_bytes, received_bytes: done.stats.received_bytes });
+    this.ctx.metrics.addBytes('received', this.blobs?.receivedBytes ?? 0);
+    this.call.end();
+    this.tracker.end();
+    this.cleanup();
+  }
+
+  private fail(err: unknown): void {
+    if (this.state === 'closed') return;
+    const e = asBkError(err);
+    this.stop(e);
+    if (!this.call.cancelled) this.call.emit('error', toStatus(e));
+  }
+
+  /** Stops all work: no manifest is written after this (pushCache checks the signal before it). */
+  private stop(e: BkError): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.ac.abort(e);
+    this.blobs?.abort(e);
+    this.ctx.metrics.addBytes('received', this.blobs?.receivedBytes ?? 0);
+    this.tracker.end(e);
+    this.cleanup();
+  }
+
+  private clientEnded(): void {
+    if (this.state === 'closed') return;
+    if (this.state !== 'blobs') {
+      this.fail(invalidArgument('the client ended the stream before graph_done', { reason: 'protocol' }));
+      return;
+    }
+    // A client whose process died also shows up as end-of-stream, with the
+    // cancellation noticed a moment later; wait for it so the log says
+    // CANCELLED rather than blaming a protocol error on a vanished client.
+    setTimeout(() => {
+      if (this.call.cancelled) this.stop(new BkError('CANCELLED', 'the client went away mid-export'));
+      else this.blobs?.clientEnded();
+    }, 100);
+  }
+
+  /** Frees the export slot once pushCache has settled, so the cap counts real work. */
+  private cleanup(): void {
+    const release = this.release;
+    this.release = undefined;
+    if (!release) return;
+    if (this.pushing) this.pushing.then(release, release);
+    else release();
+  }
+}
+
+export function exportHandler(ctx: ServerContext) {
+  return (call: Call): void => {
+    new ExportSession(call, ctx);
+  };
+}

@@ -1,0 +1,119 @@
+// The daemon: one grpc-js server with CacheService, Health and reflection,
+// bound to unix sockets and/or TCP (optionally TLS / mTLS), plus an optional
+// /metrics endpoint. Shutdown stops accepting, lets calls in flight finish
+// within a grace period, then cancels what is left (a cancelled export
+// writes no manifest) and removes its sockets.
+import { readFileSync, rmSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import type http from 'node:http';
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from './address.js';
+import type { DaemonConfig } from './config.js';
+import type { ServerContext } from './context.js';
+import { exportHandler } from './export-call.js';
+import { copyHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
+import { HealthService, healthProto } from './health.js';
+import { jsonLogger, type Logger } from './log.js';
+import { Metrics } from './metrics.js';
+import { cacheProto } from './proto.js';
+import { Semaphore } from './semaphore.js';
+
+export const SERVICE_NAME = 'bkcache.v1.CacheService';
+
+export class Daemon {
+  readonly ctx: ServerContext;
+  readonly health = new HealthService([SERVICE_NAME]);
+  /** Addresses actually bound (tcp port 0 resolved), as unix:///path or tcp://host:port. */
+  readonly addresses: string[] = [];
+  metricsAddress?: string;
+  private readonly server: grpc.Server;
+  private metricsServer?: http.Server;
+  private readonly sockets: string[] = [];
+  private stopping?: Promise<void>;
+
+  constructor(
+    readonly cfg: DaemonConfig,
+    log: Logger = jsonLogger(cfg.logLevel),
+  ) {
+    const l = cfg.limits;
+    this.ctx = {
+      cfg,
+      log,
+      metrics: new Metrics(),
+      exportSlots: new Semaphore(l.maxConcurrentExports, l.maxQueued, 'export'),
+      importSlots: new Semaphore(l.maxConcurrentImports, l.maxQueued, 'import'),
+    };
+    this.server = new grpc.Server({
+      // Oversize messages are refused by grpc-js with RESOURCE_EXHAUSTED before they reach a handler.
+      'grpc.max_receive_message_length': l.maxMessageBytes,
+      'grpc.max_send_message_length': -1,
+      // Pings find clients that vanished without closing their connection (TCP).
+      'grpc.keepalive_time_ms': 60_000,
+      'grpc.keepalive_timeout_ms': 20_000,
+    });
+    const { def, service } = cacheProto();
+    this.server.addService(service, {
+      Export: exportHandler(this.ctx),
+      Import: importHandler(this.ctx),
+      FetchBlob: fetchBlobHandler(this.ctx),
+      Inspect: inspectHandler(this.ctx),
+      Copy: copyHandler(this.ctx),
+    });
+    this.health.addTo(this.server);
+    new ReflectionService({ ...def, ...healthProto().def }).addToServer(this.server);
+  }
+
+  private credentials(a: ListenAddress): grpc.ServerCredentials {
+    const tls = this.cfg.tls;
+    // A unix socket is guarded by file permissions; TLS is for TCP listeners.
+    if (!tls || a.kind === 'unix') return grpc.ServerCredentials.createInsecure();
+    return grpc.ServerCredentials.createSsl(
+      tls.ca ? readFileSync(tls.ca) : null,
+      [{ cert_chain: readFileSync(tls.cert), private_key: readFileSync(tls.key) }],
+      tls.clientAuth === true,
+    );
+  }
+
+  async start(): Promise<void> {
+    // The embedded store exists from the start, so a first import says "no such tag", not "no such directory".
+    await mkdir(this.cfg.root, { recursive: true });
+    const listen = this.cfg.listen.length ? this.cfg.listen : [`unix://${await defaultListenSocket()}`];
+    for (const raw of listen) {
+      const a = parseAddress(raw);
+      if (a.kind === 'unix') await prepareUnixSocket(a.path);
+      const port = await new Promise<number>((resolve, reject) =>
+        this.server.bindAsync(grpcTarget(a), this.credentials(a), (err, p) => (err ? reject(err) : resolve(p))),
+      );
+      if (a.kind === 'unix') this.sockets.push(a.path);
+      this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
+    }
+    if (this.cfg.metricsAddr) {
+      const m = await this.ctx.metrics.listen(this.cfg.metricsAddr);
+      this.metricsServer = m.server;
+      this.metricsAddress = m.address;
+    }
+    this.ctx.log.info('listening', { addresses: this.addresses, metrics: this.metricsAddress ?? null, root: this.cfg.root, tls: !!this.cfg.tls });
+  }
+
+  /** Graceful stop; a second call returns the same promise. */
+  shutdown(graceMs = this.cfg.shutdownGraceMs): Promise<void> {
+    this.stopping ??= new Promise<void>((resolve) => {
+      this.ctx.log.info('shutting down', { grace_ms: graceMs });
+      this.health.setAll('NOT_SERVING');
+      this.health.endWatches();
+      const timer = setTimeout(() => {
+        this.ctx.log.info('grace period over: cancelling calls in flight');
+        this.server.forceShutdown();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        for (const s of this.sockets) rmSync(s, { force: true });
+        if (this.metricsServer) this.metricsServer.close(() => resolve());
+        else resolve();
+        this.metricsServer?.closeAllConnections();
+      });
+    });
+    return this.stopping;
+  }
+}

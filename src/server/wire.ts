@@ -1,0 +1,260 @@
+// Conversions between the core's types and the proto messages, shared by the
+// daemon and the client. Everything coming off the wire is validated here, so
+// a malformed message becomes INVALID_ARGUMENT before it reaches the core.
+import { CacheGraph, CacheNode, type Hint, type RecordHandle } from '../cache/graph.js';
+import { chainKeys } from '../cache/marshal.js';
+import type { CacheSummary } from '../cache/operations.js';
+import { formatCacheSpec, parseCacheSpec, type CacheSpec } from '../cache/spec.js';
+import type { TransferStats } from '../cache/transfer.js';
+import { invalidArgument, resourceExhausted } from '../errors.js';
+import type { Descriptor } from '../oci/descriptor.js';
+import { parseDigest } from '../oci/digest.js';
+import type { WireDescriptor, WireGraph, WireHint, WireSpec, WireStats, WireSummary } from './proto.js';
+
+export function descriptorToWire(d: Descriptor): WireDescriptor {
+  return { media_type: d.mediaType, digest: d.digest, size: d.size, annotations: { ...(d.annotations ?? {}) }, urls: [...(d.urls ?? [])] };
+}
+
+export function descriptorFromWire(w: WireDescriptor | null | undefined, where = 'descriptor'): Descriptor {
+  if (!w) throw invalidArgument(`${where} is missing`, { reason: 'malformed-descriptor' });
+  try {
+    parseDigest(w.digest);
+  } catch (err) {
+    throw invalidArgument(`${where}: ${(err as Error).message}`, { reason: 'invalid-digest' });
+  }
+  const size = Number(w.size);
+  if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument(`${where}: invalid size ${w.size}`, { reason: 'malformed-descriptor' });
+  const d: Descriptor = { mediaType: w.media_type ?? '', digest: w.digest, size };
+  if (w.annotations && Object.keys(w.annotations).length) d.annotations = { ...w.annotations };
+  if (w.urls?.length) d.urls = [...w.urls];
+  return d;
+}
+
+/** An empty spec (no text, no type) names the daemon's default store; see resolveSpec. */
+export function specFromWire(w: WireSpec | null | undefined): CacheSpec {
+  if (w?.spec) return parseCacheSpec(w.spec);
+  if (w?.type) return { type: w.type, attrs: { ...(w.attrs ?? {}) } };
+  return { type: '', attrs: { ...(w?.attrs ?? {}) } };
+}
+
+export function specToWire(s: string | CacheSpec | undefined): WireSpec {
+  if (s === undefined || s === '') return { spec: '', type: '', attrs: {} };
+  if (typeof s === 'string') return { spec: s, type: '', attrs: {} };
+  return { spec: '', type: s.type, attrs: { ...s.attrs } };
+}
+
+export function specLabel(s: CacheSpec): string {
+  return s.type ? formatCacheSpec(s) : '(default store)';
+}
+
+export function summaryToWire(s: CacheSummary): WireSummary {
+  return { kind: s.kind, media_type: s.mediaType, manifest: s.manifest, config: s.config ?? '', layers: s.layers, records: s.records };
+}
+
+export function summaryFromWire(w: WireSummary | null | undefined): CacheSummary {
+  if (!w) throw invalidArgument('response has no summary');
+  return {
+    kind: w.kind as CacheSummary['kind'],
+    mediaType: w.media_type,
+    manifest: w.manifest,
+    config: w.config || null,
+    layers: w.layers,
+    records: w.records,
+  };
+}
+
+export interface WireStatsIn extends TransferStats {
+  receivedBytes?: number;
+}
+
+export function statsToWire(s: WireStatsIn): WireStats {
+  return {
+    uploaded: s.uploaded,
+    uploaded_bytes: s.uploadedBytes,
+    skipped: s.skipped,
+    skipped_bytes: s.skippedBytes,
+    mounted: s.mounted,
+    mounted_bytes: s.mountedBytes,
+    received_bytes: s.receivedBytes ?? 0,
+  };
+}
+
+export function statsFromWire(w: WireStats | null | undefined): TransferStats & { receivedBytes: number } {
+  return {
+    uploaded: w?.uploaded ?? 0,
+    uploadedBytes: w?.uploaded_bytes ?? 0,
+    skipped: w?.skipped ?? 0,
+    skippedBytes: w?.skipped_bytes ?? 0,
+    mounted: w?.mounted ?? 0,
+    mountedBytes: w?.mounted_bytes ?? 0,
+    receivedBytes: w?.received_bytes ?? 0,
+  };
+}
+
+/** Marks a layer without an ordering hint in Result.layer_hints. */
+const NO_HINT = 0xffffffff;
+
+/** A graph as records numbered in creation order, links per input, and results (with ordering hints). */
+export function graphToWire(graph: CacheGraph): WireGraph {
+  const ids = new Map<CacheNode, number>(graph.nodes.map((n, i) => [n, i]));
+  const out: WireGraph = { records: [], links: [], results: [] };
+  const hintOf = (h: Hint | undefined): WireHint | null => (h ? { source: h[0], index: h[1] } : null);
+  const layerHints = (layers: Descriptor[]): WireHint[] => {
+    const hs = chainKeys(layers).map((k) => graph.layerHints.get(k));
+    return hs.some((h) => h) ? hs.map((h) => hintOf(h) ?? { source: NO_HINT, index: 0 }) : [];
+  };
+  graph.nodes.forEach((n, id) => {
+    out.records.push({ id, digest: n.digest, hint: hintOf(n.hint) });
+    n.links.forEach((group, input) => {
+      for (const l of group.values()) {
+        const src = ids.get(l.src);
+        if (src !== undefined) out.links.push({ record_id: id, src_id: src, input, selector: l.selector });
+      }
+    });
+    if (n.result) {
+      out.results.push({ record_id: id, created_at: n.result.createdAt, layers: n.result.layers.map(descriptorToWire), layer_hints: layerHints(n.result.layers) });
+    }
+  });
+  return out;
+}
+
+/** Splits a wire graph into parts of at most `max` entries, so no message nears the size limit. */
+export function* splitGraph(g: WireGraph, max = 2000): Generator<WireGraph> {
+  for (let i = 0; i < g.records.length; i += max) yield { records: g.records.slice(i, i + max), links: [], results: [] };
+  for (let i = 0; i < g.links.length; i += max) yield { records: [], links: g.links.slice(i, i + max), results: [] };
+  // Results carry descriptors, so fewer per part.
+  const r = Math.max(1, Math.floor(max / 8));
+  for (let i = 0; i < g.results.length; i += r) yield { records: [], links: [], results: g.results.slice(i, i + r) };
+}
+
+export interface GraphLimits {
+  maxRecords: number;
+  maxLinks: number;
+  maxLayersPerResult: number;
+  maxInputs: number;
+}
+
+export const DEFAULT_GRAPH_LIMITS: GraphLimits = { maxRecords: 500_000, maxLinks: 2_000_000, maxLayersPerResult: 1_000, maxInputs: 4_096 };
+
+/**
+ * Collects graph parts as they arrive and builds a CacheGraph once all are
+ * in. Ids are resolved only then, so parts may come in any order. Rejects
+ * duplicate ids, dangling references and loops with INVALID_ARGUMENT, and
+ * oversize graphs with RESOURCE_EXHAUSTED while they arrive.
+ */
+export class GraphAssembler {
+  private readonly records = new Map<number, { digest: string; hint?: WireHint | null }>();
+  private readonly links: WireGraph['links'] = [];
+  private readonly results: WireGraph['results'] = [];
+
+  constructor(private readonly limits: GraphLimits = DEFAULT_GRAPH_LIMITS) {}
+
+  add(part: WireGraph): void {
+    for (const r of part.records ?? []) {
+      if (this.records.has(r.id)) throw invalidArgument(`duplicate record id ${r.id}`, { reason: 'malformed-graph' });
+      if (typeof r.digest !== 'string' || r.digest === '') throw invalidArgument(`record ${r.id} has no digest`, { reason: 'malformed-graph' });
+      this.records.set(r.id, { digest: r.digest, hint: r.hint });
+    }
+    this.links.push(...(part.links ?? []));
+    this.results.push(...(part.results ?? []));
+    if (this.records.size > this.limits.maxRecords) {
+      throw resourceExhausted(`graph has more than ${this.limits.maxRecords} records`, { reason: 'graph-too-large' });
+    }
+    if (this.results.length > this.limits.maxRecords) {
+      throw resourceExhausted(`graph has more than ${this.limits.maxRecords} results`, { reason: 'graph-too-large' });
+    }
+    if (this.links.length > this.limits.maxLinks) {
+      throw resourceExhausted(`graph has more than ${this.limits.maxLinks} links`, { reason: 'graph-too-large' });
+    }
+  }
+
+  build(): CacheGraph {
+    const known = (id: number, what: string) => {
+      if (!this.records.has(id)) throw invalidArgument(`${what} names unknown record id ${id}`, { reason: 'malformed-graph' });
+    };
+    for (const l of this.links) {
+      known(l.record_id, 'link');
+      known(l.src_id, 'link');
+      // Inputs are allocated up to the index, so a huge index would be a huge allocation.
+      if (!Number.isSafeInteger(l.input) || l.input < 0 || l.input >= this.limits.maxInputs) {
+        throw invalidArgument(`link of record ${l.record_id} has input index ${l.input} (limit ${this.limits.maxInputs})`, { reason: 'malformed-graph' });
+      }
+    }
+    for (const r of this.results) known(r.record_id, 'result');
+    this.checkLoops();
+    const graph = new CacheGraph();
+    const handles = new Map<number, RecordHandle>();
+    // Creation order is id order: marshalling gives earlier records precedence
+    // on ties, and a client numbering records as it creates them keeps its order.
+    let sources = 0;
+    const hint = (h: WireHint | null | undefined): Hint | undefined => {
+      if (!h || h.source === NO_HINT) return undefined;
+      sources = Math.max(sources, h.source + 1);
+      return [h.source, h.index];
+    };
+    for (const id of [...this.records.keys()].sort((a, b) => a - b)) {
+      const r = this.records.get(id)!;
+      const handle = graph.add(r.digest);
+      if (handle instanceof CacheNode) handle.hint = hint(r.hint);
+      handles.set(id, handle);
+    }
+    for (const l of this.links) handles.get(l.record_id)!.linkFrom(handles.get(l.src_id)!, l.input, l.selector ?? '');
+    for (const r of this.results) {
+      if ((r.layers?.length ?? 0) > this.limits.maxLayersPerResult) {
+        throw resourceExhausted(`result of record ${r.record_id} has more than ${this.limits.maxLayersPerResult} layers`, { reason: 'graph-too-large' });
+      }
+      const layers = (r.layers ?? []).map((d, i) => descriptorFromWire(d, `result of record ${r.record_id}, layer ${i}`));
+      const hints = r.layer_hints ?? [];
+      if (hints.length === layers.length) {
+        chainKeys(layers).forEach((k, i) => {
+          const h = hint(hints[i]);
+          if (k && h && !graph.layerHints.has(k)) graph.layerHints.set(k, h);
+        });
+      }
+      try {
+        handles.get(r.record_id)!.addResult(r.created_at ?? '', layers);
+      } catch (err) {
+        throw invalidArgument(`result of record ${r.record_id}: ${(err as Error).message}`, { reason: 'malformed-graph', cause: err });
+      }
+    }
+    // Sources parsed into this graph later must sort after the hinted ones.
+    while (graph.newSource() + 1 < sources);
+    return graph;
+  }
+
+  /** Kahn's algorithm over src → record edges: whatever is never freed sits on a loop. */
+  private checkLoops(): void {
+    const indeg = new Map<number, number>();
+    const out = new Map<number, number[]>();
+    for (const id of this.records.keys()) indeg.set(id, 0);
+    for (const l of this.links) {
+      if (l.record_id === l.src_id) throw invalidArgument(`record ${l.record_id} links to itself`, { reason: 'looping-record' });
+      indeg.set(l.record_id, indeg.get(l.record_id)! + 1);
+      let o = out.get(l.src_id);
+      if (!o) out.set(l.src_id, (o = []));
+      o.push(l.record_id);
+    }
+    const queue = [...indeg].filter(([, d]) => d === 0).map(([id]) => id);
+    let freed = 0;
+    while (queue.length) {
+      const id = queue.pop()!;
+      freed++;
+      for (const dep of out.get(id) ?? []) {
+        const d = indeg.get(dep)! - 1;
+        indeg.set(dep, d);
+        if (d === 0) queue.push(dep);
+      }
+    }
+    if (freed < this.records.size) {
+      const stuck = [...indeg].find(([, d]) => d > 0)![0];
+      throw invalidArgument(`invalid looping record: links form a cycle (record id ${stuck} is on or after one)`, { reason: 'looping-record' });
+    }
+  }
+}
+
+/** Decodes a whole wire graph (import responses). */
+export function graphFromWire(g: WireGraph | null | undefined, limits?: GraphLimits): CacheGraph {
+  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: 1 << 20 });
+  if (g) a.add(g);
+  return a.build();
+}
