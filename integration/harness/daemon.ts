@@ -2,13 +2,13 @@
 // with a temp root, waits until it logs "listening", and collects its JSON
 // log lines so tests can check what it did and that it is still alive.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcTarget, parseAddress } from '../../src/server/address.js';
 import { cacheProto, type WireExportRequest, type WireExportResponse } from '../../src/server/proto.js';
-import { BIN, ROOT } from './cli.js';
+import { BIN } from './cli.js';
 
 export interface DaemonProcess {
   addr: string;
@@ -24,18 +24,10 @@ export interface DaemonProcess {
   cleanup(): void;
 }
 
-/**
- * How to run `serve`: through the CLI dispatcher once src/cli/commands.ts
- * registers it, else the serve module directly (same code, same flags), so
- * these tests do not depend on the order the tree's pieces land in.
- */
+/** `bkcache serve` from the build; npm test builds first. */
 function serveArgv(): string[] {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run "npm run build" first (npm test does)`);
-  const commands = path.join(ROOT, 'dist/src/cli/commands.js');
-  if (existsSync(commands) && /\bserve\b/.test(readFileSync(commands, 'utf8'))) return [BIN, 'serve'];
-  const serveJs = path.join(ROOT, 'dist/src/cli/serve.js');
-  const script = `const { serve } = await import(${JSON.stringify(serveJs)}); process.exitCode = await serve.run(process.argv.slice(1));`;
-  return ['--input-type=module', '-e', script, '--'];
+  return [BIN, 'serve'];
 }
 
 export async function startDaemon(opts: { args?: string[]; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<DaemonProcess> {

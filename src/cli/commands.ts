@@ -6,6 +6,7 @@ import { LocalStore } from '../store/local/index.js';
 import { Progress, parseProgressMode, type ProgressMode } from './progress.js';
 import { remoteCopy, remoteInspect } from './remote.js';
 import { serve } from './serve.js';
+import { connect } from '../client/index.js';
 import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
 import { UsageError } from './usage-error.js';
 
@@ -137,12 +138,33 @@ has claimed; deletes the rest.
   },
 };
 
+const health: Command = {
+  summary: "Check a running daemon's health (grpc.health.v1)",
+  help: `Usage: bkcache health [--addr ADDR]
+
+Exits 0 when the daemon answers SERVING, 1 otherwise. Used by the container
+HEALTHCHECK. ADDR defaults to $BKCACHE_ADDR, else the default socket.
+`,
+  async run(args) {
+    const { values } = parse(args, { addr: { type: 'string' } });
+    if (values.help) return printHelp(this.help);
+    const client = connect(values.addr);
+    try {
+      const status = await client.health('', { timeoutMs: 5000 });
+      process.stdout.write(`${status}\n`);
+      return status === 'SERVING' ? 0 : 1;
+    } finally {
+      client.close();
+    }
+  },
+};
+
 function printHelp(help: string): number {
   process.stdout.write(help);
   return 0;
 }
 
-export const commands: Record<string, Command> = { serve, inspect, copy, prune };
+export const commands: Record<string, Command> = { serve, inspect, copy, prune, health };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;
