@@ -43,11 +43,19 @@ function overLimitWarning(what: string, d: Descriptor): string | undefined {
     : undefined;
 }
 
-export async function loadCache(store: Fetcher, manifest: Descriptor, limit = MAX_METADATA_BYTES): Promise<LoadedCache> {
+export interface LoadOptions {
+  /** Ceiling for each config or manifest read (default 16 MiB). */
+  limit?: number;
+  signal?: AbortSignal;
+}
+
+export async function loadCache(store: Fetcher, manifest: Descriptor, opts: LoadOptions = {}): Promise<LoadedCache> {
+  const limit = opts.limit ?? MAX_METADATA_BYTES;
+  const signal = opts.signal;
   const warnings: string[] = [];
   const w = overLimitWarning('manifest', manifest);
   if (w) warnings.push(w);
-  const bytes = await fetchBytes(store, manifest, limit);
+  const bytes = await fetchBytes(store, manifest, limit, signal);
   const doc = parseJsonBytes(bytes, `manifest ${manifest.digest}`);
   const mediaType = detectManifestMediaType(doc);
 
@@ -67,7 +75,7 @@ export async function loadCache(store: Fetcher, manifest: Descriptor, limit = MA
   if (configDesc) {
     const cw = overLimitWarning('cache config', configDesc);
     if (cw) warnings.push(cw);
-    const config = decodeCacheConfig(await fetchBytes(store, configDesc, limit));
+    const config = decodeCacheConfig(await fetchBytes(store, configDesc, limit, signal));
     return {
       kind: isIndexMediaType(mediaType) ? 'index' : 'image-manifest',
       mediaType,
@@ -79,7 +87,7 @@ export async function loadCache(store: Fetcher, manifest: Descriptor, limit = MA
       warnings,
     };
   }
-  return loadInline(store, manifest, mediaType, doc, warnings, limit);
+  return loadInline(store, manifest, mediaType, doc, warnings, limit, signal);
 }
 
 async function loadInline(
@@ -89,6 +97,7 @@ async function loadInline(
   doc: unknown,
   warnings: string[],
   limit: number,
+  signal?: AbortSignal,
 ): Promise<LoadedCache> {
   // Every image manifest reachable from the top one, each once, in index order.
   const images: { digest: string; doc: unknown }[] = [];
@@ -103,7 +112,7 @@ async function loadInline(
     if (depth > 4) throw invalidArgument('index nesting is too deep', { reason: 'uninferrable' });
     for (const child of decodeIndex(d).manifests) {
       if (!isManifestMediaType(child.mediaType) || seen.has(child.digest)) continue;
-      const cd = parseJsonBytes(await fetchBytes(store, child, limit), `manifest ${child.digest}`);
+      const cd = parseJsonBytes(await fetchBytes(store, child, limit, signal), `manifest ${child.digest}`);
       await walk(child.digest, cd, detectManifestMediaType(cd), depth + 1);
     }
   };
@@ -115,7 +124,7 @@ async function loadInline(
   for (const img of images) {
     const m = decodeManifest(img.doc);
     if (!m.config.digest || m.layers.length === 0) continue;
-    const { part, skipped } = inlineCacheFromImage(m, await fetchBytes(store, m.config, limit));
+    const { part, skipped } = inlineCacheFromImage(m, await fetchBytes(store, m.config, limit, signal));
     if (!part) {
       if (skipped && skipped !== 'image has no inline cache') warnings.push(`${img.digest}: ${skipped}; skipped`);
       continue;

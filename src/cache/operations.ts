@@ -55,10 +55,14 @@ export class SourceBlobs implements BlobSource {
   }
 }
 
-export async function inspectCache(spec: CacheSpec, ctx: BackendContext = {}): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
+export async function inspectCache(
+  spec: CacheSpec,
+  ctx: BackendContext = {},
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
   const target = await openImport(spec, ctx);
   try {
-    const loaded = await loadCache(target.store, await target.resolve());
+    const loaded = await loadCache(target.store, await target.resolve(), { signal: opts.signal });
     return { summary: summarize(loaded), loaded };
   } finally {
     await target.store.close?.();
@@ -90,21 +94,27 @@ function ignoresErrors(spec: CacheSpec, all?: boolean): boolean {
  * A fallback chain: the first source that exists wins. Not found moves on;
  * any other error fails the import unless the source says ignore-error=true.
  */
-export async function importChain(specs: CacheSpec[], ctx: BackendContext = {}, opts: { ignoreErrors?: boolean } = {}): Promise<ImportChainResult> {
+export async function importChain(
+  specs: CacheSpec[],
+  ctx: BackendContext = {},
+  opts: { ignoreErrors?: boolean; signal?: AbortSignal } = {},
+): Promise<ImportChainResult> {
   const graph = new CacheGraph();
   const blobs = new SourceBlobs();
   const misses: ImportChainResult['misses'] = [];
   for (const [index, spec] of specs.entries()) {
     let target: Awaited<ReturnType<typeof openImport>> | undefined;
     try {
+      opts.signal?.throwIfAborted();
       target = await openImport(spec, ctx);
-      const loaded = await loadCache(target.store, await target.resolve());
+      const loaded = await loadCache(target.store, await target.resolve(), { signal: opts.signal });
       addToGraph(graph, loaded);
       blobs.add(target.store, loaded);
       return { hit: { index, spec, store: target.store, loaded }, graph, blobs, misses };
     } catch (err) {
       await target?.store.close?.();
       const e = err instanceof BkError ? err : undefined;
+      if (opts.signal?.aborted) throw err;
       if (isNotFound(err) || ignoresErrors(spec, opts.ignoreErrors)) {
         misses.push({ index, spec: formatCacheSpec(spec), code: e?.code ?? 'INTERNAL', message: (err as Error).message });
         continue;
@@ -116,16 +126,21 @@ export async function importChain(specs: CacheSpec[], ctx: BackendContext = {}, 
 }
 
 /** Imports every source into one graph, as BuildKit parses several configs into one chain set. */
-export async function importMerged(specs: CacheSpec[], ctx: BackendContext = {}): Promise<{ graph: CacheGraph; blobs: SourceBlobs; sources: ImportedSource[] }> {
+export async function importMerged(
+  specs: CacheSpec[],
+  ctx: BackendContext = {},
+  opts: { signal?: AbortSignal } = {},
+): Promise<{ graph: CacheGraph; blobs: SourceBlobs; sources: ImportedSource[] }> {
   const graph = new CacheGraph();
   const blobs = new SourceBlobs();
   const sources: ImportedSource[] = [];
   try {
     for (const [index, spec] of specs.entries()) {
+      opts.signal?.throwIfAborted();
       const target = await openImport(spec, ctx);
       let loaded: LoadedCache;
       try {
-        loaded = await loadCache(target.store, await target.resolve());
+        loaded = await loadCache(target.store, await target.resolve(), { signal: opts.signal });
       } catch (err) {
         await target.store.close?.();
         throw err;
@@ -195,7 +210,7 @@ export async function copyCache(
 ): Promise<ExportResult & { sources: { spec: string; summary: CacheSummary }[] }> {
   // Validate the target's options before reading anything.
   await (await openExport(to, ctx)).store.close?.();
-  const { graph, blobs, sources } = await importMerged(from, ctx);
+  const { graph, blobs, sources } = await importMerged(from, ctx, { signal: opts.signal });
   let res: ExportResult;
   try {
     res = await exportGraph(graph, blobs, to, ctx, opts);

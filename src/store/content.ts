@@ -82,11 +82,11 @@ export async function readAll(stream: Readable | AsyncIterable<Uint8Array>, limi
 }
 
 /** Fetches small content (configs, manifests) whole, verified against its descriptor. */
-export async function fetchBytes(store: Fetcher, desc: Descriptor, limit = MAX_METADATA_BYTES): Promise<Buffer> {
+export async function fetchBytes(store: Fetcher, desc: Descriptor, limit = MAX_METADATA_BYTES, signal?: AbortSignal): Promise<Buffer> {
   if (desc.size > limit) {
     throw resourceExhausted(`${desc.digest} is ${desc.size} bytes, over the ${limit}-byte limit`, { reason: 'too-large' });
   }
-  const stream = await store.fetch(desc);
+  const stream = await store.fetch(desc, { signal });
   return readAll(verified(stream, desc), limit, desc.digest);
 }
 
