@@ -105,10 +105,16 @@ export async function transferBlob(
   checkAborted(opts.signal);
   progress?.({ type: 'blob', digest: d.digest, size: d.size, status: 'uploading', sent: 0 });
   const stream = await source.fetch(d, { signal: opts.signal });
-  const res = await target.push(d, stream, {
-    signal: opts.signal,
-    onProgress: progress ? (sent) => progress({ type: 'blob', digest: d.digest, size: d.size, status: 'uploading', sent }) : undefined,
-  });
+  let res;
+  try {
+    res = await target.push(d, stream, {
+      signal: opts.signal,
+      onProgress: progress ? (sent) => progress({ type: 'blob', digest: d.digest, size: d.size, status: 'uploading', sent }) : undefined,
+    });
+  } finally {
+    // A store may answer without reading (the blob appeared meanwhile); release the source either way.
+    stream.destroy();
+  }
   progress?.({ type: 'blob', digest: d.digest, size: d.size, status: res.outcome });
   return res.outcome;
 }

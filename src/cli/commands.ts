@@ -6,6 +6,7 @@ import { LocalStore } from '../store/local/index.js';
 import { Progress, parseProgressMode, type ProgressMode } from './progress.js';
 import { remoteCopy, remoteInspect } from './remote.js';
 import { serve } from './serve.js';
+import { token } from './token.js';
 import { connect } from '../client/index.js';
 import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
 import { UsageError } from './usage-error.js';
@@ -164,7 +165,7 @@ function printHelp(help: string): number {
   return 0;
 }
 
-export const commands: Record<string, Command> = { serve, inspect, copy, prune, health };
+export const commands: Record<string, Command> = { serve, inspect, copy, prune, health, token };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;

@@ -16,7 +16,8 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
                          Default: unix:///run/bkcache/bkcache.sock, else
                          $XDG_RUNTIME_DIR/bkcache/bkcache.sock, else /tmp/bkcache-$UID/bkcache.sock
   --config FILE          YAML or JSON settings: listen, root, metricsAddr, tls, registry
-                         (hosts, credentialsFile), limits, shutdownGraceSeconds, log
+                         (hosts, credentialsFile), limits, shutdownGraceSeconds, log,
+                         auth (bearer tokens), tiers (global and tenant caches)
   --root DIR             the embedded default store (an OCI layout directory) used by
                          specs without a place (type=local with no src/dest).
                          Default: ~/.local/share/bkcache/store
@@ -26,6 +27,11 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
   --tls-ca FILE          require client certificates signed by this CA (mTLS)
   --grace SECONDS        how long calls in flight may take after SIGTERM (default 30)
   --log-level LEVEL      debug, info, error or off (default info)
+  --insecure-no-auth-tcp listen on tcp:// although no auth key is configured: every
+                         caller then has the daemon's full access (config:
+                         auth.allowUnauthenticatedTcp). Without auth (auth.hmacSecretFile
+                         or auth.publicKeyFile in --config) the daemon otherwise serves
+                         unix sockets only. Tokens: bkcache token --help
 `;
 
 export const serve: Command = {
@@ -46,6 +52,7 @@ export const serve: Command = {
           'tls-ca': { type: 'string' },
           grace: { type: 'string' },
           'log-level': { type: 'string' },
+          'insecure-no-auth-tcp': { type: 'boolean' },
           help: { type: 'boolean', short: 'h' },
         },
         strict: true,
@@ -77,6 +84,7 @@ export const serve: Command = {
       if (!(g >= 0)) throw new UsageError(`invalid --grace ${values.grace}`);
       cfg.shutdownGraceMs = g * 1000;
     }
+    if (values['insecure-no-auth-tcp']) cfg.auth = { ...cfg.auth, allowUnauthenticatedTcp: true };
     if (values['log-level']) {
       if (!['debug', 'info', 'error', 'off'].includes(values['log-level'])) throw new UsageError(`invalid --log-level ${values['log-level']}`);
       cfg.logLevel = values['log-level'] as LogLevel;

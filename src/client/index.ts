@@ -2,7 +2,7 @@
 // a bkcache daemon (`bkcache serve`).
 //
 //   import { connect, CacheGraph } from 'bkcache';
-//   const client = connect('unix:///run/bkcache/bkcache.sock');
+//   const client = connect('unix:///run/bkcache/bkcache.sock');   // a daemon with auth on: { token } or $BKCACHE_TOKEN
 //   const g = new CacheGraph();
 //   const base = g.add('sha256:…');               // a cache key
 //   const step = g.add('sha256:…');
@@ -38,6 +38,12 @@ export interface ConnectOptions {
   tls?: { ca?: string; cert?: string; key?: string; serverName?: string };
   /** Largest message accepted from the daemon (import graphs can be large). Default 256 MiB. */
   maxReceiveBytes?: number;
+  /**
+   * Bearer token for a daemon with auth on (`bkcache token` mints them), sent
+   * as "authorization: Bearer …" on every call; a function is asked anew for
+   * each call, so a solver can refresh tokens. Default: $BKCACHE_TOKEN.
+   */
+  token?: string | (() => string);
 }
 
 export interface CallOptions {
@@ -74,6 +80,7 @@ type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 export class CacheClient {
   private readonly client: AnyClient;
   private readonly healthClient: AnyClient;
+  private readonly token?: string | (() => string);
 
   /** `addr`: unix:///path.sock, tcp://host:port or host:port; default $BKCACHE_ADDR or the default socket. */
   constructor(
@@ -81,6 +88,7 @@ export class CacheClient {
     opts: ConnectOptions = {},
   ) {
     const a = parseAddress(address);
+    this.token = opts.token ?? (process.env.BKCACHE_TOKEN || undefined);
     const creds =
       a.kind === 'tcp' && opts.tls
         ? grpc.credentials.createSsl(
@@ -96,6 +104,14 @@ export class CacheClient {
     this.healthClient = new (healthProto().ctor)(grpcTarget(a), creds, { ...options, channelOverride: this.client.getChannel() }) as unknown as AnyClient;
   }
 
+  /** Per-call metadata: grpc-js refuses call credentials on insecure channels (unix sockets), so the token goes here. */
+  private metadata(): grpc.Metadata {
+    const m = new grpc.Metadata();
+    const t = typeof this.token === 'function' ? this.token() : this.token;
+    if (t) m.set('authorization', `Bearer ${t}`);
+    return m;
+  }
+
   private callOptions(o: CallOptions = {}): grpc.CallOptions {
     return o.timeoutMs !== undefined ? { deadline: Date.now() + o.timeoutMs } : {};
   }
@@ -103,7 +119,7 @@ export class CacheClient {
   private unary<Res>(client: AnyClient, method: string, req: unknown, o: CallOptions = {}): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (o.signal?.aborted) return reject(new BkError('CANCELLED', `${method} cancelled`));
-      const call = client[method]!(req, new grpc.Metadata(), this.callOptions(o), (err: unknown, res: Res) => {
+      const call = client[method]!(req, this.metadata(), this.callOptions(o), (err: unknown, res: Res) => {
         o.signal?.removeEventListener('abort', onAbort);
         if (err) reject(fromServiceError(err));
         else resolve(res);
@@ -119,7 +135,7 @@ export class CacheClient {
    */
   export(target: Spec, graph: CacheGraphT, blobs: BlobProvider, opts: ExportOptions = {}): Promise<ExportOutcome> {
     const call = (this.client.Export as (m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientDuplexStream<WireExportRequest, WireExportResponse>)(
-      new grpc.Metadata(),
+      this.metadata(),
       this.callOptions(opts),
     );
     return runExport(call, target, graph, blobs, opts);
@@ -179,7 +195,7 @@ export class CacheClient {
     };
     const call = (this.client.FetchBlob as (r: unknown, m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientReadableStream<WireBlobChunk>)(
       req,
-      new grpc.Metadata(),
+      this.metadata(),
       this.callOptions(opts),
     );
     const onAbort = () => call.cancel();

@@ -11,7 +11,6 @@ import type { BlobSource } from '../cache/transfer.js';
 import { asBkError, BkError, dataLoss, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseDigest } from '../oci/digest.js';
-import { verified } from '../store/content.js';
 import type { WireBlobChunk } from './proto.js';
 
 /** Path of a blob in a buildkitd/containerd content store (blobs/<alg>/<hex>). */
@@ -54,8 +53,11 @@ export class ClientBlobs implements BlobSource {
     private readonly onError: (err: BkError) => void,
   ) {
     for (const d of order) {
-      // 1 MiB: room for one chunk of the recommended size while the consumer catches up.
-      const pass = new PassThrough({ highWaterMark: 1 << 20 });
+      // 4 MiB: room for a few chunks of the recommended 1 MiB, so the call is
+      // paused only when the store falls behind, not after every chunk (at
+      // 1 MiB every chunk waited for the hash and the file write before the
+      // next was read). Only the blob being sent fills: blobs come in order.
+      const pass = new PassThrough({ highWaterMark: 4 << 20 });
       // abort() destroys blobs nobody reads yet; their error is reported through onError, not here.
       pass.on('error', () => undefined);
       this.incoming.set(d.digest, { desc: d, pass, received: 0, consumed: false, done: false });
@@ -68,13 +70,18 @@ export class ClientBlobs implements BlobSource {
     if (inc) {
       if (inc.consumed) throw new BkError('INTERNAL', `blob ${desc.digest} was requested twice`);
       inc.consumed = true;
-      const v = verified(inc.pass, inc.desc);
-      v.once('error', (err) => this.fail(asBkError(err)));
-      return v;
+      // Not wrapped in verified(): every ContentStore.push verifies digest and
+      // size while it streams (see ContentStore.push), and fetch() only feeds
+      // pushCache, so a second sha256 here cost a whole core-second per GiB
+      // and capped Export throughput. Sizes are still checked as chunks come
+      // (chunk(), blobDone()). A mismatch fails the push, which destroys this
+      // stream with the DATA_LOSS error: fail the export at once on it.
+      inc.pass.once('error', (err) => this.fail(asBkError(err)));
+      return inc.pass;
     }
     if (this.dir && this.fromDir.has(desc.digest)) {
-      const d = this.fromDir.get(desc.digest)!;
-      return verified(createReadStream(contentStorePath(this.dir, d.digest), { highWaterMark: 1 << 20 }), d);
+      // Verified by the push as above; inContentStore() checked the size.
+      return createReadStream(contentStorePath(this.dir, desc.digest), { highWaterMark: 1 << 20 });
     }
     throw notFound(`blob ${desc.digest} was neither sent by the client nor found in the content store`);
   }
@@ -108,6 +115,9 @@ export class ClientBlobs implements BlobSource {
     const inc = this.incoming.get(digest);
     if (!inc) throw invalidArgument(`blob_done for ${JSON.stringify(digest)}, which was not asked for`, { reason: 'unknown-blob' });
     this.checkTurn(digest, 'blob_done');
+    if (inc.received !== inc.desc.size) {
+      throw dataLoss(`content of ${digest} has ${inc.received} bytes, descriptor says ${inc.desc.size}`, { reason: 'size-mismatch' });
+    }
     inc.done = true;
     this.cursor++;
     if (!inc.pass.destroyed) inc.pass.end();

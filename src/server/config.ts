@@ -14,12 +14,24 @@
 //             maxMessageBytes: 8388608, maxRecords: 500000, blobChunkBytes: 1048576 }
 //   shutdownGraceSeconds: 30
 //   log: { level: info }                  # debug | info | error | off
+//   auth:                                 # bearer tokens; without a key, unix sockets only
+//     audience: bkcache                   # the aud tokens must carry (default bkcache)
+//     hmacSecretFile: token.secret        # HS256, and/or
+//     publicKeyFile: token.pub.pem        # ES256 (P-256) or RS256; privateKeyFile is for `bkcache token`
+//     allowUnauthenticatedTcp: false
+//   tiers:                                # type=tier,name=N → [tenant, global] (see auth/tiers.ts)
+//     global: "registry.internal/cache/global/{name}"   # quoted: braces open a YAML flow map
+//     tenant: "registry.internal/cache/{tenant}/{name}"
+//     tenants: { bigco: { global: "…", tenant: "…" } }
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { BackendContext } from '../cache/remote/index.js';
 import { invalidArgument } from '../errors.js';
+import { defaultAuthSettings, type AuthSettings } from './auth/keys.js';
+import { checkTemplate, type TierSettings, type TierTemplates } from './auth/tiers.js';
+import { TENANT_RE } from './auth/token.js';
 import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from './wire.js';
 
 export interface TlsFiles {
@@ -52,6 +64,10 @@ export interface DaemonConfig {
   limits: Limits;
   shutdownGraceMs: number;
   logLevel: LogLevel;
+  /** Bearer-token auth; off (unix sockets only) until a key file is set. */
+  auth: AuthSettings;
+  /** The global and tenant cache templates behind `type=tier` specs. */
+  tiers?: TierSettings;
 }
 
 export function defaultRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -69,7 +85,7 @@ export const DEFAULT_LIMITS: Limits = {
 };
 
 export function defaultConfig(): DaemonConfig {
-  return { listen: [], root: defaultRoot(), backend: {}, limits: { ...DEFAULT_LIMITS }, shutdownGraceMs: 30_000, logLevel: 'info' };
+  return { listen: [], root: defaultRoot(), backend: {}, limits: { ...DEFAULT_LIMITS }, shutdownGraceMs: 30_000, logLevel: 'info', auth: defaultAuthSettings() };
 }
 
 type Obj = Record<string, unknown>;
@@ -109,7 +125,7 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
   if (doc === null || doc === undefined) return cfg;
   const base = path.dirname(path.resolve(file));
   const rel = (p: string) => path.resolve(base, p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : p);
-  const o = obj(doc, file, ['listen', 'root', 'metricsAddr', 'tls', 'registry', 'limits', 'shutdownGraceSeconds', 'log']);
+  const o = obj(doc, file, ['listen', 'root', 'metricsAddr', 'tls', 'registry', 'limits', 'shutdownGraceSeconds', 'log', 'auth', 'tiers']);
   if (o.listen !== undefined) {
     const l = Array.isArray(o.listen) ? o.listen : [o.listen];
     cfg.listen = l.map((a, i) => str(a, `listen[${i}]`));
@@ -159,5 +175,42 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
     if (!['debug', 'info', 'error', 'off'].includes(level)) throw invalidArgument(`log.level ${level}: want debug, info, error or off`, { reason: 'invalid-config' });
     cfg.logLevel = level as LogLevel;
   }
+  if (o.auth !== undefined) applyAuth(cfg, o.auth, rel);
+  if (o.tiers !== undefined) cfg.tiers = parseTiers(o.tiers);
   return cfg;
+}
+
+function applyAuth(cfg: DaemonConfig, v: unknown, rel: (p: string) => string): void {
+  const keys = ['audience', 'issuer', 'hmacSecretFile', 'publicKeyFile', 'privateKeyFile', 'clockSkewSeconds', 'allowUnauthenticatedTcp'];
+  const a = obj(v, 'auth', keys);
+  const out: AuthSettings = { ...cfg.auth };
+  if (a.audience !== undefined) out.audience = str(a.audience, 'auth.audience');
+  if (a.issuer !== undefined) out.issuer = str(a.issuer, 'auth.issuer');
+  for (const k of ['hmacSecretFile', 'publicKeyFile', 'privateKeyFile'] as const) if (a[k] !== undefined) out[k] = rel(str(a[k], `auth.${k}`));
+  if (a.clockSkewSeconds !== undefined) {
+    const n = a.clockSkewSeconds;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n > 600) throw invalidArgument('auth.clockSkewSeconds must be an integer from 0 to 600', { reason: 'invalid-config' });
+    out.clockSkewSeconds = n;
+  }
+  if (a.allowUnauthenticatedTcp !== undefined) out.allowUnauthenticatedTcp = bool(a.allowUnauthenticatedTcp, 'auth.allowUnauthenticatedTcp');
+  cfg.auth = out;
+}
+
+function templates(v: unknown, where: string): TierTemplates {
+  const t = obj(v, where, ['global', 'tenant']);
+  return { global: checkTemplate(str(t.global, `${where}.global`), `${where}.global`), tenant: checkTemplate(str(t.tenant, `${where}.tenant`), `${where}.tenant`) };
+}
+
+function parseTiers(v: unknown): TierSettings {
+  const t = obj(v, 'tiers', ['global', 'tenant', 'tenants']);
+  const out: TierSettings = { tenants: {} };
+  if (t.global !== undefined || t.tenant !== undefined) out.default = templates({ global: t.global, tenant: t.tenant }, 'tiers');
+  if (t.tenants !== undefined) {
+    const per = obj(t.tenants, 'tiers.tenants', Object.keys(t.tenants as Obj));
+    for (const [id, tv] of Object.entries(per)) {
+      if (!TENANT_RE.test(id)) throw invalidArgument(`tiers.tenants: ${JSON.stringify(id)} is not a tenant id (lowercase letters, digits, '.', '_', '-')`, { reason: 'invalid-config' });
+      out.tenants[id] = templates(tv, `tiers.tenants.${id}`);
+    }
+  }
+  return out;
 }

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
 import type { CacheSpec } from '../cache/spec.js';
 import { asBkError, BkError } from '../errors.js';
+import type { AuthRuntime } from './access.js';
+import { newAudit, scrub, type AuditRecord } from './auth/audit.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -18,6 +20,8 @@ export interface ServerContext {
   metrics: Metrics;
   exportSlots: Semaphore;
   importSlots: Semaphore;
+  /** Token verification and tiers, loaded once from cfg.auth and cfg.tiers. */
+  auth: AuthRuntime;
 }
 
 /**
@@ -49,6 +53,8 @@ export function cancellation(call: { getDeadline(): Date | number }, what: strin
 export interface CallTracker {
   /** Extra fields for the call's log line (specs, digests, counts: nothing secret). */
   fields: Record<string, unknown>;
+  /** Who called, what it touched and the bytes moved: the audit part of the same line. */
+  audit: AuditRecord;
   /** Ends the call's accounting; returns the status name. Safe to call twice. */
   end(err?: unknown): string;
 }
@@ -57,9 +63,11 @@ export function trackCall(ctx: ServerContext, method: string, peer: string): Cal
   const started = process.hrtime.bigint();
   const stopInflight = ctx.metrics.callStarted(method);
   const fields: Record<string, unknown> = {};
+  const audit = newAudit();
   let ended: string | undefined;
   return {
     fields,
+    audit,
     end(err?: unknown) {
       if (ended) return ended;
       const code = err === undefined ? Status.OK : grpcCodeFor(asBkError(err).code);
@@ -67,14 +75,16 @@ export function trackCall(ctx: ServerContext, method: string, peer: string): Cal
       stopInflight();
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       ctx.metrics.observeCall(method, ended, seconds);
-      const line = { method, code: ended, duration_ms: Math.round(seconds * 1000), peer, ...fields } as Record<string, unknown>;
+      // One line per call is also the audit record: tenant, method, refs, code and bytes side by side.
+      const line = { method, code: ended, duration_ms: Math.round(seconds * 1000), peer, ...audit, ...fields } as Record<string, unknown>;
       if (err !== undefined) {
         const e = asBkError(err);
         line.error = e.message.split('\n')[0];
         if (e.reason) line.reason = e.reason;
       }
-      if (err !== undefined && code !== Status.NOT_FOUND && code !== Status.CANCELLED) ctx.log.error('call', line);
-      else ctx.log.info('call', line);
+      const safe = scrub(line) as Record<string, unknown>;
+      if (err !== undefined && code !== Status.NOT_FOUND && code !== Status.CANCELLED) ctx.log.error('call', safe);
+      else ctx.log.info('call', safe);
       return ended;
     },
   };

@@ -3,18 +3,24 @@
 // exactly those blobs; pushCache stores blobs, config, manifest and tag in
 // that order. One message is handled at a time with the call paused, which
 // is both the ordering guarantee and the backpressure on blob data.
+// The caller is authenticated when the call opens and the target authorized
+// at start, before any store is opened; content_store_dir is authorized at
+// graph_done. need_blobs consults only the target and repositories the caller
+// may pull, so it never tells whether a blob exists anywhere else.
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { buildCacheManifest, type BuiltCache } from '../cache/export.js';
-import { openExport, type ExportTarget } from '../cache/remote/index.js';
-import { pushCache, type ProgressEvent } from '../cache/transfer.js';
+import { openExport, openImport, type ExportTarget } from '../cache/remote/index.js';
+import type { CacheSpec } from '../cache/spec.js';
+import { pushCache, type BlobSource, type ProgressEvent } from '../cache/transfer.js';
 import { asBkError, BkError, invalidArgument } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentStore } from '../store/types.js';
+import { authenticate, type Caller } from './access.js';
 import { ClientBlobs, inContentStore } from './client-blobs.js';
-import { cancellation, resolveSpec, trackCall, type CallTracker, type ServerContext } from './context.js';
+import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from './proto.js';
 import { toStatus } from './status.js';
-import { descriptorToWire, GraphAssembler, specFromWire, specLabel, statsToWire } from './wire.js';
+import { descriptorToWire, GraphAssembler, specLabel, statsToWire } from './wire.js';
 
 type Call = ServerDuplexStream<WireExportRequest, WireExportResponse>;
 
@@ -44,6 +50,12 @@ class ExportSession {
   private release?: () => void;
   private pushing?: Promise<unknown>;
   private lastProgress = new Map<string, number>();
+  private caller?: Caller;
+  /** Other tiers of a tier target that the caller may pull: blobs found there are mounted, not asked for. */
+  private mountFrom: CacheSpec[] = [];
+  /** Stores opened for mounting, by digest they hold; closed with the session. */
+  private readonly mounts = new Map<string, ContentStore>();
+  private readonly mountStores: ContentStore[] = [];
 
   constructor(
     private readonly call: Call,
@@ -65,6 +77,11 @@ class ExportSession {
     // already answered the call; what is left is to stop work and write no manifest.
     call.on('cancelled', () => this.stop(cancellation(call, 'export')));
     call.on('error', () => undefined);
+    try {
+      this.caller = authenticate(ctx, call.metadata, this.tracker.audit);
+    } catch (err) {
+      this.fail(err);
+    }
   }
 
   private async handle(m: WireExportRequest): Promise<void> {
@@ -82,7 +99,9 @@ class ExportSession {
 
   private async onStart(m: WireExportRequest): Promise<void> {
     if (m.msg !== 'start' || !m.start) throw invalidArgument('the first Export message must be start', { reason: 'protocol' });
-    const spec = resolveSpec(this.ctx.cfg, specFromWire(m.start.target), 'export');
+    // Authorized before the slot and before any store: a refused export costs nothing and reveals nothing.
+    const { spec, mountFrom } = this.caller!.writeTarget(m.start.target, 'the export target');
+    this.mountFrom = mountFrom;
     this.tracker.fields.target = specLabel(spec);
     // The slot is taken before anything is opened, so a queue of exports holds no resources.
     const release = await this.ctx.exportSlots.acquire(this.ac.signal);
@@ -92,7 +111,8 @@ class ExportSession {
     this.state = 'graph';
   }
 
-  private async onGraphDone(dir: string): Promise<void> {
+  private async onGraphDone(given: string): Promise<void> {
+    const dir = given ? this.caller!.contentDir(given) : '';
     const graph = this.assembler.build();
     this.assembler = new GraphAssembler(this.ctx.cfg.limits); // let the wire records go
     const { config, descriptors } = graph.marshal();
@@ -107,9 +127,12 @@ class ExportSession {
     const built = buildCacheManifest(config, descriptors, target.shape);
     const needed: Descriptor[] = [];
     const fromDir = new Map<string, Descriptor>();
+    const siblings = await this.openMountSources(target.store);
     for (const d of built.blobs) {
       if (await target.store.exists(d, { signal: this.ac.signal })) continue;
-      if (dir && (await inContentStore(dir, d))) fromDir.set(d.digest, d);
+      const at = await this.findMountable(siblings, d);
+      if (at) this.mounts.set(d.digest, at);
+      else if (dir && (await inContentStore(dir, d))) fromDir.set(d.digest, d);
       else needed.push(d);
     }
     if (this.state === 'closed') return;
@@ -121,9 +144,32 @@ class ExportSession {
     this.startPush(built, new Set(needed.map((d) => d.digest)));
   }
 
+  /** Stores of the other tiers on the target's registry (the only ones a mount can come from). */
+  private async openMountSources(target: ContentStore): Promise<ContentStore[]> {
+    const out: ContentStore[] = [];
+    for (const spec of this.mountFrom) {
+      const { store } = await openImport(spec, this.ctx.cfg.backend);
+      this.mountStores.push(store);
+      if (store.registry && store.registry === target.registry && store.repository !== target.repository) out.push(store);
+    }
+    return out;
+  }
+
+  private async findMountable(siblings: ContentStore[], d: Descriptor): Promise<ContentStore | undefined> {
+    for (const s of siblings) if (await s.exists(d, { signal: this.ac.signal })) return s;
+    return undefined;
+  }
+
   private startPush(built: BuiltCache, needed: Set<string>): void {
     const target = this.target!;
-    const pushing = pushCache(promisedStore(target.store, needed), built, this.blobs!, {
+    const client = this.blobs!;
+    // Blobs of another tier are mounted from it (transferBlob asks origin()); should the registry decline
+    // the mount, they are read from that tier, which the caller may pull, never from anywhere else.
+    const source: BlobSource = {
+      fetch: (d, o) => this.mounts.get(d.digest)?.fetch(d, o) ?? client.fetch(d),
+      origin: (digest) => this.mounts.get(digest),
+    };
+    const pushing = pushCache(promisedStore(target.store, needed), built, source, {
       tag: target.tag,
       signal: this.ac.signal,
       concurrency: 4,
@@ -184,7 +230,8 @@ class ExportSession {
     });
     this.state = 'closed';
     if (done.manifest) this.tracker.fields.manifest = done.manifest.digest;
-    if (done.stats) Object.assign(this.tracker.fields, { uploaded_bytes: done.stats.uploaded_bytes, received_bytes: done.stats.received_bytes });
+    if (done.stats) Object.assign(this.tracker.fields, { uploaded_bytes: done.stats.uploaded_bytes, received_bytes: done.stats.received_bytes, mounted: done.stats.mounted });
+    this.tracker.audit.bytes = this.blobs?.receivedBytes ?? 0;
     this.ctx.metrics.addBytes('received', this.blobs?.receivedBytes ?? 0);
     this.call.end();
     this.tracker.end();
@@ -205,6 +252,7 @@ class ExportSession {
     this.ac.abort(e);
     this.blobs?.abort(e);
     this.ctx.metrics.addBytes('received', this.blobs?.receivedBytes ?? 0);
+    this.tracker.audit.bytes = this.blobs?.receivedBytes ?? 0;
     this.tracker.end(e);
     this.cleanup();
   }
@@ -226,6 +274,10 @@ class ExportSession {
 
   /** Frees the export slot once pushCache has settled, so the cap counts real work. */
   private cleanup(): void {
+    const stores = this.mountStores.splice(0);
+    const closeStores = () => void Promise.all(stores.map((s) => s.close?.())).catch(() => undefined);
+    if (this.pushing) this.pushing.then(closeStores, closeStores);
+    else closeStores();
     const release = this.release;
     this.release = undefined;
     if (!release) return;

@@ -1,15 +1,20 @@
 // The unary and server-streaming calls: Import, Inspect, FetchBlob, Copy.
-// Each resolves its specs against the default store, takes an import slot,
-// runs the core operation, and maps any failure to a status in one place.
-import type { ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
+// Each authenticates the caller, authorizes every spec it names (no store is
+// touched until then), takes an import slot, runs the core operation, and
+// maps any failure to a status in one place.
+import type { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import { CacheGraph } from '../cache/graph.js';
-import { addToGraph, loadCache } from '../cache/import.js';
-import { copyCache, importChain, inspectCache } from '../cache/operations.js';
-import { openImport } from '../cache/remote/index.js';
-import { asBkError, BkError, invalidArgument, notFound } from '../errors.js';
+import { addToGraph, loadCache, type LoadedCache } from '../cache/import.js';
+import { exportGraph, importChain, inspectCache, SourceBlobs, summarize, type CacheSummary } from '../cache/operations.js';
+import { openExport, openImport, type ImportTarget } from '../cache/remote/index.js';
+import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
+import type { BlobSource } from '../cache/transfer.js';
+import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
+import type { ContentStore } from '../store/types.js';
 import { verified } from '../store/content.js';
-import { cancellation, resolveSpec, trackCall, type CallTracker, type ServerContext } from './context.js';
+import { authenticate, type Caller } from './access.js';
+import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
 import type {
   WireCopyRequest,
   WireCopyResponse,
@@ -21,19 +26,31 @@ import type {
   WireInspectResponse,
 } from './proto.js';
 import { toStatus } from './status.js';
-import { descriptorFromWire, descriptorToWire, graphToWire, specFromWire, specLabel, statsToWire, summaryToWire } from './wire.js';
+import { descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from './wire.js';
 
-type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled', f: () => void): unknown; cancelled: boolean };
+type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled', f: () => void): unknown; cancelled: boolean; metadata: Metadata };
 
-/** Runs `fn` with a signal that fires when the call is cancelled, an import slot held, and accounting. */
-async function withCall<T>(ctx: ServerContext, method: string, call: Call, fn: (signal: AbortSignal, t: CallTracker) => Promise<T>): Promise<{ value?: T; err?: BkError; t: CallTracker }> {
+/**
+ * Runs a call: authenticate, then `authorize` (pure: specs and token only),
+ * then `run` with an import slot held and a signal that fires when the call
+ * is cancelled. Refused calls never wait for a slot or reach a store.
+ */
+async function withCall<P, T>(
+  ctx: ServerContext,
+  method: string,
+  call: Call,
+  authorize: (caller: Caller, t: CallTracker) => P,
+  run: (plan: P, signal: AbortSignal, t: CallTracker, caller: Caller) => Promise<T>,
+): Promise<{ value?: T; err?: BkError; t: CallTracker }> {
   const t = trackCall(ctx, method, call.getPeer());
   const ac = new AbortController();
   call.on('cancelled', () => ac.abort(cancellation(call, method)));
   let release: (() => void) | undefined;
   try {
+    const caller = authenticate(ctx, call.metadata, t.audit);
+    const plan = authorize(caller, t);
     release = await ctx.importSlots.acquire(ac.signal);
-    const value = await fn(ac.signal, t);
+    const value = await run(plan, ac.signal, t, caller);
     t.end();
     return { value, t };
   } catch (err) {
@@ -45,150 +62,325 @@ async function withCall<T>(ctx: ServerContext, method: string, call: Call, fn: (
   }
 }
 
-function unary<Req, Res>(ctx: ServerContext, method: string, fn: (req: Req, signal: AbortSignal, t: CallTracker) => Promise<Res>) {
+function unary<Req, Res, P>(
+  ctx: ServerContext,
+  method: string,
+  authorize: (req: Req, caller: Caller, t: CallTracker) => P,
+  run: (plan: P, req: Req, signal: AbortSignal, t: CallTracker, caller: Caller) => Promise<Res>,
+) {
   return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-    void withCall(ctx, method, call, (signal, t) => fn(call.request, signal, t)).then(({ value, err }) => {
+    void withCall(
+      ctx,
+      method,
+      call,
+      (caller, t) => authorize(call.request, caller, t),
+      (plan, signal, t, caller) => run(plan, call.request, signal, t, caller),
+    ).then(({ value, err }) => {
       if (err) callback(toStatus(err));
       else callback(null, value!);
     });
   };
 }
 
-export function importHandler(ctx: ServerContext) {
-  return unary<WireImportRequest, WireImportResponse>(ctx, 'Import', async (req, _signal, t) => {
-    if (!req.sources?.length) throw invalidArgument('Import needs at least one source', { reason: 'invalid-spec' });
-    const specs = req.sources.map((s) => resolveSpec(ctx.cfg, specFromWire(s), 'import'));
-    t.fields.sources = specs.map(specLabel);
-    const res = await importChain(specs, ctx.cfg.backend, { ignoreErrors: req.ignore_error });
-    const hit = res.hit;
-    t.fields.hit = hit ? hit.index : -1;
-    const loaded = hit?.loaded;
-    return {
-      hit: !!hit,
-      hit_index: hit ? hit.index : -1,
-      manifest: loaded ? descriptorToWire(loaded.manifest) : null,
-      kind: loaded?.kind ?? '',
-      summary: loaded
-        ? summaryToWire({ kind: loaded.kind, mediaType: loaded.mediaType, manifest: loaded.manifest.digest, config: loaded.config?.digest ?? null, layers: loaded.layerCount, records: loaded.recordCount })
-        : null,
-      graph: graphToWire(res.graph),
-      misses: res.misses,
-      warnings: loaded?.warnings ?? [],
-    };
+/** Tier specs expand to several; these are the request's sources, flattened, each with its request position. */
+function flatten(chains: CacheSpec[][]): { specs: CacheSpec[]; origin: number[] } {
+  const specs: CacheSpec[] = [];
+  const origin: number[] = [];
+  chains.forEach((c, i) => {
+    for (const s of c) {
+      specs.push(s);
+      origin.push(i);
+    }
   });
+  return { specs, origin };
+}
+
+function summaryOf(loaded: LoadedCache) {
+  return summaryToWire(summarize(loaded));
+}
+
+export function importHandler(ctx: ServerContext) {
+  return unary<WireImportRequest, WireImportResponse, { specs: CacheSpec[]; origin: number[] }>(
+    ctx,
+    'Import',
+    (req, caller, t) => {
+      if (!req.sources?.length) throw invalidArgument('Import needs at least one source', { reason: 'invalid-spec' });
+      const flat = flatten(req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`)));
+      t.fields.sources = flat.specs.map(specLabel);
+      return flat;
+    },
+    async ({ specs, origin }, req, _signal, t) => {
+      const res = await importChain(specs, ctx.cfg.backend, { ignoreErrors: req.ignore_error });
+      await res.blobs.close();
+      const hit = res.hit;
+      // hit_index and miss indexes are positions in the request, whatever a tier expanded to.
+      const hitIndex = hit ? origin[hit.index]! : -1;
+      t.fields.hit = hitIndex;
+      if (hit) t.fields.hit_source = formatCacheSpec(hit.spec);
+      const loaded = hit?.loaded;
+      return {
+        hit: !!hit,
+        hit_index: hitIndex,
+        manifest: loaded ? descriptorToWire(loaded.manifest) : null,
+        kind: loaded?.kind ?? '',
+        summary: loaded ? summaryOf(loaded) : null,
+        graph: graphToWire(res.graph),
+        misses: res.misses.map((m) => ({ ...m, index: origin[m.index]! })),
+        warnings: loaded?.warnings ?? [],
+      };
+    },
+  );
+}
+
+/** The first spec of a chain whose cache exists, loaded; NOT_FOUND (the last one's) when none does. */
+async function loadFirst<T>(chain: CacheSpec[], load: (spec: CacheSpec) => Promise<T>): Promise<{ spec: CacheSpec; value: T }> {
+  for (const [i, spec] of chain.entries()) {
+    try {
+      return { spec, value: await load(spec) };
+    } catch (err) {
+      if (!isNotFound(err) || i === chain.length - 1) throw err;
+    }
+  }
+  throw new BkError('INTERNAL', 'empty source chain');
 }
 
 export function inspectHandler(ctx: ServerContext) {
-  return unary<WireInspectRequest, WireInspectResponse>(ctx, 'Inspect', async (req, _signal, t) => {
-    const spec = resolveSpec(ctx.cfg, specFromWire(req.source), 'import');
-    t.fields.source = specLabel(spec);
-    const { summary, loaded } = await inspectCache(spec, ctx.cfg.backend);
-    let graph = null;
-    if (req.include_graph) {
-      const g = new CacheGraph();
-      addToGraph(g, loaded);
-      graph = graphToWire(g);
-    }
-    return {
-      summary: summaryToWire(summary),
-      warnings: loaded.warnings,
-      graph,
-      manifest: descriptorToWire(loaded.manifest),
-      config: loaded.config ? descriptorToWire(loaded.config) : null,
-    };
-  });
-}
-
-export function copyHandler(ctx: ServerContext) {
-  return unary<WireCopyRequest, WireCopyResponse>(ctx, 'Copy', async (req, signal, t) => {
-    if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
-    const from = req.sources.map((s) => resolveSpec(ctx.cfg, specFromWire(s), 'import'));
-    const to = resolveSpec(ctx.cfg, specFromWire(req.target), 'export');
-    Object.assign(t.fields, { sources: from.map(specLabel), target: specLabel(to) });
-    const release = await ctx.exportSlots.acquire(signal);
-    try {
-      const res = await copyCache(from, to, ctx.cfg.backend, { signal });
-      ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
+  return unary<WireInspectRequest, WireInspectResponse, CacheSpec[]>(
+    ctx,
+    'Inspect',
+    (req, caller, t) => {
+      const chain = caller.readChain(req.source, 'the source');
+      t.fields.source = chain.map(specLabel).join(' | ');
+      return chain;
+    },
+    async (chain, req) => {
+      const { value } = await loadFirst(chain, (spec) => inspectCache(spec, ctx.cfg.backend));
+      const { summary, loaded } = value;
+      let graph = null;
+      if (req.include_graph) {
+        const g = new CacheGraph();
+        addToGraph(g, loaded);
+        graph = graphToWire(g);
+      }
       return {
-        result: {
-          manifest: res.manifest ? descriptorToWire(res.manifest) : null,
-          config: res.config ? descriptorToWire(res.config) : null,
-          target: res.target,
-          tag: res.tag,
-          stats: statsToWire(res.stats),
-          warnings: res.warnings,
-        },
-        sources: res.sources.map((s) => ({ spec: s.spec, summary: summaryToWire(s.summary) })),
+        summary: summaryToWire(summary),
+        warnings: loaded.warnings,
+        graph,
+        manifest: descriptorToWire(loaded.manifest),
+        config: loaded.config ? descriptorToWire(loaded.config) : null,
       };
-    } finally {
-      release();
-    }
-  });
+    },
+  );
 }
 
-/** A blob named by digest only is looked up among the cache's own content, never guessed. */
-async function describe(req: WireFetchBlobRequest, store: Parameters<typeof loadCache>[0], resolveManifest: () => Promise<Descriptor>): Promise<Descriptor> {
+/** Opens a source and loads its cache; the store is closed again when that fails. */
+async function openLoaded(ctx: ServerContext, spec: CacheSpec): Promise<{ store: ContentStore; loaded: LoadedCache }> {
+  const target = await openImport(spec, ctx.cfg.backend);
+  try {
+    return { store: target.store, loaded: await loadCache(target.store, await target.resolve()) };
+  } catch (err) {
+    await target.store.close?.();
+    throw err;
+  }
+}
+
+/**
+ * Copy: every source merged into one graph (a tier source is its first tier
+ * that exists), exported to the target. Blobs are mounted only from a store
+ * the caller may pull; every source is one already, and the check stands
+ * guard should that ever change.
+ */
+export function copyHandler(ctx: ServerContext) {
+  type Plan = { from: CacheSpec[][]; to: CacheSpec };
+  return unary<WireCopyRequest, WireCopyResponse, Plan>(
+    ctx,
+    'Copy',
+    (req, caller, t) => {
+      if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
+      const from = req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
+      const to = caller.writeTarget(req.target, 'the target').spec;
+      Object.assign(t.fields, { sources: from.flat().map(specLabel), target: specLabel(to) });
+      return { from, to };
+    },
+    async ({ from, to }, _req, signal, t, caller) => {
+      const release = await ctx.exportSlots.acquire(signal);
+      const blobs = new SourceBlobs();
+      try {
+        // Validate the target's options before reading anything.
+        await (await openExport(to, ctx.cfg.backend)).store.close?.();
+        const graph = new CacheGraph();
+        const sources: { spec: string; summary: CacheSummary; warnings: string[] }[] = [];
+        for (const chain of from) {
+          const { spec, value } = await loadFirst(chain, (s) => openLoaded(ctx, s));
+          addToGraph(graph, value.loaded);
+          blobs.add(value.store, value.loaded);
+          sources.push({ spec: formatCacheSpec(spec), summary: summarize(value.loaded), warnings: value.loaded.warnings });
+        }
+        const guarded: BlobSource = {
+          fetch: (d, o) => blobs.fetch(d, o),
+          origin: (digest) => {
+            const s = blobs.origin(digest);
+            return s && caller.mayPullStore(s) ? s : undefined;
+          },
+        };
+        const res = await exportGraph(graph, guarded, to, ctx.cfg.backend, { signal });
+        ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
+        t.audit.bytes = res.stats.uploadedBytes;
+        return {
+          result: {
+            manifest: res.manifest ? descriptorToWire(res.manifest) : null,
+            config: res.config ? descriptorToWire(res.config) : null,
+            target: res.target,
+            tag: res.tag,
+            stats: statsToWire(res.stats),
+            warnings: [...sources.flatMap((s) => s.warnings), ...res.warnings],
+          },
+          sources: sources.map((s) => ({ spec: s.spec, summary: summaryToWire(s.summary) })),
+        };
+      } finally {
+        await blobs.close();
+        release();
+      }
+    },
+  );
+}
+
+// ---------------------------------------------------------------- FetchBlob
+
+/**
+ * The one answer for a blob the caller cannot have: absent, or present but
+ * not part of any cache it may pull. Same code, message and reason either
+ * way, so FetchBlob cannot be used to probe for other tenants' blobs.
+ */
+function blobNotFound(): BkError {
+  return notFound('blob not found in the source cache', { reason: 'unknown-blob' });
+}
+
+/** What the request names: a full descriptor, or a digest to look up among the cache's own content. */
+function requested(req: WireFetchBlobRequest): { desc?: Descriptor; digest: string } {
   const w = req.descriptor;
-  if (w && w.digest && (w.size > 0 || w.media_type)) return descriptorFromWire(w);
+  if (w && w.digest && (w.size > 0 || w.media_type)) return { desc: descriptorFromWire(w), digest: w.digest };
   const digest = req.digest || w?.digest;
   if (!digest) throw invalidArgument('FetchBlob needs a descriptor or a digest', { reason: 'invalid-digest' });
   descriptorFromWire({ media_type: '', digest, size: 0, annotations: {}, urls: [] }, 'digest');
-  const manifest = await resolveManifest();
-  if (manifest.digest === digest) return manifest;
-  const loaded = await loadCache(store, manifest);
-  if (loaded.config?.digest === digest) return loaded.config;
-  for (const part of loaded.parts) {
-    const d = part.provider.get(digest);
-    if (d) return d;
+  return { digest };
+}
+
+/**
+ * The blob's descriptor when `source` holds it as part of what the caller
+ * may pull, else undefined. Membership comes from the store itself, so any
+ * number of daemons give the same answer: a digest alone must be the cache's
+ * manifest, its config or one of its layers; a full descriptor must exist in
+ * the source's repository (on a registry, a HEAD in that repository, which
+ * answers only for blobs linked to it) or layout.
+ */
+async function member(r: { desc?: Descriptor; digest: string }, source: ImportTarget, signal: AbortSignal): Promise<Descriptor | undefined> {
+  try {
+    if (r.desc) return (await source.store.exists(r.desc, { signal })) ? r.desc : undefined;
+    const manifest = await source.resolve();
+    if (manifest.digest === r.digest) return manifest;
+    const loaded = await loadCache(source.store, manifest);
+    if (loaded.config?.digest === r.digest) return loaded.config;
+    for (const part of loaded.parts) {
+      const d = part.provider.get(r.digest);
+      if (d) return d;
+    }
+    return undefined;
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw err;
   }
-  throw notFound(`blob ${digest} is not part of the cache`, { reason: 'unknown-blob' });
 }
 
 export function fetchBlobHandler(ctx: ServerContext) {
   return (call: ServerWritableStream<WireFetchBlobRequest, WireBlobChunk>): void => {
-    void withCall(ctx, 'FetchBlob', call, async (signal, t) => {
-      const req = call.request;
-      const spec = resolveSpec(ctx.cfg, specFromWire(req.source), 'import');
-      t.fields.source = specLabel(spec);
-      const target = await openImport(spec, ctx.cfg.backend);
-      const desc = await describe(req, target.store, () => target.resolve());
-      t.fields.digest = desc.digest;
-      const offset = Number(req.offset ?? 0);
-      if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
-        throw invalidArgument(`offset ${req.offset} is outside blob ${desc.digest} of ${desc.size} bytes`, { reason: 'bad-offset' });
-      }
-      const stream = verified(await target.store.fetch(desc, { offset, signal }), desc, offset);
-      const max = ctx.cfg.limits.blobChunkBytes;
-      let pos = offset;
-      try {
-        for await (const chunk of stream) {
-          const buf = chunk as Buffer;
-          for (let i = 0; i < buf.length; i += max) {
-            if (signal.aborted) throw signal.reason;
-            const data = buf.subarray(i, i + max);
-            const ok = call.write({ digest: desc.digest, offset: pos, data });
-            pos += data.length;
-            ctx.metrics.addBytes('sent', data.length);
-            // Wait for the client to take what was sent: the whole blob is never queued in memory.
-            if (!ok) await new Promise<void>((resolve) => {
-              const go = () => {
-                call.off('drain', go);
-                signal.removeEventListener('abort', go);
-                resolve();
-              };
-              call.on('drain', go);
-              signal.addEventListener('abort', go);
-            });
+    void withCall(
+      ctx,
+      'FetchBlob',
+      call,
+      (caller, t) => {
+        const chain = caller.readChain(call.request.source, 'the source');
+        t.fields.source = chain.map(specLabel).join(' | ');
+        return { chain, want: requested(call.request) };
+      },
+      async ({ chain, want }, signal, t) => {
+        const req = call.request;
+        // The first source of the chain (one, unless a tier spec) that holds the blob serves it.
+        let found: { source: ImportTarget; desc: Descriptor } | undefined;
+        for (const spec of chain) {
+          const source = await openImport(spec, ctx.cfg.backend);
+          const desc = await member(want, source, signal).catch(async (err) => {
+            await source.store.close?.();
+            throw err;
+          });
+          if (desc) {
+            found = { source, desc };
+            break;
           }
+          await source.store.close?.();
         }
-      } finally {
-        stream.destroy();
-      }
-      t.fields.bytes = pos - offset;
-    }).then(({ err }) => {
+        if (!found) throw blobNotFound();
+        const { source, desc } = found;
+        try {
+          t.fields.digest = desc.digest;
+          const offset = Number(req.offset ?? 0);
+          if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
+            throw invalidArgument(`offset ${req.offset} is outside blob ${desc.digest} of ${desc.size} bytes`, { reason: 'bad-offset' });
+          }
+          const fetched = await source.store.fetch(desc, { offset, signal }).catch((err) => {
+            // Deleted between the check and the read: the same answer as never there.
+            throw isNotFound(err) ? blobNotFound() : err;
+          });
+          const stream = verified(fetched, desc, offset);
+          t.audit.bytes = await send(call, stream, desc.digest, offset, ctx.cfg.limits.blobChunkBytes, signal, ctx);
+        } finally {
+          await source.store.close?.();
+        }
+      },
+    ).then(({ err }) => {
       if (call.cancelled) return;
       if (err) call.emit('error', toStatus(err));
       else call.end();
     });
   };
+}
+
+/** Streams `stream` as BlobChunks of at most `max` bytes, waiting for the client to drain; returns the bytes sent. */
+async function send(
+  call: ServerWritableStream<WireFetchBlobRequest, WireBlobChunk>,
+  stream: NodeJS.ReadableStream & { destroy(): void },
+  digest: string,
+  offset: number,
+  max: number,
+  signal: AbortSignal,
+  ctx: ServerContext,
+): Promise<number> {
+  let pos = offset;
+  try {
+    for await (const chunk of stream) {
+      const buf = chunk as Buffer;
+      for (let i = 0; i < buf.length; i += max) {
+        if (signal.aborted) throw signal.reason;
+        const data = buf.subarray(i, i + max);
+        const ok = call.write({ digest, offset: pos, data });
+        pos += data.length;
+        ctx.metrics.addBytes('sent', data.length);
+        // Wait for the client to take what was sent: the whole blob is never queued in memory.
+        if (!ok) {
+          await new Promise<void>((resolve) => {
+            const go = () => {
+              call.off('drain', go);
+              signal.removeEventListener('abort', go);
+              resolve();
+            };
+            call.on('drain', go);
+            signal.addEventListener('abort', go);
+          });
+        }
+      }
+    }
+  } finally {
+    stream.destroy();
+  }
+  return pos - offset;
 }

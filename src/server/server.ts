@@ -3,9 +3,17 @@
 // /metrics endpoint. Shutdown stops accepting, lets calls in flight finish
 // within a grace period, then cancels what is left (a cancelled export
 // writes no manifest) and removes its sockets.
+// With auth configured every CacheService call needs a bearer token (see
+// access.ts); without it the daemon refuses TCP listeners unless told
+// explicitly (auth.allowUnauthenticatedTcp / --insecure-no-auth-tcp), since
+// anyone who can reach such a port would have the daemon's registry access.
 import { readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { failedPrecondition } from '../errors.js';
+import { loadAuth } from './access.js';
+import { algForKey } from './auth/token.js';
 import type http from 'node:http';
+import type http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from './address.js';
@@ -20,6 +28,44 @@ import { cacheProto } from './proto.js';
 import { Semaphore } from './semaphore.js';
 
 export const SERVICE_NAME = 'bkcache.v1.CacheService';
+
+/**
+ * HTTP/2 receive window, per stream and per connection. Node's default is
+ * 64 KiB for both, so a client streaming Export blobs could send only 64 KiB
+ * per round trip between the two event loops, and nothing at all while the
+ * daemon worked on the previous chunk: that capped Export at ~170 MB/s over
+ * a unix socket (integration/bench/grpc.ts). 4 MiB lets a few 1 MiB chunks
+ * wait in the daemon while it hashes and writes. Memory stays bounded: a
+ * stream the daemon does not read (a paused call) holds at most this much.
+ */
+export const RECEIVE_WINDOW_BYTES = 4 << 20;
+
+/**
+ * grpc-js has no server option for the HTTP/2 window (its client has
+ * grpc-node.flow_control_window), so this reaches into two of its private
+ * fields: the options every http2 server is created with, and, once bound,
+ * the http2 servers, to widen each new session's connection window. Guarded:
+ * if a grpc-js release renames them, the daemon runs with node's defaults.
+ */
+function widenReceiveWindow(server: grpc.Server, phase: 'construct' | 'bound'): void {
+  const s = server as unknown as { commonServerOptions?: http2.ServerOptions; http2Servers?: Map<http2.Http2Server | http2.Http2SecureServer, unknown> };
+  if (phase === 'construct') {
+    if (s.commonServerOptions) s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: RECEIVE_WINDOW_BYTES };
+    return;
+  }
+  for (const h of s.http2Servers?.keys() ?? []) {
+    if (widened.has(h)) continue;
+    widened.add(h);
+    h.on('session', (session: http2.ServerHttp2Session) => {
+      try {
+        session.setLocalWindowSize(RECEIVE_WINDOW_BYTES);
+      } catch {
+        // the session closed before it started: nothing to widen
+      }
+    });
+  }
+}
+const widened = new WeakSet<object>();
 
 export class Daemon {
   readonly ctx: ServerContext;
@@ -43,6 +89,8 @@ export class Daemon {
       metrics: new Metrics(),
       exportSlots: new Semaphore(l.maxConcurrentExports, l.maxQueued, 'export'),
       importSlots: new Semaphore(l.maxConcurrentImports, l.maxQueued, 'import'),
+      // Key files are read here, so a bad key stops the daemon before it listens.
+      auth: loadAuth(cfg),
     };
     this.server = new grpc.Server({
       // Oversize messages are refused by grpc-js with RESOURCE_EXHAUSTED before they reach a handler.
@@ -52,6 +100,7 @@ export class Daemon {
       'grpc.keepalive_time_ms': 60_000,
       'grpc.keepalive_timeout_ms': 20_000,
     });
+    widenReceiveWindow(this.server, 'construct');
     const { def, service } = cacheProto();
     this.server.addService(service, {
       Export: exportHandler(this.ctx),
@@ -79,12 +128,14 @@ export class Daemon {
     // The embedded store exists from the start, so a first import says "no such tag", not "no such directory".
     await mkdir(this.cfg.root, { recursive: true });
     const listen = this.cfg.listen.length ? this.cfg.listen : [`unix://${await defaultListenSocket()}`];
+    this.checkAuthFor(listen);
     for (const raw of listen) {
       const a = parseAddress(raw);
       if (a.kind === 'unix') await prepareUnixSocket(a.path);
       const port = await new Promise<number>((resolve, reject) =>
         this.server.bindAsync(grpcTarget(a), this.credentials(a), (err, p) => (err ? reject(err) : resolve(p))),
       );
+      widenReceiveWindow(this.server, 'bound');
       if (a.kind === 'unix') this.sockets.push(a.path);
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }
@@ -94,6 +145,27 @@ export class Daemon {
       this.metricsAddress = m.address;
     }
     this.ctx.log.info('listening', { addresses: this.addresses, metrics: this.metricsAddress ?? null, root: this.cfg.root, tls: !!this.cfg.tls });
+  }
+
+  /** Refuses TCP without auth unless allowed explicitly, and says in the log which way the daemon runs. */
+  private checkAuthFor(listen: string[]): void {
+    const a = this.cfg.auth;
+    const tcp = listen.filter((raw) => parseAddress(raw).kind === 'tcp');
+    if (this.ctx.auth.keys) {
+      const { hmacSecret, publicKey } = this.ctx.auth.keys;
+      const algs = [...(hmacSecret ? ['HS256'] : []), ...(publicKey ? [algForKey(publicKey)] : [])];
+      this.ctx.log.info('auth enabled: every call needs a bearer token', { algorithms: algs, audience: a.audience, tiers: !!this.cfg.tiers });
+      return;
+    }
+    if (tcp.length && !a.allowUnauthenticatedTcp) {
+      throw failedPrecondition(
+        `refusing to listen on ${tcp.join(', ')} without auth: configure auth (auth.hmacSecretFile or auth.publicKeyFile), ` +
+          'or pass --insecure-no-auth-tcp (auth.allowUnauthenticatedTcp: true) to accept unauthenticated calls over TCP',
+        { reason: 'auth-required' },
+      );
+    }
+    if (tcp.length) this.ctx.log.info('auth disabled: serving TCP without authentication (insecure-no-auth-tcp); every caller has full access', { tcp });
+    else this.ctx.log.info('auth disabled: serving unix sockets only; every local user who can open them has full access');
   }
 
   /** Graceful stop; a second call returns the same promise. */

@@ -29,7 +29,9 @@ let mtls: Daemon;
 
 beforeAll(async () => {
   makeCerts();
+  // TLS without bearer tokens: TCP without auth must be asked for explicitly.
   const base = { ...defaultConfig(), root: f('root'), logLevel: 'off' as const };
+  base.auth.allowUnauthenticatedTcp = true;
   tlsOnly = new Daemon({ ...base, listen: ['tcp://127.0.0.1:0'], tls: { cert: f('server.pem'), key: f('server.key') } }, jsonLogger('off'));
   mtls = new Daemon({ ...base, listen: ['tcp://127.0.0.1:0'], tls: { cert: f('server.pem'), key: f('server.key'), ca: f('ca.pem'), clientAuth: true } }, jsonLogger('off'));
   await tlsOnly.start();
