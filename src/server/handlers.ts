@@ -109,8 +109,8 @@ export function importHandler(ctx: ServerContext) {
       t.fields.sources = flat.specs.map(specLabel);
       return flat;
     },
-    async ({ specs, origin }, req, _signal, t) => {
-      const res = await importChain(specs, ctx.cfg.backend, { ignoreErrors: req.ignore_error });
+    async ({ specs, origin }, req, signal, t) => {
+      const res = await importChain(specs, ctx.cfg.backend, { ignoreErrors: req.ignore_error, signal });
       await res.blobs.close();
       const hit = res.hit;
       // hit_index and miss indexes are positions in the request, whatever a tier expanded to.
@@ -153,8 +153,8 @@ export function inspectHandler(ctx: ServerContext) {
       t.fields.source = chain.map(specLabel).join(' | ');
       return chain;
     },
-    async (chain, req) => {
-      const { value } = await loadFirst(chain, (spec) => inspectCache(spec, ctx.cfg.backend));
+    async (chain, req, signal) => {
+      const { value } = await loadFirst(chain, (spec) => inspectCache(spec, ctx.cfg.backend, { signal }));
       const { summary, loaded } = value;
       let graph = null;
       if (req.include_graph) {
@@ -174,10 +174,10 @@ export function inspectHandler(ctx: ServerContext) {
 }
 
 /** Opens a source and loads its cache; the store is closed again when that fails. */
-async function openLoaded(ctx: ServerContext, spec: CacheSpec): Promise<{ store: ContentStore; loaded: LoadedCache }> {
+async function openLoaded(ctx: ServerContext, spec: CacheSpec, signal?: AbortSignal): Promise<{ store: ContentStore; loaded: LoadedCache }> {
   const target = await openImport(spec, ctx.cfg.backend);
   try {
-    return { store: target.store, loaded: await loadCache(target.store, await target.resolve()) };
+    return { store: target.store, loaded: await loadCache(target.store, await target.resolve(), { signal }) };
   } catch (err) {
     await target.store.close?.();
     throw err;
@@ -211,7 +211,7 @@ export function copyHandler(ctx: ServerContext) {
         const graph = new CacheGraph();
         const sources: { spec: string; summary: CacheSummary; warnings: string[] }[] = [];
         for (const chain of from) {
-          const { spec, value } = await loadFirst(chain, (s) => openLoaded(ctx, s));
+          const { spec, value } = await loadFirst(chain, (s) => openLoaded(ctx, s, signal));
           addToGraph(graph, value.loaded);
           blobs.add(value.store, value.loaded);
           sources.push({ spec: formatCacheSpec(spec), summary: summarize(value.loaded), warnings: value.loaded.warnings });

@@ -1,59 +1,39 @@
 // Caps concurrent calls of one kind. Waiters queue (a solver starting many
 // exports at once should not see failures), up to a bound past which calls
-// are refused with RESOURCE_EXHAUSTED; a waiter whose call is cancelled leaves the queue.
+// are refused with RESOURCE_EXHAUSTED; a waiter whose call is cancelled leaves
+// the queue. The slot mechanics are the shared src/semaphore.ts.
 import { BkError, resourceExhausted } from '../errors.js';
+import { Semaphore as Slots } from '../semaphore.js';
 
 export class Semaphore {
-  private active = 0;
-  private readonly waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private readonly slots: Slots;
 
   constructor(
-    private readonly limit: number,
+    limit: number,
     private readonly maxQueued: number,
     private readonly what: string,
-  ) {}
+  ) {
+    this.slots = new Slots(limit);
+  }
 
   get inUse(): number {
-    return this.active;
+    return this.slots.inUse;
   }
 
   /** Resolves with a release function once a slot is free. */
   async acquire(signal?: AbortSignal): Promise<() => void> {
-    if (signal?.aborted) throw new BkError('CANCELLED', `${this.what} cancelled while waiting for a slot`);
-    if (this.active < this.limit) {
-      this.active++;
-      return this.releaser();
+    const cancelled = () => new BkError('CANCELLED', `${this.what} cancelled while waiting for a slot`);
+    if (signal?.aborted) throw cancelled();
+    if (this.slots.inUse >= this.slots.size && this.slots.queued >= this.maxQueued) {
+      throw resourceExhausted(`too many concurrent ${this.what} calls (${this.slots.size} running, ${this.maxQueued} queued)`, {
+        reason: 'too-many-calls',
+      });
     }
-    if (this.waiters.length >= this.maxQueued) {
-      throw resourceExhausted(`too many concurrent ${this.what} calls (${this.limit} running, ${this.maxQueued} queued)`, { reason: 'too-many-calls' });
+    try {
+      return await this.slots.acquire(signal);
+    } catch (err) {
+      if (signal?.aborted) throw cancelled();
+      throw err;
     }
-    await new Promise<void>((resolve, reject) => {
-      const w = { resolve, reject };
-      this.waiters.push(w);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const i = this.waiters.indexOf(w);
-          if (i >= 0) {
-            this.waiters.splice(i, 1);
-            reject(new BkError('CANCELLED', `${this.what} cancelled while waiting for a slot`));
-          }
-        },
-        { once: true },
-      );
-    });
-    return this.releaser();
-  }
-
-  private releaser(): () => void {
-    let done = false;
-    return () => {
-      if (done) return;
-      done = true;
-      const next = this.waiters.shift();
-      // The slot passes straight to the next waiter, so `active` stays counted.
-      if (next) next.resolve();
-      else this.active--;
-    };
   }
 }

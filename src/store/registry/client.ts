@@ -13,7 +13,7 @@ import type { CredentialProvider } from './auth/credentials.js';
 import type { TokenHttp } from './auth/token.js';
 import { registryError, RegistryError } from './errcode/index.js';
 import { safeUrl } from './hosts.js';
-import { Semaphore } from './limiter.js';
+import { Semaphore } from '../../semaphore.js';
 import { DEFAULT_RETRY, parseRetryAfter, withRetry, type RetryOptions } from './retry/policy.js';
 
 export type Body = string | Buffer | Uint8Array | Readable | null;

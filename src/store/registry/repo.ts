@@ -4,7 +4,7 @@
 import { repositoryScope } from './auth/challenge.js';
 import type { RegistryClient } from './client.js';
 import type { Endpoint } from './hosts.js';
-import type { Semaphore } from './limiter.js';
+import type { Semaphore } from '../../semaphore.js';
 
 export interface RepoContext {
   client: RegistryClient;

@@ -1,6 +1,6 @@
-// A counting semaphore: caps blob transfers in flight per registry host so a
-// large export does not open dozens of parallel uploads (registries throttle,
-// and a few streams already fill a link).
+// A counting semaphore with abortable waits. The registry client caps blob
+// transfers per host with it (registries throttle, and a few streams already
+// fill a link); the daemon caps concurrent calls with it (server/semaphore.ts).
 
 export class Semaphore {
   private free: number;
@@ -8,6 +8,11 @@ export class Semaphore {
 
   constructor(readonly size: number) {
     this.free = size;
+  }
+
+  /** Callers waiting for a slot. */
+  get queued(): number {
+    return this.waiters.length;
   }
 
   /** Waits for a slot; the returned function releases it (idempotent). */
