@@ -1,5 +1,4 @@
 // The CLI's commands. Each parses its flags, calls src/cache, and prints.
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { copyCache, inspectCache } from '../cache/operations.js';
 import { parseCacheSpec } from '../cache/spec.js';
 import { LocalStore } from '../store/local/index.js';
@@ -9,20 +8,13 @@ import { serve } from './serve.js';
 import { token } from './token.js';
 import { connect } from '../client/index.js';
 import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
+import { parseFlags } from './args.js';
 import { UsageError } from './usage-error.js';
 
 export interface Command {
   summary: string;
   help: string;
   run(args: string[]): Promise<number>;
-}
-
-function parse<T extends ParseArgsConfig['options']>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
-  } catch (err) {
-    throw new UsageError((err as Error).message.split('\n')[0]!);
-  }
 }
 
 const inspect: Command = {
@@ -39,7 +31,7 @@ Reads one cache and infers its shape: index, image-manifest or inline.
                         instead of in this process; the output is the same
 `,
   async run(args) {
-    const { values } = parse(args, { 'import-cache': { type: 'string' }, format: { type: 'string' }, addr: { type: 'string' } });
+    const { values } = parseFlags(args, { 'import-cache': { type: 'string' }, format: { type: 'string' }, addr: { type: 'string' } });
     if (values.help) return printHelp(this.help);
     if (!values['import-cache']) throw new UsageError('inspect needs --import-cache');
     const format = values.format ?? 'table';
@@ -69,7 +61,7 @@ shapes, or between Docker and OCI media types, is this same command.
   --addr ADDR           run through a bkcache daemon (unix:///path.sock or tcp://host:port)
 `,
   async run(args) {
-    const { values } = parse(
+    const { values } = parseFlags(
       args,
       {
         'import-cache': { type: 'string', multiple: true },
@@ -129,7 +121,7 @@ Keeps the blobs reachable from index.json and those an export in progress
 has claimed; deletes the rest.
 `,
   async run(args) {
-    const { values } = parse(args, { store: { type: 'string' }, format: { type: 'string' } });
+    const { values } = parseFlags(args, { store: { type: 'string' }, format: { type: 'string' } });
     if (values.help) return printHelp(this.help);
     if (!values.store) throw new UsageError('prune needs --store DIR');
     const res = await new LocalStore(values.store).prune();
@@ -147,7 +139,7 @@ Exits 0 when the daemon answers SERVING, 1 otherwise. Used by the container
 HEALTHCHECK. ADDR defaults to $BKCACHE_ADDR, else the default socket.
 `,
   async run(args) {
-    const { values } = parse(args, { addr: { type: 'string' } });
+    const { values } = parseFlags(args, { addr: { type: 'string' } });
     if (values.help) return printHelp(this.help);
     const client = connect(values.addr);
     try {

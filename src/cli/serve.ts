@@ -1,9 +1,9 @@
 // `bkcache serve`: runs the gRPC sidecar until SIGTERM or SIGINT, then shuts
 // down gracefully (stop accepting, let calls finish within the grace period).
-import { parseArgs } from 'node:util';
 import { applyConfigFile, defaultConfig, type LogLevel } from '../server/config.js';
 import { Daemon } from '../server/server.js';
 import type { Command } from './commands.js';
+import { parseFlags } from './args.js';
 import { UsageError } from './usage-error.js';
 
 const help = `Usage: bkcache serve [--addr ADDR ...] [--config FILE] [--root DIR] [--metrics-addr HOST:PORT]
@@ -38,29 +38,18 @@ export const serve: Command = {
   summary: 'Run the gRPC sidecar daemon',
   help,
   async run(args: string[]): Promise<number> {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args,
-        options: {
-          addr: { type: 'string', multiple: true },
-          config: { type: 'string' },
-          root: { type: 'string' },
-          'metrics-addr': { type: 'string' },
-          'tls-cert': { type: 'string' },
-          'tls-key': { type: 'string' },
-          'tls-ca': { type: 'string' },
-          grace: { type: 'string' },
-          'log-level': { type: 'string' },
-          'insecure-no-auth-tcp': { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (err) {
-      throw new UsageError(`${(err as Error).message}\n${help}`);
-    }
+    const { values } = parseFlags(args, {
+      addr: { type: 'string', multiple: true },
+      config: { type: 'string' },
+      root: { type: 'string' },
+      'metrics-addr': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
+      grace: { type: 'string' },
+      'log-level': { type: 'string' },
+      'insecure-no-auth-tcp': { type: 'boolean' },
+    });
     if (values.help) {
       process.stdout.write(help);
       return 0;

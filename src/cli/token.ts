@@ -2,13 +2,13 @@
 // key in the daemon's config (auth.privateKeyFile, else auth.hmacSecretFile).
 // For operators: whoever can read that key can mint any token, admin included.
 import { randomUUID } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { applyConfigFile, defaultConfig } from '../server/config.js';
 import { loadSigningKey } from '../server/auth/keys.js';
 import { ACTIONS, parsePattern, patternsOverlap, type Action, type Pattern } from '../server/auth/policy.js';
 import { templatePattern, templatesFor } from '../server/auth/tiers.js';
 import { signToken, TENANT_RE, type AccessClaim, type Claims } from '../server/auth/token.js';
 import type { Command } from './commands.js';
+import { parseFlags } from './args.js';
 import { UsageError } from './usage-error.js';
 
 const help = `Usage: bkcache token --config FILE --sub TENANT [--access PATTERN=ACTIONS ...] [--admin]
@@ -62,29 +62,18 @@ export const token: Command = {
   summary: 'Mint a bearer token for a daemon with auth on (operators)',
   help,
   async run(args: string[]): Promise<number> {
-    let values;
-    try {
-      ({ values } = parseArgs({
-        args,
-        options: {
-          config: { type: 'string' },
-          sub: { type: 'string' },
-          access: { type: 'string', multiple: true },
-          admin: { type: 'boolean' },
-          ttl: { type: 'string' },
-          'not-before': { type: 'string' },
-          audience: { type: 'string' },
-          alg: { type: 'string' },
-          id: { type: 'string' },
-          format: { type: 'string' },
-          help: { type: 'boolean', short: 'h' },
-        },
-        strict: true,
-        allowPositionals: false,
-      }));
-    } catch (err) {
-      throw new UsageError((err as Error).message.split('\n')[0]!);
-    }
+    const { values } = parseFlags(args, {
+      config: { type: 'string' },
+      sub: { type: 'string' },
+      access: { type: 'string', multiple: true },
+      admin: { type: 'boolean' },
+      ttl: { type: 'string' },
+      'not-before': { type: 'string' },
+      audience: { type: 'string' },
+      alg: { type: 'string' },
+      id: { type: 'string' },
+      format: { type: 'string' },
+    });
     if (values.help) {
       process.stdout.write(help);
       return 0;
