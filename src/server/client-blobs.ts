@@ -53,11 +53,8 @@ export class ClientBlobs implements BlobSource {
     private readonly onError: (err: BkError) => void,
   ) {
     for (const d of order) {
-      // 4 MiB: room for a few chunks of the recommended 1 MiB, so the call is
-      // paused only when the store falls behind, not after every chunk (at
-      // 1 MiB every chunk waited for the hash and the file write before the
-      // next was read). Only the blob being sent fills: blobs come in order.
-      const pass = new PassThrough({ highWaterMark: 4 << 20 });
+      // 1 MiB: room for one chunk of the recommended size while the consumer catches up.
+      const pass = new PassThrough({ highWaterMark: 1 << 20 });
       // abort() destroys blobs nobody reads yet; their error is reported through onError, not here.
       pass.on('error', () => undefined);
       this.incoming.set(d.digest, { desc: d, pass, received: 0, consumed: false, done: false });
@@ -72,10 +69,10 @@ export class ClientBlobs implements BlobSource {
       inc.consumed = true;
       // Not wrapped in verified(): every ContentStore.push verifies digest and
       // size while it streams (see ContentStore.push), and fetch() only feeds
-      // pushCache, so a second sha256 here cost a whole core-second per GiB
-      // and capped Export throughput. Sizes are still checked as chunks come
-      // (chunk(), blobDone()). A mismatch fails the push, which destroys this
-      // stream with the DATA_LOSS error: fail the export at once on it.
+      // pushCache, so a second sha256 here cost ~0.7-1 s of daemon CPU per
+      // GiB, on the thread that also reads the call. Sizes are still checked
+      // as chunks come (chunk(), blobDone()). A mismatch fails the push,
+      // which destroys this stream with the DATA_LOSS error: fail at once on it.
       inc.pass.once('error', (err) => this.fail(asBkError(err)));
       return inc.pass;
     }

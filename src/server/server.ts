@@ -33,10 +33,10 @@ export const SERVICE_NAME = 'bkcache.v1.CacheService';
  * HTTP/2 receive window, per stream and per connection. Node's default is
  * 64 KiB for both, so a client streaming Export blobs could send only 64 KiB
  * per round trip between the two event loops, and nothing at all while the
- * daemon worked on the previous chunk: that capped Export at ~170 MB/s over
- * a unix socket (integration/bench/grpc.ts). 4 MiB lets a few 1 MiB chunks
- * wait in the daemon while it hashes and writes. Memory stays bounded: a
- * stream the daemon does not read (a paused call) holds at most this much.
+ * daemon worked on the previous chunk: streaming Export over a unix socket
+ * took ~40% longer (integration/bench/grpc.ts). 4 MiB lets a few 1 MiB
+ * chunks wait in the daemon while it hashes and writes. Memory stays bounded:
+ * a stream the daemon does not read (a paused call) holds at most this much.
  */
 export const RECEIVE_WINDOW_BYTES = 4 << 20;
 
