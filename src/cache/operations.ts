@@ -9,7 +9,7 @@ import { CacheGraph } from './graph.js';
 import { addToGraph, loadCache, type LoadedCache } from './import.js';
 import { openExport, openImport, type BackendContext } from './remote/index.js';
 import { formatCacheSpec, type CacheSpec } from './spec.js';
-import { pushCache, type BlobSource, type TransferOptions, type TransferStats } from './transfer.js';
+import { emptyStats, pushCache, type BlobSource, type TransferOptions, type TransferStats } from './transfer.js';
 
 export interface CacheSummary {
   kind: LoadedCache['kind'];
@@ -192,7 +192,7 @@ async function exportTo(
     return {
       target: target.name,
       tag: target.tag,
-      stats: { uploaded: 0, uploadedBytes: 0, skipped: 0, skippedBytes: 0, mounted: 0, mountedBytes: 0 },
+      stats: emptyStats(),
       warnings: ['no cache record has layers; nothing exported'],
     };
   }

@@ -100,8 +100,3 @@ export function encodeDescriptor(d: Descriptor): string {
   if (d.artifactType) s += `,"artifactType":${goString(d.artifactType)}`;
   return s + '}';
 }
-
-/** A descriptor stripped to what identifies content (for logs and API replies). */
-export function shortDescriptor(d: Descriptor): Descriptor {
-  return { mediaType: d.mediaType, digest: d.digest, size: d.size };
-}
