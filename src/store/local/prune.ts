@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { isManifestMediaType } from '../../oci/media-types.js';
+import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import type { Descriptor } from '../../oci/descriptor.js';
@@ -78,7 +78,7 @@ export async function reachable(readBlob: (d: Descriptor) => Promise<Buffer | un
       continue;
     }
     const mt = detectManifestMediaType(doc);
-    if (mt.endsWith('index.v1+json') || mt.endsWith('list.v2+json')) queue.push(...decodeIndex(doc).manifests);
+    if (isIndexMediaType(mt)) queue.push(...decodeIndex(doc).manifests);
     else {
       const m = decodeManifest(doc);
       if (m.config.digest) queue.push(m.config);
