@@ -1,6 +1,7 @@
 // One Export through the client library, in its own process (so every run
 // starts from the same cold client, like a solver process would):
-//   stream        ADDR LAYERS_JSON CS_DIR [CHUNK_BYTES]   blobs read by the client and streamed over the call
+//   stream        ADDR LAYERS_JSON CS_DIR [CHUNK_BYTES]   the client reads CS_DIR (the daemon is told it cannot) and streams every blob
+//   stream-open   ADDR LAYERS_JSON CS_DIR [CHUNK_BYTES]   the client streams fs read streams returned by open()
 //   content-store ADDR LAYERS_JSON CS_DIR                 the daemon reads CS_DIR/blobs/sha256/<hex> itself
 // LAYERS_JSON holds the layer descriptors, base first; the graph is one
 // record per layer chain (record i has layers 0..i). The target is the
@@ -21,10 +22,12 @@ async function main(): Promise<Record<string, number>> {
   await client.waitForReady(10_000);
   const blobs =
     mode === 'stream'
-      ? { open: (d: Descriptor) => createReadStream(contentStorePath(csDir!, d.digest), { highWaterMark: 1 << 20 }) }
-      : mode === 'content-store'
-        ? { contentStoreDir: csDir! }
-        : undefined;
+      ? { contentStoreDir: csDir!, daemonCanRead: false }
+      : mode === 'stream-open'
+        ? { open: (d: Descriptor) => createReadStream(contentStorePath(csDir!, d.digest), { highWaterMark: 1 << 20 }) }
+        : mode === 'content-store'
+          ? { contentStoreDir: csDir! }
+          : undefined;
   if (!blobs) throw new Error(`unknown mode ${mode}`);
   const t0 = performance.now();
   const res = await client.export('type=local', g, blobs, chunk ? { chunkBytes: Number(chunk) } : {});

@@ -2,6 +2,7 @@
 // down gracefully (stop accepting, let calls finish within the grace period).
 import { applyConfigFile, defaultConfig, type LogLevel } from '../server/config.js';
 import { Daemon } from '../server/server.js';
+import { tuneHeap } from '../server/tuning.js';
 import type { Command } from './commands.js';
 import { parseFlags } from './args.js';
 import { UsageError } from './usage-error.js';
@@ -32,6 +33,9 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
                          auth.allowUnauthenticatedTcp). Without auth (auth.hmacSecretFile
                          or auth.publicKeyFile in --config) the daemon otherwise serves
                          unix sockets only. Tokens: bkcache token --help
+
+Environment: BKCACHE_HEAP_GROWING_PERCENT sets V8's heap growing factor for
+the daemon (default 300, 0 leaves V8's own; see src/server/tuning.ts).
 `;
 
 export const serve: Command = {
@@ -79,7 +83,15 @@ export const serve: Command = {
       cfg.logLevel = values['log-level'] as LogLevel;
     }
 
+    let heapGrowingPercent: number;
+    try {
+      heapGrowingPercent = tuneHeap();
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+
     const daemon = new Daemon(cfg);
+    daemon.ctx.log.debug('heap tuning', { heap_growing_percent: heapGrowingPercent || 'v8 default' });
     await daemon.start();
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {

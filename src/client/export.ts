@@ -1,7 +1,7 @@
 // The client side of the Export conversation (see ExportRequest in
 // cache.proto): send the start and the graph, read need_blobs, stream just
 // those blobs in that order with backpressure, half-close, await done.
-import { createReadStream } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { CacheGraph } from '../cache/graph.js';
@@ -10,6 +10,7 @@ import type { TransferStats } from '../cache/transfer.js';
 import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../server/client-blobs.js';
+import { blobChunkMessage, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../server/proto.js';
 import { fromServiceError } from '../server/status.js';
 import { descriptorFromWire, graphToWire, specToWire, splitGraph, statsFromWire } from '../server/wire.js';
@@ -18,10 +19,12 @@ import { descriptorFromWire, graphToWire, specToWire, splitGraph, statsFromWire 
  * Where the daemon gets layer blobs it lacks. `contentStoreDir`: a directory
  * laid out blobs/<alg>/<hex> (buildkitd's or containerd's content store); the
  * daemon reads it directly when it can see it, else the client reads it and
- * streams. `open`: a function returning the blob's bytes.
+ * streams. Set `daemonCanRead: false` when the daemon cannot see it (another
+ * container or host) so it is not asked to look. `open`: a function returning
+ * the blob's bytes.
  */
 export type BlobProvider =
-  | { contentStoreDir: string }
+  | { contentStoreDir: string; daemonCanRead?: boolean }
   | { open(desc: Descriptor): Readable | AsyncIterable<Uint8Array> | Promise<Readable | AsyncIterable<Uint8Array>> };
 
 export interface ExportProgress {
@@ -57,7 +60,10 @@ export interface ExportOutcome {
   sentBytes: number;
 }
 
-type Call = ClientDuplexStream<WireExportRequest, WireExportResponse>;
+/** Blob chunks written but not yet taken by grpc-js: enough to keep the socket busy. */
+const CHUNKS_IN_FLIGHT = 4;
+
+type Call = ClientDuplexStream<WireExportRequest | Buffer, WireExportResponse>;
 
 /** The layer descriptors of a graph by digest: what `open` is called with. */
 function layersOf(graph: CacheGraph): Map<string, Descriptor> {
@@ -77,9 +83,13 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
 
   return new Promise<ExportOutcome>((resolve, reject) => {
     let current: AsyncIterable<Uint8Array> | undefined;
+    // Chunks are read straight into pooled buffers with room for the message
+    // header in front (blob-chunk.ts): one buffer per chunk in flight, reused.
+    const pool = new ChunkBuffers(CHUNK_HEADROOM + chunkBytes, CHUNKS_IN_FLIGHT);
     const fail = (err: BkError) => {
       if (failed) return;
       failed = err;
+      pool.close();
       call.cancel();
       // Stop reading the blob being sent, so a stalled source does not keep the loop alive.
       (current as Readable | undefined)?.destroy?.();
@@ -89,10 +99,11 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     if (opts.signal?.aborted) return onAbort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-    const write = async (m: WireExportRequest) => {
+    // A Buffer is an ExportRequest already encoded (blob chunks, see blob-chunk.ts).
+    const write = async (m: WireExportRequest | Buffer, written?: () => void) => {
       if (failed) throw failed;
-      // Wait for HTTP/2 flow control: nothing more than a chunk is queued in memory.
-      if (!call.write(m)) {
+      // Wait for HTTP/2 flow control: nothing more than a few chunks is queued in memory.
+      if (!call.write(m, written)) {
         await new Promise<void>((res) => {
           const go = () => {
             call.off('drain', go);
@@ -106,34 +117,74 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
       if (failed) throw failed;
     };
 
-    const open = async (d: Descriptor): Promise<AsyncIterable<Uint8Array>> => {
-      if (dir) {
-        const s = createReadStream(contentStorePath(dir, d.digest));
-        await new Promise<void>((res, rej) => s.once('open', () => res()).once('error', (e) => rej(notFound(`blob ${d.digest} not in ${dir}: ${e.message}`))));
-        return s;
+    const sendChunk = async (buf: Buffer, length: number, d: Descriptor, offset: number) => {
+      await write(blobChunkMessage(buf, CHUNK_HEADROOM, length, d.digest, offset), () => pool.give(buf));
+      sentBytes += length;
+    };
+
+    // From a content store: the next chunk is read while this one is sent.
+    const sendFile = async (d: Descriptor, file: string) => {
+      const fh = await fs.open(file).catch((e: Error) => {
+        throw notFound(`blob ${d.digest} not in ${dir}: ${e.message}`);
+      });
+      const read = async (pos: number) => {
+        const buf = await pool.take();
+        try {
+          const { bytesRead } = await fh.read(buf, CHUNK_HEADROOM, Math.min(chunkBytes, d.size - pos), pos);
+          return { buf, bytesRead };
+        } catch (err) {
+          pool.give(buf);
+          throw err;
+        }
+      };
+      let next: ReturnType<typeof read> | undefined;
+      try {
+        let offset = 0;
+        next = d.size > 0 ? read(0) : undefined;
+        while (next) {
+          const { buf, bytesRead } = await next;
+          if (bytesRead === 0) {
+            // A file shorter than its descriptor: the daemon reports the size mismatch.
+            pool.give(buf);
+            break;
+          }
+          const end = offset + bytesRead;
+          next = end < d.size ? read(end) : undefined;
+          next?.catch(() => undefined); // awaited on the next turn; not an unhandled rejection meanwhile
+          await sendChunk(buf, bytesRead, d, offset);
+          offset = end;
+        }
+      } finally {
+        await next?.then(({ buf }) => pool.give(buf)).catch(() => undefined);
+        await fh.close();
       }
-      return (blobs as Extract<BlobProvider, { open: unknown }>).open(d);
+    };
+
+    // From the solver's streams: each piece is copied behind a header.
+    const sendStream = async (d: Descriptor) => {
+      let offset = 0;
+      const src = (current = await (blobs as Extract<BlobProvider, { open: unknown }>).open(d));
+      try {
+        for await (const c of src) {
+          for (let i = 0; i < c.length; i += chunkBytes) {
+            const n = Math.min(chunkBytes, c.length - i);
+            const buf = await pool.take();
+            buf.set(c.subarray(i, i + n), CHUNK_HEADROOM);
+            await sendChunk(buf, n, d, offset);
+            offset += n;
+          }
+        }
+      } finally {
+        (src as Readable).destroy?.();
+      }
     };
 
     const sendBlobs = async (digests: string[]) => {
       for (const digest of digests) {
         const d = layers.get(digest);
         if (!d) throw invalidArgument(`the daemon asked for ${digest}, which is not a layer of the graph`);
-        let offset = 0;
-        const src = (current = await open(d));
-        try {
-          for await (const c of src) {
-            const buf = Buffer.isBuffer(c) ? c : Buffer.from(c);
-            for (let i = 0; i < buf.length; i += chunkBytes) {
-              const data = buf.subarray(i, i + chunkBytes);
-              await write({ msg: 'blob_chunk', blob_chunk: { digest, offset, data } });
-              offset += data.length;
-              sentBytes += data.length;
-            }
-          }
-        } finally {
-          (src as Readable).destroy?.();
-        }
+        if (dir) await sendFile(d, contentStorePath(dir, d.digest));
+        else await sendStream(d);
         await write({ msg: 'blob_done', blob_done: { digest } });
       }
       if (!failed) call.end();
@@ -181,7 +232,8 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     void (async () => {
       await write({ msg: 'start', start: { target: specToWire(target) } });
       for (const part of splitGraph(graphToWire(graph))) await write({ msg: 'graph', graph: part });
-      await write({ msg: 'graph_done', graph_done: { content_store_dir: dir ?? '' } });
+      const shared = dir !== undefined && (blobs as { daemonCanRead?: boolean }).daemonCanRead !== false;
+      await write({ msg: 'graph_done', graph_done: { content_store_dir: shared ? dir : '' } });
     })().catch((err) => fail(err instanceof BkError ? err : fromServiceError(err)));
   });
 }

@@ -77,6 +77,24 @@ export interface CopyOutcome extends Omit<ExportOutcome, 'requested' | 'sentByte
 type Spec = string | CacheSpec;
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
+let ctor: grpc.ServiceClientConstructor | undefined;
+
+/**
+ * The CacheService client, except that Export also takes messages already
+ * encoded (a Buffer): blob chunks are written that way (see blob-chunk.ts).
+ */
+function clientConstructor(): grpc.ServiceClientConstructor {
+  if (!ctor) {
+    const { service } = cacheProto();
+    const serialize = service.Export!.requestSerialize;
+    ctor = grpc.makeGenericClientConstructor(
+      { ...service, Export: { ...service.Export!, requestSerialize: (m: unknown) => (Buffer.isBuffer(m) ? m : serialize(m)) } },
+      'CacheService',
+    );
+  }
+  return ctor;
+}
+
 export class CacheClient {
   private readonly client: AnyClient;
   private readonly healthClient: AnyClient;
@@ -99,7 +117,7 @@ export class CacheClient {
         : grpc.credentials.createInsecure();
     const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': opts.maxReceiveBytes ?? 256 << 20 };
     if (opts.tls?.serverName) options['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    this.client = new (cacheProto().ctor)(grpcTarget(a), creds, options) as unknown as AnyClient;
+    this.client = new (clientConstructor())(grpcTarget(a), creds, options) as unknown as AnyClient;
     // The health client shares the channel of the cache client.
     this.healthClient = new (healthProto().ctor)(grpcTarget(a), creds, { ...options, channelOverride: this.client.getChannel() }) as unknown as AnyClient;
   }
@@ -134,7 +152,7 @@ export class CacheClient {
    * The daemon asks only for layer blobs the target lacks; `blobs` provides them.
    */
   export(target: Spec, graph: CacheGraphT, blobs: BlobProvider, opts: ExportOptions = {}): Promise<ExportOutcome> {
-    const call = (this.client.Export as (m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientDuplexStream<WireExportRequest, WireExportResponse>)(
+    const call = (this.client.Export as (m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientDuplexStream<WireExportRequest | Buffer, WireExportResponse>)(
       this.metadata(),
       this.callOptions(opts),
     );

@@ -54,7 +54,7 @@ export class ClientBlobs implements BlobSource {
   ) {
     for (const d of order) {
       // 1 MiB: room for one chunk of the recommended size while the consumer catches up.
-      const pass = new PassThrough({ highWaterMark: 1 << 20 });
+      const pass = new PassThrough({ highWaterMark: 4 << 20 });
       // abort() destroys blobs nobody reads yet; their error is reported through onError, not here.
       pass.on('error', () => undefined);
       this.incoming.set(d.digest, { desc: d, pass, received: 0, consumed: false, done: false });

@@ -13,7 +13,6 @@ import { failedPrecondition } from '../errors.js';
 import { loadAuth } from './access.js';
 import { algForKey } from './auth/token.js';
 import type http from 'node:http';
-import type http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from './address.js';
@@ -26,46 +25,10 @@ import { jsonLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { cacheProto } from './proto.js';
 import { Semaphore } from './semaphore.js';
+import { tuneHttp2 } from './tuning.js';
 
 export const SERVICE_NAME = 'bkcache.v1.CacheService';
 
-/**
- * HTTP/2 receive window, per stream and per connection. Node's default is
- * 64 KiB for both, so a client streaming Export blobs could send only 64 KiB
- * per round trip between the two event loops, and nothing at all while the
- * daemon worked on the previous chunk: streaming Export over a unix socket
- * took ~40% longer (integration/bench/grpc.ts). 4 MiB lets a few 1 MiB
- * chunks wait in the daemon while it hashes and writes. Memory stays bounded:
- * a stream the daemon does not read (a paused call) holds at most this much.
- */
-export const RECEIVE_WINDOW_BYTES = 4 << 20;
-
-/**
- * grpc-js has no server option for the HTTP/2 window (its client has
- * grpc-node.flow_control_window), so this reaches into two of its private
- * fields: the options every http2 server is created with, and, once bound,
- * the http2 servers, to widen each new session's connection window. Guarded:
- * if a grpc-js release renames them, the daemon runs with node's defaults.
- */
-function widenReceiveWindow(server: grpc.Server, phase: 'construct' | 'bound'): void {
-  const s = server as unknown as { commonServerOptions?: http2.ServerOptions; http2Servers?: Map<http2.Http2Server | http2.Http2SecureServer, unknown> };
-  if (phase === 'construct') {
-    if (s.commonServerOptions) s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: RECEIVE_WINDOW_BYTES };
-    return;
-  }
-  for (const h of s.http2Servers?.keys() ?? []) {
-    if (widened.has(h)) continue;
-    widened.add(h);
-    h.on('session', (session: http2.ServerHttp2Session) => {
-      try {
-        session.setLocalWindowSize(RECEIVE_WINDOW_BYTES);
-      } catch {
-        // the session closed before it started: nothing to widen
-      }
-    });
-  }
-}
-const widened = new WeakSet<object>();
 
 export class Daemon {
   readonly ctx: ServerContext;
@@ -100,7 +63,7 @@ export class Daemon {
       'grpc.keepalive_time_ms': 60_000,
       'grpc.keepalive_timeout_ms': 20_000,
     });
-    widenReceiveWindow(this.server, 'construct');
+    tuneHttp2(this.server, 'construct');
     const { def, service } = cacheProto();
     this.server.addService(service, {
       Export: exportHandler(this.ctx),
@@ -135,7 +98,7 @@ export class Daemon {
       const port = await new Promise<number>((resolve, reject) =>
         this.server.bindAsync(grpcTarget(a), this.credentials(a), (err, p) => (err ? reject(err) : resolve(p))),
       );
-      widenReceiveWindow(this.server, 'bound');
+      tuneHttp2(this.server, 'bound');
       if (a.kind === 'unix') this.sockets.push(a.path);
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }

@@ -82,7 +82,7 @@ export class LocalStore implements ContentStore {
     }
     try {
       // flush: fsync before close, so a rename never publishes unwritten data.
-      await pipeline(toReadable(content), verify, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true }), {
+      await pipeline(toReadable(content), verify, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: 4 << 20 }), {
         signal: opts.signal,
       });
       await fs.rename(tmp, file);
