@@ -5,6 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import http2 from 'node:http2';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -15,6 +17,7 @@ import { copyCache, inspectCache } from '../../src/cache/operations.js';
 import { jsonLogger } from '../../src/server/log.js';
 import { defaultConfig } from '../../src/server/config.js';
 import { Daemon } from '../../src/server/server.js';
+import { MAX_FRAME_BYTES, RECEIVE_WINDOW_BYTES } from '../../src/server/tuning.js';
 import { BK } from '../fixtures.js';
 import { synthetic, writeContentStore } from './synthetic.js';
 
@@ -80,6 +83,41 @@ describe('client library', () => {
     const info = await client.inspect('type=local,tag=cs');
     expect(info.summary.manifest).toBe(res.manifest!.digest);
     expect(info.summary.kind).toBe('image-manifest');
+  });
+
+  it('streams a content store the daemon is told it cannot read, chunk by chunk from pooled buffers', async () => {
+    // Sizes around the chunk size: empty tail, one byte over, several chunks.
+    const s = synthetic([1 << 16, (1 << 16) + 1, 5 * (1 << 16) + 7]);
+    const store = path.join(tmp, 'content-private');
+    writeContentStore(store, s.blobs);
+    const total = [...s.blobs.values()].reduce((n, b) => n + b.length, 0);
+    const dest = path.join(tmp, 'c-private');
+    const res = await client.export(`type=local,dest=${dest}`, s.graph, { contentStoreDir: store, daemonCanRead: false }, { chunkBytes: 1 << 16 });
+    expect(res.requested.length).toBe(s.blobs.size);
+    expect(res.sentBytes).toBe(total);
+    expect(res.stats.receivedBytes).toBe(total);
+    // Every blob landed intact (the daemon verified each digest while writing it).
+    for (const [digest, bytes] of s.blobs) expect((await client.readBlob(`type=local,src=${dest}`, digest, {})).equals(bytes)).toBe(true);
+  });
+
+  it('reports a blob missing from the client-read content store as NOT_FOUND', async () => {
+    const s = synthetic([10_000]);
+    const store = path.join(tmp, 'content-empty');
+    writeContentStore(store, new Map());
+    await expect(client.export(`type=local,dest=${path.join(tmp, 'c-missing')}`, s.graph, { contentStoreDir: store, daemonCanRead: false })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+    });
+  });
+
+  it('advertises the widened HTTP/2 window and 1 MiB frames', async () => {
+    const session = http2.connect('http://localhost', { createConnection: () => net.connect(addr.slice('unix://'.length)) });
+    try {
+      await new Promise<void>((resolve, reject) => session.once('remoteSettings', () => resolve()).once('error', reject));
+      expect(session.remoteSettings.maxFrameSize).toBe(MAX_FRAME_BYTES);
+      expect(session.remoteSettings.initialWindowSize).toBe(RECEIVE_WINDOW_BYTES);
+    } finally {
+      session.destroy();
+    }
   });
 
   it('serves fetchBlob from an offset, and by full descriptor', async () => {
