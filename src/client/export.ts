@@ -7,6 +7,7 @@ import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { CacheGraph } from '../cache/graph.js';
 import type { CacheSpec } from '../cache/spec.js';
 import type { TransferStats } from '../cache/transfer.js';
+import { drained } from '../drain.js';
 import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../server/client-blobs.js';
@@ -76,6 +77,8 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
   const chunkBytes = opts.chunkBytes ?? 1 << 20;
   const layers = layersOf(graph);
   const dir = 'contentStoreDir' in blobs ? blobs.contentStoreDir : undefined;
+  /** The directory named to the daemon: none when it was told it cannot read it. */
+  const sharedDir = 'contentStoreDir' in blobs && blobs.daemonCanRead !== false ? blobs.contentStoreDir : '';
   let requested: string[] = [];
   let sentBytes = 0;
   let done: WireExportResponse['done'];
@@ -103,17 +106,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     const write = async (m: WireExportRequest | Buffer, written?: () => void) => {
       if (failed) throw failed;
       // Wait for HTTP/2 flow control: nothing more than a few chunks is queued in memory.
-      if (!call.write(m, written)) {
-        await new Promise<void>((res) => {
-          const go = () => {
-            call.off('drain', go);
-            call.off('close', go);
-            res();
-          };
-          call.on('drain', go);
-          call.on('close', go);
-        });
-      }
+      if (!call.write(m, written)) await drained(call);
       if (failed) throw failed;
     };
 
@@ -232,8 +225,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     void (async () => {
       await write({ msg: 'start', start: { target: specToWire(target) } });
       for (const part of splitGraph(graphToWire(graph))) await write({ msg: 'graph', graph: part });
-      const shared = dir !== undefined && (blobs as { daemonCanRead?: boolean }).daemonCanRead !== false;
-      await write({ msg: 'graph_done', graph_done: { content_store_dir: shared ? dir : '' } });
+      await write({ msg: 'graph_done', graph_done: { content_store_dir: sharedDir } });
     })().catch((err) => fail(err instanceof BkError ? err : fromServiceError(err)));
   });
 }

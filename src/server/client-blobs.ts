@@ -1,13 +1,14 @@
 // The BlobSource an export hands to pushCache: layer blobs streamed by the
 // client over the Export call (demultiplexed by digest), or read from a
 // content store directory the client named. Nothing is buffered whole: each
-// blob is a PassThrough with a small high-water mark, and the caller pauses
+// blob is a PassThrough with a bounded (4 MiB) high-water mark, and the caller pauses
 // the gRPC call while a blob's buffer is full, so HTTP/2 flow control pushes
 // back on the client.
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { BlobSource } from '../cache/transfer.js';
+import { drained } from '../drain.js';
 import { asBkError, BkError, dataLoss, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseDigest } from '../oci/digest.js';
@@ -53,7 +54,8 @@ export class ClientBlobs implements BlobSource {
     private readonly onError: (err: BkError) => void,
   ) {
     for (const d of order) {
-      // 1 MiB: room for one chunk of the recommended size while the consumer catches up.
+      // 4 MiB: a few chunks of the recommended 1 MiB wait here while the store
+      // hashes and writes, so the call keeps flowing (integration/bench/grpc.ts).
       const pass = new PassThrough({ highWaterMark: 4 << 20 });
       // abort() destroys blobs nobody reads yet; their error is reported through onError, not here.
       pass.on('error', () => undefined);
@@ -103,7 +105,7 @@ export class ClientBlobs implements BlobSource {
     }
     // A consumer that gave up without error (the target got the blob meanwhile) leaves chunks to drop.
     if (inc.pass.destroyed || data.length === 0) return;
-    if (!inc.pass.write(data)) await this.drained(inc.pass);
+    if (!inc.pass.write(data)) await drained(inc.pass);
   }
 
   /** Ends one blob; the verifying stream then checks its size and digest. */
@@ -153,17 +155,5 @@ export class ClientBlobs implements BlobSource {
         reason: 'blob-out-of-order',
       });
     }
-  }
-
-  private drained(pass: PassThrough): Promise<void> {
-    return new Promise((resolve) => {
-      const done = () => {
-        pass.off('drain', done);
-        pass.off('close', done);
-        resolve();
-      };
-      pass.on('drain', done);
-      pass.on('close', done);
-    });
   }
 }

@@ -82,6 +82,7 @@ export class LocalStore implements ContentStore {
     }
     try {
       // flush: fsync before close, so a rename never publishes unwritten data.
+      // A 4 MiB buffer lets the next chunk be hashed while the last one is written.
       await pipeline(toReadable(content), verify, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: 4 << 20 }), {
         signal: opts.signal,
       });
