@@ -1,20 +1,21 @@
-// Export's blob_chunk messages, protobuf-encoded by hand.
+// Export's blob_chunk messages, protobuf-encoded and gRPC-framed by hand.
 //
-// Why: with the generated encoder every MiB a client streams was allocated
-// three times (the read, the protobuf message, grpc-js's framed copy) and
+// Why: with the generated encoder and grpc-js every MiB a client streams was
+// allocated three times (the read, the protobuf message, the framed copy) and
 // copied twice, and in Node those large short-lived Buffers are what drives
 // garbage collection: GC was the client's largest cost in the Export
-// benchmark. Encoding the few header bytes ourselves lets a chunk be read
-// from disk straight into the buffer that becomes the message, so grpc-js's
-// framing copy is the only one left.
+// benchmark. Writing the few prefix and header bytes ourselves lets a chunk
+// be read from disk straight into the buffer that goes to the socket
+// (grpc-call.ts sends it), so nothing is allocated or copied per chunk.
 //
 // The bytes are ExportRequest{blob_chunk: BlobChunk{digest, offset, data}}
 // (proto/bkcache/v1/cache.proto), in the protobuf wire format:
 // https://protobuf.dev/programming-guides/encoding/
 // Any protobuf decoder reads them; test/client/blob-chunk.test.ts checks it
 // against the daemon's.
+import { FRAME_PREFIX, putFramePrefix } from './grpc-call.js';
 
-/** Bytes reserved in front of a chunk's data for its header; enough for any sha256/sha512 digest. */
+/** Bytes reserved in front of a chunk's data for its gRPC prefix and header; enough for any sha256/sha512 digest. */
 export const CHUNK_HEADROOM = 256;
 
 const WIRE_VARINT = 0;
@@ -70,24 +71,32 @@ export function blobChunkHeader(digest: string, offset: number, dataLength: numb
 }
 
 /**
- * The encoded message for data already sitting in `buf` at
- * [dataStart, dataStart + dataLength): the header goes into the room in
- * front of it when there is enough (CHUNK_HEADROOM), so the result is a view
- * of `buf` and nothing is copied; otherwise header and data are joined.
+ * The gRPC frame (Length-Prefixed-Message, see grpc-call.ts) of the message
+ * for data already sitting in `buf` at [dataStart, dataStart + dataLength):
+ * prefix and header go into the room in front of the data when there is
+ * enough (CHUNK_HEADROOM), so the result is a view of `buf` and nothing is
+ * copied; otherwise they are joined with the data.
  */
-export function blobChunkMessage(buf: Buffer, dataStart: number, dataLength: number, digest: string, offset: number): Buffer {
+export function blobChunkFrame(buf: Buffer, dataStart: number, dataLength: number, digest: string, offset: number): Buffer {
   const h = blobChunkHeader(digest, offset, dataLength);
-  if (h.length > dataStart) return Buffer.concat([h, buf.subarray(dataStart, dataStart + dataLength)]);
-  h.copy(buf, dataStart - h.length);
-  return buf.subarray(dataStart - h.length, dataStart + dataLength);
+  const messageLength = h.length + dataLength;
+  const start = dataStart - h.length - FRAME_PREFIX;
+  if (start < 0) {
+    const prefix = Buffer.allocUnsafe(FRAME_PREFIX);
+    putFramePrefix(prefix, 0, messageLength);
+    return Buffer.concat([prefix, h, buf.subarray(dataStart, dataStart + dataLength)]);
+  }
+  putFramePrefix(buf, start, messageLength);
+  h.copy(buf, start + FRAME_PREFIX);
+  return buf.subarray(start, dataStart + dataLength);
 }
 
 /**
  * Reusable buffers for blob chunk messages, so streaming a blob allocates a
  * few buffers rather than one per chunk. A buffer goes back to the pool when
- * the write callback of the message made from it fires: grpc-js frames a
- * message (copying it) before it passes the write on, so by then nothing
- * refers to the buffer any more. `max` also bounds how many chunks are in
+ * the write callback of the frame made from it fires: node's HTTP/2 calls it
+ * once the bytes were written to the socket (or the stream was destroyed),
+ * so by then nothing refers to the buffer any more. `max` also bounds how many chunks are in
  * flight: take() waits until one is given back.
  */
 export class ChunkBuffers {

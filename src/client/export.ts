@@ -3,7 +3,6 @@
 // those blobs in that order with backpressure, half-close, await done.
 import { promises as fs } from 'node:fs';
 import type { Readable } from 'node:stream';
-import type { ClientDuplexStream } from '@grpc/grpc-js';
 import type { CacheGraph } from '../cache/graph.js';
 import type { CacheSpec } from '../cache/spec.js';
 import type { TransferStats } from '../cache/transfer.js';
@@ -11,7 +10,8 @@ import { drained } from '../drain.js';
 import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../server/client-blobs.js';
-import { blobChunkMessage, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
+import { blobChunkFrame, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
+import type { CallStatus, GrpcCall } from './grpc-call.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../server/proto.js';
 import { fromServiceError } from '../server/status.js';
 import { descriptorFromWire, graphToWire, specToWire, splitGraph, statsFromWire } from '../server/wire.js';
@@ -61,10 +61,10 @@ export interface ExportOutcome {
   sentBytes: number;
 }
 
-/** Blob chunks written but not yet taken by grpc-js: enough to keep the socket busy. */
+/** Blob chunks written but not yet on the socket: enough to keep it busy. */
 const CHUNKS_IN_FLIGHT = 4;
 
-type Call = ClientDuplexStream<WireExportRequest | Buffer, WireExportResponse>;
+type Call = GrpcCall<WireExportRequest, WireExportResponse>;
 
 /** The layer descriptors of a graph by digest: what `open` is called with. */
 function layersOf(graph: CacheGraph): Map<string, Descriptor> {
@@ -102,7 +102,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     if (opts.signal?.aborted) return onAbort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-    // A Buffer is an ExportRequest already encoded (blob chunks, see blob-chunk.ts).
+    // A Buffer is an ExportRequest already encoded and framed (blob chunks, see blob-chunk.ts).
     const write = async (m: WireExportRequest | Buffer, written?: () => void) => {
       if (failed) throw failed;
       // Wait for HTTP/2 flow control: nothing more than a few chunks is queued in memory.
@@ -111,7 +111,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     };
 
     const sendChunk = async (buf: Buffer, length: number, d: Descriptor, offset: number) => {
-      await write(blobChunkMessage(buf, CHUNK_HEADROOM, length, d.digest, offset), () => pool.give(buf));
+      await write(blobChunkFrame(buf, CHUNK_HEADROOM, length, d.digest, offset), () => pool.give(buf));
       sentBytes += length;
     };
 
@@ -193,13 +193,10 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
         done = m.done;
       }
     });
-    call.on('error', (err) => fail(fromServiceError(err)));
-    // The result is complete once the status is OK and every message was read;
-    // grpc-js may report these two in either order.
-    let statusOk = false;
-    let ended = false;
-    const settle = () => {
-      if (failed || !statusOk || !ended) return;
+    // The status comes last, after every response message.
+    call.on('status', (st: CallStatus) => {
+      if (st.code !== 0) return fail(fromServiceError(st));
+      if (failed) return;
       opts.signal?.removeEventListener('abort', onAbort);
       if (!done) return fail(new BkError('INTERNAL', 'the daemon ended the export without a result'));
       resolve({
@@ -212,14 +209,6 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
         requested,
         sentBytes,
       });
-    };
-    call.on('status', (st: { code: number }) => {
-      statusOk = st.code === 0; // other codes arrive through 'error'
-      settle();
-    });
-    call.on('end', () => {
-      ended = true;
-      settle();
     });
 
     void (async () => {

@@ -27,6 +27,8 @@ import { healthProto, type ServingStatus } from '../server/health.js';
 import { cacheProto, type WireExportRequest, type WireExportResponse, type WireBlobChunk, type WireCopyResponse, type WireImportResponse, type WireInspectResponse } from '../server/proto.js';
 import { fromServiceError } from '../server/status.js';
 import { descriptorFromWire, descriptorToWire, graphFromWire, specToWire, statsFromWire, summaryFromWire } from '../server/wire.js';
+import { GrpcCall } from './grpc-call.js';
+import { H2Channel } from './h2-channel.js';
 import { runExport, type BlobProvider, type ExportOptions, type ExportOutcome, type ExportProgress } from './export.js';
 
 export { CacheGraph } from '../cache/graph.js';
@@ -77,28 +79,13 @@ export interface CopyOutcome extends Omit<ExportOutcome, 'requested' | 'sentByte
 type Spec = string | CacheSpec;
 type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
-let ctor: grpc.ServiceClientConstructor | undefined;
-
-/**
- * The CacheService client, except that Export also takes messages already
- * encoded (a Buffer): blob chunks are written that way (see blob-chunk.ts).
- */
-function clientConstructor(): grpc.ServiceClientConstructor {
-  if (!ctor) {
-    const { service } = cacheProto();
-    const serialize = service.Export!.requestSerialize;
-    ctor = grpc.makeGenericClientConstructor(
-      { ...service, Export: { ...service.Export!, requestSerialize: (m: unknown) => (Buffer.isBuffer(m) ? m : serialize(m)) } },
-      'CacheService',
-    );
-  }
-  return ctor;
-}
-
 export class CacheClient {
   private readonly client: AnyClient;
   private readonly healthClient: AnyClient;
   private readonly token?: string | (() => string);
+  /** Export's own connection (grpc-call.ts says why). */
+  private readonly exportChannel: H2Channel;
+  private readonly maxReceiveBytes: number;
 
   /** `addr`: unix:///path.sock, tcp://host:port or host:port; default $BKCACHE_ADDR or the default socket. */
   constructor(
@@ -107,26 +94,34 @@ export class CacheClient {
   ) {
     const a = parseAddress(address);
     this.token = opts.token ?? (process.env.BKCACHE_TOKEN || undefined);
-    const creds =
-      a.kind === 'tcp' && opts.tls
-        ? grpc.credentials.createSsl(
-            opts.tls.ca ? readFileSync(opts.tls.ca) : null,
-            opts.tls.key ? readFileSync(opts.tls.key) : null,
-            opts.tls.cert ? readFileSync(opts.tls.cert) : null,
-          )
-        : grpc.credentials.createInsecure();
-    const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': opts.maxReceiveBytes ?? 256 << 20 };
-    if (opts.tls?.serverName) options['grpc.ssl_target_name_override'] = opts.tls.serverName;
-    this.client = new (clientConstructor())(grpcTarget(a), creds, options) as unknown as AnyClient;
+    const tls = a.kind === 'tcp' && opts.tls ? opts.tls : undefined;
+    const files = tls && {
+      ca: tls.ca ? readFileSync(tls.ca) : undefined,
+      key: tls.key ? readFileSync(tls.key) : undefined,
+      cert: tls.cert ? readFileSync(tls.cert) : undefined,
+    };
+    const creds = files ? grpc.credentials.createSsl(files.ca ?? null, files.key ?? null, files.cert ?? null) : grpc.credentials.createInsecure();
+    this.maxReceiveBytes = opts.maxReceiveBytes ?? 256 << 20;
+    const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': this.maxReceiveBytes };
+    if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
+    this.client = new (cacheProto().ctor)(grpcTarget(a), creds, options) as unknown as AnyClient;
+    this.exportChannel = new H2Channel(a, files && { ...files, serverName: tls?.serverName });
     // The health client shares the channel of the cache client.
     this.healthClient = new (healthProto().ctor)(grpcTarget(a), creds, { ...options, channelOverride: this.client.getChannel() }) as unknown as AnyClient;
+  }
+
+  /** The bearer token for this call, if any; a function is asked anew each time. */
+  private authorization(): Record<string, string> {
+    const t = typeof this.token === 'function' ? this.token() : this.token;
+    // A header value is printable ASCII (RFC 9110 field-value, as gRPC metadata restricts it).
+    if (t && !/^[\x20-\x7e]+$/.test(t)) throw new BkError('INVALID_ARGUMENT', 'the token has characters an HTTP header cannot carry');
+    return t ? { authorization: `Bearer ${t}` } : {};
   }
 
   /** Per-call metadata: grpc-js refuses call credentials on insecure channels (unix sockets), so the token goes here. */
   private metadata(): grpc.Metadata {
     const m = new grpc.Metadata();
-    const t = typeof this.token === 'function' ? this.token() : this.token;
-    if (t) m.set('authorization', `Bearer ${t}`);
+    for (const [k, v] of Object.entries(this.authorization())) m.set(k, v);
     return m;
   }
 
@@ -152,10 +147,20 @@ export class CacheClient {
    * The daemon asks only for layer blobs the target lacks; `blobs` provides them.
    */
   export(target: Spec, graph: CacheGraphT, blobs: BlobProvider, opts: ExportOptions = {}): Promise<ExportOutcome> {
-    const call = (this.client.Export as (m: grpc.Metadata, o: grpc.CallOptions) => grpc.ClientDuplexStream<WireExportRequest | Buffer, WireExportResponse>)(
-      this.metadata(),
-      this.callOptions(opts),
-    );
+    const method = cacheProto().service.Export!;
+    let call: GrpcCall<WireExportRequest, WireExportResponse>;
+    try {
+      call = new GrpcCall<WireExportRequest, WireExportResponse>(this.exportChannel, {
+        path: method.path,
+        serialize: method.requestSerialize,
+        deserialize: method.responseDeserialize,
+        metadata: this.authorization(),
+        deadline: opts.timeoutMs !== undefined ? Date.now() + opts.timeoutMs : undefined,
+        maxReceiveBytes: this.maxReceiveBytes,
+      });
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return runExport(call, target, graph, blobs, opts);
   }
 
@@ -256,6 +261,7 @@ export class CacheClient {
   }
 
   close(): void {
+    this.exportChannel.close();
     this.healthClient.close();
     this.client.close();
   }

@@ -2,11 +2,18 @@
 // protobuf definitions, to exactly what was meant.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { blobChunkHeader, blobChunkMessage, CHUNK_HEADROOM, ChunkBuffers } from '../../src/client/blob-chunk.js';
+import { blobChunkFrame, blobChunkHeader, CHUNK_HEADROOM, ChunkBuffers } from '../../src/client/blob-chunk.js';
+import { FRAME_PREFIX } from '../../src/client/grpc-call.js';
 import { digestBytes } from '../../src/oci/digest.js';
 import { cacheProto, type WireExportRequest } from '../../src/server/proto.js';
 
 const decode = (b: Buffer) => cacheProto().service.Export!.requestDeserialize(b) as WireExportRequest;
+/** Checks the gRPC prefix (uncompressed, length of the rest) and decodes the message behind it. */
+const unframe = (f: Buffer) => {
+  expect(f[0]).toBe(0);
+  expect(f.readUInt32BE(1)).toBe(f.length - FRAME_PREFIX);
+  return decode(f.subarray(FRAME_PREFIX));
+};
 const sha512 = `sha512:${'ab'.repeat(64)}`;
 
 describe('blob chunk encoding', () => {
@@ -20,7 +27,7 @@ describe('blob chunk encoding', () => {
     const data = randomBytes(length);
     const buf = Buffer.alloc(CHUNK_HEADROOM + length);
     data.copy(buf, CHUNK_HEADROOM);
-    const m = decode(blobChunkMessage(buf, CHUNK_HEADROOM, length, digest, offset));
+    const m = unframe(blobChunkFrame(buf, CHUNK_HEADROOM, length, digest, offset));
     expect(m.msg).toBe('blob_chunk');
     expect(m.blob_chunk!.digest).toBe(digest);
     expect(Number(m.blob_chunk!.offset)).toBe(offset);
@@ -35,18 +42,18 @@ describe('blob chunk encoding', () => {
     expect(ours.equals(theirs)).toBe(true);
   });
 
-  it('writes the header into the room in front of the data, copying nothing', () => {
+  it('writes prefix and header into the room in front of the data, copying nothing', () => {
     const buf = Buffer.alloc(CHUNK_HEADROOM + 10, 7);
-    const m = blobChunkMessage(buf, CHUNK_HEADROOM, 10, digestBytes('v'), 5);
+    const m = blobChunkFrame(buf, CHUNK_HEADROOM, 10, digestBytes('v'), 5);
     expect(m.buffer).toBe(buf.buffer);
     expect(m.byteOffset + m.length).toBe(buf.byteOffset + CHUNK_HEADROOM + 10);
   });
 
-  it('joins header and data when there is no room', () => {
-    const buf = Buffer.alloc(10, 7);
-    const m = blobChunkMessage(buf, 0, 10, digestBytes('w'), 0);
+  it.each([0, 20])('joins prefix, header and data when there is no room (%i bytes)', (room) => {
+    const buf = Buffer.alloc(room + 10, 7);
+    const m = blobChunkFrame(buf, room, 10, digestBytes('w'), 0);
     expect(m.buffer).not.toBe(buf.buffer);
-    expect(Buffer.from(decode(m).blob_chunk!.data).equals(buf)).toBe(true);
+    expect(Buffer.from(unframe(m).blob_chunk!.data).equals(buf.subarray(room))).toBe(true);
   });
 });
 

@@ -109,6 +109,17 @@ describe('client library', () => {
     });
   });
 
+  it('export on a closed client, or with a token HTTP/2 cannot carry, is refused with a typed error', async () => {
+    const s = synthetic([10]);
+    const closed = connect(addr);
+    closed.close();
+    await expect(closed.export(`type=local,dest=${path.join(tmp, 'never')}`, s.graph, s.provider)).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+    const badToken = connect(addr, { token: 'abc\ndef' });
+    await expect(badToken.export(`type=local,dest=${path.join(tmp, 'never')}`, s.graph, s.provider)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(badToken.health()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    badToken.close();
+  });
+
   it('advertises the widened HTTP/2 window and 1 MiB frames', async () => {
     const session = http2.connect('http://localhost', { createConnection: () => net.connect(addr.slice('unix://'.length)) });
     try {

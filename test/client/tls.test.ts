@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/client/index.js';
+import { synthetic } from './synthetic.js';
 import { defaultConfig } from '../../src/server/config.js';
 import { jsonLogger } from '../../src/server/log.js';
 import { Daemon } from '../../src/server/server.js';
@@ -62,4 +63,30 @@ describe('TLS', () => {
     await expect(anon.health('', { timeoutMs: 2000 })).rejects.toBeDefined();
     anon.close();
   });
+
+  // Export has its own HTTP/2 connection (src/client/grpc-call.ts), so it is
+  // checked over TLS apart from the unary calls above.
+  it('exports over TLS and mutual TLS, checking the daemon name; without the right certificates it fails', async () => {
+    const s = synthetic([1_500_000, 20_000]);
+    const dest = (n: string) => `type=local,dest=${f(n)}`;
+    const tls = connect(tlsOnly.addresses[0]!, { tls: { ca: f('ca.pem') } });
+    const viaName = connect(tlsOnly.addresses[0]!, { tls: { ca: f('ca.pem'), serverName: 'localhost' } });
+    const wrongName = connect(tlsOnly.addresses[0]!, { tls: { ca: f('ca.pem'), serverName: 'elsewhere.test' } });
+    const good = connect(mtls.addresses[0]!, { tls: { ca: f('ca.pem'), cert: f('client.pem'), key: f('client.key') } });
+    const anon = connect(mtls.addresses[0]!, { tls: { ca: f('ca.pem') } });
+    const plain = connect(tlsOnly.addresses[0]!);
+    try {
+      for (const [c, n] of [[tls, 'tls'], [viaName, 'tls-name'], [good, 'mtls']] as const) {
+        const res = await c.export(dest(n), s.graph, s.provider, { timeoutMs: 10_000 });
+        expect(res.manifest?.digest, n).toMatch(/^sha256:/);
+        expect(res.sentBytes, n).toBe(1_520_000 + 4 * 1_000);
+      }
+      for (const [c, n] of [[wrongName, 'wrong-name'], [anon, 'anon'], [plain, 'plain']] as const) {
+        await expect(c.export(dest(n), s.graph, s.provider, { timeoutMs: 5_000 }), n).rejects.toMatchObject({ code: 'UNAVAILABLE' });
+      }
+    } finally {
+      for (const c of [tls, viaName, wrongName, good, anon, plain]) c.close();
+    }
+  });
 });
+
