@@ -49,13 +49,25 @@ function putVarint(buf: Buffer, pos: number, n: number): number {
 
 /** The header of a blob_chunk message whose data is `dataLength` bytes long: everything before the data. */
 export function blobChunkHeader(digest: string, offset: number, dataLength: number): Buffer {
+  return encodeHeader(digest, offset, dataLength, 0);
+}
+
+/** The gRPC prefix and the header of a blob_chunk message: everything of its frame before the data. */
+export function blobChunkHead(digest: string, offset: number, dataLength: number): Buffer {
+  const h = encodeHeader(digest, offset, dataLength, FRAME_PREFIX);
+  putFramePrefix(h, 0, h.length - FRAME_PREFIX + dataLength);
+  return h;
+}
+
+/** The header, `lead` bytes into a new buffer. */
+function encodeHeader(digest: string, offset: number, dataLength: number, lead: number): Buffer {
   const d = Buffer.from(digest, 'utf8');
   // Field order as protobuf encoders write it; proto3 leaves a zero offset out.
   const inner =
     1 + varintSize(d.length) + d.length + (offset > 0 ? 1 + varintSize(offset) : 0) + 1 + varintSize(dataLength) + dataLength;
   const size = 1 + varintSize(inner) + inner - dataLength;
-  const h = Buffer.allocUnsafe(size);
-  let p = 0;
+  const h = Buffer.allocUnsafe(lead + size);
+  let p = lead;
   h[p++] = tag(EXPORT_REQUEST_BLOB_CHUNK, WIRE_LEN);
   p = putVarint(h, p, inner);
   h[p++] = tag(BLOB_CHUNK_DIGEST, WIRE_LEN);
@@ -78,17 +90,11 @@ export function blobChunkHeader(digest: string, offset: number, dataLength: numb
  * copied; otherwise they are joined with the data.
  */
 export function blobChunkFrame(buf: Buffer, dataStart: number, dataLength: number, digest: string, offset: number): Buffer {
-  const h = blobChunkHeader(digest, offset, dataLength);
-  const messageLength = h.length + dataLength;
-  const start = dataStart - h.length - FRAME_PREFIX;
-  if (start < 0) {
-    const prefix = Buffer.allocUnsafe(FRAME_PREFIX);
-    putFramePrefix(prefix, 0, messageLength);
-    return Buffer.concat([prefix, h, buf.subarray(dataStart, dataStart + dataLength)]);
-  }
-  putFramePrefix(buf, start, messageLength);
-  h.copy(buf, start + FRAME_PREFIX);
-  return buf.subarray(start, dataStart + dataLength);
+  const head = blobChunkHead(digest, offset, dataLength);
+  const data = buf.subarray(dataStart, dataStart + dataLength);
+  if (head.length > dataStart) return Buffer.concat([head, data]);
+  head.copy(buf, dataStart - head.length);
+  return buf.subarray(dataStart - head.length, dataStart + dataLength);
 }
 
 /**

@@ -10,7 +10,7 @@ import { drained } from '../drain.js';
 import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../server/client-blobs.js';
-import { blobChunkFrame, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
+import { blobChunkFrame, blobChunkHead, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
 import type { CallStatus, GrpcCall } from './grpc-call.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../server/proto.js';
 import { fromServiceError } from '../server/status.js';
@@ -61,6 +61,9 @@ export interface ExportOutcome {
   sentBytes: number;
 }
 
+/** Pieces of an open() stream at least this large are sent without a copy. */
+const SEND_AS_IS_BYTES = 256 << 10;
+
 /** Blob chunks written but not yet on the socket: enough to keep it busy. */
 const CHUNKS_IN_FLIGHT = 4;
 
@@ -102,8 +105,8 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     if (opts.signal?.aborted) return onAbort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
 
-    // A Buffer is an ExportRequest already encoded and framed (blob chunks, see blob-chunk.ts).
-    const write = async (m: WireExportRequest | Buffer, written?: () => void) => {
+    // Buffers are an ExportRequest already encoded and framed (blob chunks, see blob-chunk.ts).
+    const write = async (m: WireExportRequest | Buffer | Buffer[], written?: () => void) => {
       if (failed) throw failed;
       // Wait for HTTP/2 flow control: nothing more than a few chunks is queued in memory.
       if (!call.write(m, written)) await drained(call);
@@ -153,21 +156,45 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
       }
     };
 
-    // From the solver's streams: each piece is copied behind a header.
+    // From the solver's streams. A large piece goes out as it is, behind a
+    // small head (prefix and header), so nothing is copied; small pieces are
+    // gathered in a pooled buffer, so that messages stay near chunkBytes.
     const sendStream = async (d: Descriptor) => {
       let offset = 0;
+      let buf: Buffer | undefined;
+      let filled = 0;
+      const flush = async () => {
+        if (!buf) return;
+        const [b, n] = [buf, filled];
+        buf = undefined;
+        filled = 0;
+        await sendChunk(b, n, d, offset);
+        offset += n;
+      };
       const src = (current = await (blobs as Extract<BlobProvider, { open: unknown }>).open(d));
       try {
-        for await (const c of src) {
-          for (let i = 0; i < c.length; i += chunkBytes) {
-            const n = Math.min(chunkBytes, c.length - i);
-            const buf = await pool.take();
-            buf.set(c.subarray(i, i + n), CHUNK_HEADROOM);
-            await sendChunk(buf, n, d, offset);
-            offset += n;
+        for await (const piece of src) {
+          const c = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length);
+          for (let i = 0; i < c.length; ) {
+            if (!buf && c.length - i >= SEND_AS_IS_BYTES) {
+              const n = Math.min(chunkBytes, c.length - i);
+              await write([blobChunkHead(d.digest, offset, n), c.subarray(i, i + n)]);
+              sentBytes += n;
+              offset += n;
+              i += n;
+              continue;
+            }
+            buf ??= await pool.take();
+            const n = Math.min(chunkBytes - filled, c.length - i);
+            c.copy(buf, CHUNK_HEADROOM + filled, i, i + n);
+            filled += n;
+            i += n;
+            if (filled === chunkBytes) await flush();
           }
         }
+        await flush();
       } finally {
+        if (buf) pool.give(buf);
         (src as Readable).destroy?.();
       }
     };

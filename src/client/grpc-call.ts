@@ -114,23 +114,29 @@ export class GrpcCall<Req, Res> extends EventEmitter {
 
   /**
    * Sends one request. A Buffer is taken as a complete Length-Prefixed-Message
-   * (prefix included) and written without a copy; `written` is called once
-   * HTTP/2 is done with its bytes. Returns false when the caller should wait
-   * for 'drain'.
+   * (prefix included), an array of Buffers as one in pieces; either is written
+   * without a copy, so its bytes must not change until `written` is called
+   * (once HTTP/2 is done with them). Returns false when the caller should
+   * wait for 'drain'.
    */
-  write(m: Req | Buffer, written?: (err?: Error | null) => void): boolean {
+  write(m: Req | Buffer | Buffer[], written?: (err?: Error | null) => void): boolean {
     if (this.finished || this.stream.writableEnded || this.stream.destroyed) {
       if (written) queueMicrotask(() => written(new Error('the call has ended')));
       return true;
     }
     if (Buffer.isBuffer(m)) return this.stream.write(m, written);
-    const body = this.opts.serialize(m);
-    const prefix = Buffer.allocUnsafe(FRAME_PREFIX);
-    putFramePrefix(prefix, 0, body.length);
-    // Corked, the two pieces leave as one write.
+    let pieces: Buffer[];
+    if (Array.isArray(m)) pieces = m;
+    else {
+      const body = this.opts.serialize(m);
+      const prefix = Buffer.allocUnsafe(FRAME_PREFIX);
+      putFramePrefix(prefix, 0, body.length);
+      pieces = [prefix, body];
+    }
+    // Corked, the pieces leave as one write.
     this.stream.cork();
-    this.stream.write(prefix);
-    const ok = this.stream.write(body, written);
+    let ok = true;
+    pieces.forEach((p, i) => (ok = this.stream.write(p, i === pieces.length - 1 ? written : undefined)));
     this.stream.uncork();
     return ok;
   }

@@ -2,7 +2,7 @@
 // protobuf definitions, to exactly what was meant.
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { blobChunkFrame, blobChunkHeader, CHUNK_HEADROOM, ChunkBuffers } from '../../src/client/blob-chunk.js';
+import { blobChunkFrame, blobChunkHead, blobChunkHeader, CHUNK_HEADROOM, ChunkBuffers } from '../../src/client/blob-chunk.js';
 import { FRAME_PREFIX } from '../../src/client/grpc-call.js';
 import { digestBytes } from '../../src/oci/digest.js';
 import { cacheProto, type WireExportRequest } from '../../src/server/proto.js';
@@ -40,6 +40,14 @@ describe('blob chunk encoding', () => {
     const ours = Buffer.concat([blobChunkHeader(digest, 777, data.length), data]);
     const theirs = cacheProto().service.Export!.requestSerialize({ msg: 'blob_chunk', blob_chunk: { digest, offset: 777, data } });
     expect(ours.equals(theirs)).toBe(true);
+  });
+
+  it('blobChunkHead is the frame before the data: prefix and header', () => {
+    const data = randomBytes(3000);
+    const digest = digestBytes('head');
+    const m = unframe(Buffer.concat([blobChunkHead(digest, 2 ** 40, data.length), data]));
+    expect(Number(m.blob_chunk!.offset)).toBe(2 ** 40);
+    expect(Buffer.from(m.blob_chunk!.data).equals(data)).toBe(true);
   });
 
   it('writes prefix and header into the room in front of the data, copying nothing', () => {

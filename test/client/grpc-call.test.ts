@@ -104,15 +104,17 @@ describe('GrpcCall', () => {
       answer([reply.subarray(0, 3), reply.subarray(3, 12), reply.subarray(12)])(stream, headers, body);
     };
     const preFramed = frame({ raw: true });
+    const inPieces = frame({ pieces: 2 });
     const { done } = call({ deadline: Date.now() + 60_000, metadata: { authorization: 'Bearer t0k' } }, (c) => {
       c.write({ hello: 'world' });
       c.write(preFramed);
+      c.write([inPieces.subarray(0, 3), inPieces.subarray(3)]);
       c.end();
     });
     const out = await done;
     expect(out.status.code).toBe(Status.OK);
     expect(out.messages).toEqual([{ n: 1 }, { n: 2 }, { n: 3 }]);
-    expect(seen!.body).toEqual([{ hello: 'world' }, { raw: true }]);
+    expect(seen!.body).toEqual([{ hello: 'world' }, { raw: true }, { pieces: 2 }]);
     expect(seen!.headers).toMatchObject({
       ':method': 'POST',
       ':path': '/test.v1.Svc/Talk',
