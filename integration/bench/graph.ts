@@ -12,19 +12,9 @@ import { decodeCacheConfig, encodeCacheConfig } from '../../src/cache/config.js'
 import { CacheGraph, type CacheNode } from '../../src/cache/graph.js';
 import { parseConfig } from '../../src/cache/parse.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
+import { rng } from '../harness/rng.js';
 
 const sha = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    // xorshift32: integer-only, so no precision loss
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 function layer(n: number): Descriptor {
   const content = `layer-${n}`;

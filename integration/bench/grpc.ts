@@ -18,17 +18,19 @@
 // Targets: streaming >= 400 MB/s (median run), sidecar peak RSS < 250 MiB
 // (worst run), content-store mode faster than streaming (median against median).
 //
-// Where the time goes (2 cores, Node 20): both processes are CPU-bound. Per
-// GiB the daemon spends ~0.75 s hashing (sha256) and ~0.7 s of kernel time
-// writing, the client ~0.6 s reading and writing the socket. Garbage
-// collection was the largest overhead: V8 counts Buffer bytes allocated
-// since the last full GC against a limit derived from the (small) heap, so
-// each process ran a full mark-compact every 15-30 MiB. The daemon now raises
-// its heap growing factor (src/server/tuning.ts); the client library reuses
-// its chunk buffers (src/client/blob-chunk.ts), but grpc-js still allocates
-// one framed copy per message, so a bare client process still runs ~40 full
-// GCs per GiB. A solver process with a larger heap runs fewer; try
-// BKCACHE_BENCH_CLIENT_FLAGS=--initial-old-space-size=64 to see the effect.
+// Where the time goes (2 cores, Node 20): the two processes together keep
+// both cores nearly busy. Per GiB the daemon spends ~0.75 s hashing (sha256)
+// and ~0.7 s of kernel time writing, the client ~0.5 s reading files and
+// writing the socket. Garbage collection was the largest overhead: V8 counts
+// Buffer bytes allocated since the last full GC against a limit derived from
+// the (small) heap, so each process ran a full mark-compact every 15-30 MiB.
+// The daemon raises its heap growing factor (src/server/tuning.ts); the
+// client reuses its chunk buffers and frames chunks in place, sending Export
+// over its own HTTP/2 call (src/client/grpc-call.ts), so in stream mode it
+// allocates almost nothing per chunk. In stream-open mode the fs read
+// streams allocate a buffer per read, and the client's GC comes back (~0.25 s
+// per GiB). BKCACHE_BENCH_CLIENT_FLAGS passes node flags to the client
+// (--initial-old-space-size=64, say) to see what a larger heap changes.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { once } from 'node:events';

@@ -2,17 +2,8 @@
 // selectors, shared layer blobs under different parents.
 import { createHash } from 'node:crypto';
 import { CacheGraph, type CacheNode } from '../../src/cache/graph.js';
+import { rng } from '../../integration/harness/rng.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
-
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 2 ** 32;
-  };
-}
 
 const sha = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');
 
