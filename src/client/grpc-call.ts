@@ -93,11 +93,12 @@ export class GrpcCall<Req, Res> extends EventEmitter {
       te: 'trailers',
       'grpc-accept-encoding': 'identity',
     };
+    if (opts.deadline !== undefined) headers['grpc-timeout'] = grpcTimeout(opts.deadline - Date.now());
+    this.stream = channel.request(headers);
+    // The daemon enforces grpc-timeout too; this timer also covers a daemon that never answers.
     if (opts.deadline !== undefined) {
-      headers['grpc-timeout'] = grpcTimeout(opts.deadline - Date.now());
       this.timer = setTimeout(() => this.cancel(Status.DEADLINE_EXCEEDED, 'Deadline exceeded'), Math.max(0, opts.deadline - Date.now()));
     }
-    this.stream = channel.request(headers);
     this.stream.on('response', (h) => this.onHeaders(h));
     this.stream.on('data', (chunk: Buffer) => this.onData(chunk));
     this.stream.on('trailers', (h) => this.onTrailers(h));
