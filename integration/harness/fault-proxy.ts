@@ -10,6 +10,8 @@ export interface SeenRequest {
   path: string;
   status?: number;
   fault?: string;
+  /** The Range header, when the request had one. */
+  range?: string;
 }
 
 export type FaultAction =
@@ -17,6 +19,8 @@ export type FaultAction =
   | { respond: number; headers?: Record<string, string>; body?: string }
   /** Read this many request-body bytes, then drop the connection; nothing is forwarded. */
   | { resetAfterBytes: number }
+  /** Forward, pass on the response headers and this many body bytes, then drop the connection. */
+  | { cutResponseAfterBytes: number }
   /** Forward, then hand the buffered response to `mutate` before sending it on. */
   | { rewrite: (r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => void };
 
@@ -84,11 +88,28 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     return undefined;
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest, mutate?: Extract<FaultAction, { rewrite: unknown }>) => {
+  const forward = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest, mutate?: Extract<FaultAction, { rewrite: unknown }>, cutAfter?: number) => {
     const up = request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (upRes) => {
         seen.status = upRes.statusCode;
+        if (cutAfter !== undefined) {
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          if (cutAfter <= 0) {
+            res.flushHeaders();
+            upRes.destroy();
+            setTimeout(() => req.socket.destroy(), 20);
+            return;
+          }
+          let sent = 0;
+          upRes.on('data', (b: Buffer) => {
+            if (sent >= cutAfter) return;
+            const part = b.subarray(0, cutAfter - sent);
+            sent += part.length;
+            res.write(part, () => sent >= cutAfter && req.socket.destroy());
+          });
+          return;
+        }
         if (!mutate) {
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
           upRes.pipe(res);
@@ -113,7 +134,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const server = createServer((req, res) => {
     const method = req.method ?? 'GET';
     const path = req.url ?? '/';
-    const seen: SeenRequest = { method, path };
+    const seen: SeenRequest = { method, path, range: req.headers.range };
     proxy.log.push(seen);
     const tracked = proxy.trackConcurrency?.({ method, path }) ?? false;
     if (tracked) {
@@ -144,6 +165,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       req.on('end', cut);
       return;
     }
+    if ('cutResponseAfterBytes' in a) return forward(req, res, seen, undefined, a.cutResponseAfterBytes);
     forward(req, res, seen, a);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

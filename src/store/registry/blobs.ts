@@ -11,6 +11,7 @@ import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
 import { RegistryError } from './errcode/index.js';
 import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
+import { resumingBody } from './resume.js';
 import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
 import { ExactReader, HoldbackVerify, skipBytes, Source, type BlobSource } from './source.js';
 
@@ -42,7 +43,8 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
 
 /**
  * Streams a blob, verified against the descriptor (size always, digest too
- * when reading from byte 0). The transfer slot is held only until the
+ * when reading from byte 0); a body that breaks off is resumed from where it
+ * stopped (resume.ts). The transfer slot is held only until the
  * response headers arrive: holding it for the body would deadlock callers
  * that open several streams before reading them.
  */
@@ -55,32 +57,37 @@ export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, 
     if (!(await blobExists(ctx, desc, signal))) throw new BkError('NOT_FOUND', `${what(ctx, 'GET blob', desc.digest)}: not found`);
     return Readable.from([], { objectMode: false });
   }
-  const release = await ctx.limiter.acquire(signal);
-  try {
-    const res = await ctx.client.send({
-      method: 'GET',
-      url: apiUrl(ctx, 'blobs', desc.digest),
-      registry: ctx.endpoint.registry,
-      scopes: pullScope(ctx),
-      headers: offset > 0 ? { range: `bytes=${offset}-` } : {},
-      expect: [200, 206],
-      what: what(ctx, 'GET blob', desc.digest),
-      signal,
-    });
-    let body: Readable = res.body;
-    if (offset > 0 && res.status === 200) body = skipBytes(body, offset);
-    if (res.status === 206) {
-      const cr = header(res, 'content-range');
-      const start = cr ? /bytes (\d+)-/.exec(cr)?.[1] : undefined;
-      if (start !== undefined && Number(start) !== offset) {
-        body.destroy();
-        throw dataLoss(`${what(ctx, 'GET blob', desc.digest)}: asked for offset ${offset}, got ${start}`, { reason: 'bad-range' });
+  // Opens the blob at `position`; used again to resume a body that broke off (resume.ts).
+  const open = async (position: number): Promise<Readable> => {
+    const release = await ctx.limiter.acquire(signal);
+    try {
+      const res = await ctx.client.send({
+        method: 'GET',
+        url: apiUrl(ctx, 'blobs', desc.digest),
+        registry: ctx.endpoint.registry,
+        scopes: pullScope(ctx),
+        headers: position > 0 ? { range: `bytes=${position}-` } : {},
+        expect: [200, 206],
+        what: what(ctx, 'GET blob', desc.digest),
+        signal,
+      });
+      let body: Readable = res.body;
+      if (position > 0 && res.status === 200) body = skipBytes(body, position);
+      if (res.status === 206) {
+        const cr = header(res, 'content-range');
+        const start = cr ? /bytes (\d+)-/.exec(cr)?.[1] : undefined;
+        if (start !== undefined && Number(start) !== position) {
+          body.destroy();
+          throw dataLoss(`${what(ctx, 'GET blob', desc.digest)}: asked for offset ${position}, got ${start}`, { reason: 'bad-range' });
+        }
       }
+      return body;
+    } finally {
+      release();
     }
-    return verified(body, desc, offset);
-  } finally {
-    release();
-  }
+  };
+  const body = resumingBody(await open(offset), offset, desc.size, open, { retry: ctx.client.retry, signal });
+  return verified(body, desc, offset);
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
