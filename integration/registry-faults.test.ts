@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BkError } from '../src/errors.js';
 import { MT } from '../src/oci/media-types.js';
 import { RegistryStore, type RegistryStoreOptions } from '../src/store/registry/index.js';
+import { importChain, inspectCache } from '../src/cache/operations.js';
 import { blobOf, digestOfStream, generated, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
 import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
@@ -99,6 +100,23 @@ describe('rate limits and outages', () => {
     const err = await failure(store('faults/outage').fetch(blobOf(uniqueBytes(10))));
     expect(err.code).toBe('UNAVAILABLE');
     expect(count('GET', '/blobs/')).toBe(RETRY.maxAttempts);
+  });
+});
+
+describe('cancellation', () => {
+  it('an import or inspect waiting on a registry that never answers the manifest stops when cancelled', async () => {
+    await seedManifest('faults/hang');
+    proxy.rules.push({ name: 'hang', match: (r) => r.path.includes('/manifests/'), action: { hang: true } });
+    const spec = { type: 'registry', attrs: { ref: `${proxy.host}/faults/hang:seed`, 'registry.insecure': 'true' } };
+    for (const run of [(signal: AbortSignal) => importChain([spec], {}, { signal }), (signal: AbortSignal) => inspectCache(spec, {}, { signal })]) {
+      const ac = new AbortController();
+      const t0 = Date.now();
+      setTimeout(() => ac.abort(), 200);
+      await expect(run(ac.signal)).rejects.toBeDefined();
+      // Without the signal reaching the manifest request it would wait for the 5-minute headers timeout.
+      expect(Date.now() - t0).toBeLessThan(3000);
+    }
+    expect(proxy.log.filter((r) => r.fault === 'hang').length).toBe(2);
   });
 });
 

@@ -21,6 +21,8 @@ export type FaultAction =
   | { resetAfterBytes: number }
   /** Forward, pass on the response headers and this many body bytes, then drop the connection. */
   | { cutResponseAfterBytes: number }
+  /** Never answer (until the client gives up and closes the connection). */
+  | { hang: true }
   /** Forward, then hand the buffered response to `mutate` before sending it on. */
   | { rewrite: (r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => void };
 
@@ -165,6 +167,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       req.on('end', cut);
       return;
     }
+    if ('hang' in a) return void drain(req);
     if ('cutResponseAfterBytes' in a) return forward(req, res, seen, undefined, a.cutResponseAfterBytes);
     forward(req, res, seen, a);
   });

@@ -62,7 +62,7 @@ export async function inspectCache(
 ): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
   const target = await openImport(spec, ctx);
   try {
-    const loaded = await loadCache(target.store, await target.resolve(), { signal: opts.signal });
+    const loaded = await loadCache(target.store, await target.resolve({ signal: opts.signal }), { signal: opts.signal });
     return { summary: summarize(loaded), loaded };
   } finally {
     await target.store.close?.();
@@ -107,7 +107,7 @@ export async function importChain(
     try {
       opts.signal?.throwIfAborted();
       target = await openImport(spec, ctx);
-      const loaded = await loadCache(target.store, await target.resolve(), { signal: opts.signal });
+      const loaded = await loadCache(target.store, await target.resolve({ signal: opts.signal }), { signal: opts.signal });
       addToGraph(graph, loaded);
       blobs.add(target.store, loaded);
       return { hit: { index, spec, store: target.store, loaded }, graph, blobs, misses };
@@ -140,7 +140,7 @@ export async function importMerged(
       const target = await openImport(spec, ctx);
       let loaded: LoadedCache;
       try {
-        loaded = await loadCache(target.store, await target.resolve(), { signal: opts.signal });
+        loaded = await loadCache(target.store, await target.resolve({ signal: opts.signal }), { signal: opts.signal });
       } catch (err) {
         await target.store.close?.();
         throw err;

@@ -177,7 +177,7 @@ export function inspectHandler(ctx: ServerContext) {
 async function openLoaded(ctx: ServerContext, spec: CacheSpec, signal?: AbortSignal): Promise<{ store: ContentStore; loaded: LoadedCache }> {
   const target = await openImport(spec, ctx.cfg.backend);
   try {
-    return { store: target.store, loaded: await loadCache(target.store, await target.resolve(), { signal }) };
+    return { store: target.store, loaded: await loadCache(target.store, await target.resolve({ signal }), { signal }) };
   } catch (err) {
     await target.store.close?.();
     throw err;
@@ -277,9 +277,9 @@ function requested(req: WireFetchBlobRequest): { desc?: Descriptor; digest: stri
 async function member(r: { desc?: Descriptor; digest: string }, source: ImportTarget, signal: AbortSignal): Promise<Descriptor | undefined> {
   try {
     if (r.desc) return (await source.store.exists(r.desc, { signal })) ? r.desc : undefined;
-    const manifest = await source.resolve();
+    const manifest = await source.resolve({ signal });
     if (manifest.digest === r.digest) return manifest;
-    const loaded = await loadCache(source.store, manifest);
+    const loaded = await loadCache(source.store, manifest, { signal });
     if (loaded.config?.digest === r.digest) return loaded.config;
     for (const part of loaded.parts) {
       const d = part.provider.get(r.digest);

@@ -18,7 +18,7 @@ export interface BackendContext {
 export interface ImportTarget {
   store: ContentStore;
   /** Resolves the manifest to import; NOT_FOUND when the tag or digest is absent. */
-  resolve(): Promise<Descriptor>;
+  resolve(opts?: { signal?: AbortSignal }): Promise<Descriptor>;
   /** For messages: "local:/dir tag=latest". */
   name: string;
 }

@@ -23,6 +23,7 @@ export const localBackend: Backend = {
     return {
       store,
       name: `local:${store.dir} ${digest ? `digest=${digest}` : `tag=${tag}`}`,
+      // A local index is one small file read: nothing worth cancelling.
       async resolve() {
         if (digest) return store.resolve(digest);
         try {

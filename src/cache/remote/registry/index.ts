@@ -27,7 +27,7 @@ export const registryBackend: Backend = {
 
   async openImport(attrs, ctx) {
     const { store, tag, digest, ref } = storeFor(attrs, ctx);
-    return { store, name: ref, resolve: () => store.resolve(digest ?? tag ?? 'latest') };
+    return { store, name: ref, resolve: (opts) => store.resolve(digest ?? tag ?? 'latest', opts) };
   },
 
   async openExport(attrs, ctx) {
