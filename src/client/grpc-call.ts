@@ -170,17 +170,17 @@ export class GrpcCall<Req, Res> extends EventEmitter {
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     while (this.pendingBytes >= FRAME_PREFIX) {
-      const head = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-      const compressed = head[0] !== 0;
-      const length = head.readUInt32BE(1);
+      if (this.pending[0]!.length < FRAME_PREFIX) this.pending = [Buffer.concat(this.pending, this.pendingBytes)];
+      const first = this.pending[0]!;
+      const compressed = first[0] !== 0;
+      const length = first.readUInt32BE(1);
       if (compressed) return this.cancel(Status.INTERNAL, 'the daemon sent a compressed message; identity was asked for');
       if (length > this.opts.maxReceiveBytes) {
         return this.cancel(Status.RESOURCE_EXHAUSTED, `received message larger than max (${length} vs. ${this.opts.maxReceiveBytes})`);
       }
-      if (head.length < FRAME_PREFIX + length) {
-        this.pending = [head];
-        return;
-      }
+      // Joined once the whole message is here, not on every DATA frame.
+      if (this.pendingBytes < FRAME_PREFIX + length) return;
+      const head = this.pending.length === 1 ? first : Buffer.concat(this.pending, this.pendingBytes);
       const rest = head.subarray(FRAME_PREFIX + length);
       this.pending = rest.length ? [rest] : [];
       this.pendingBytes = rest.length;

@@ -137,6 +137,17 @@ describe('GrpcCall', () => {
     expect(err).toBeTruthy();
   });
 
+  it('reads a large message that arrives in many small DATA frames', async () => {
+    const big = { text: 'x'.repeat(300_000) };
+    const f = frame(big);
+    const writes: Buffer[] = [f.subarray(0, 1), f.subarray(1, 2)];
+    for (let i = 2; i < f.length; i += 1000) writes.push(f.subarray(i, i + 1000));
+    handler = answer(writes);
+    const out = await call().done;
+    expect(out.status.code).toBe(Status.OK);
+    expect(out.messages).toEqual([big]);
+  });
+
   it('reads a Trailers-Only status, percent-decoded, with its metadata', async () => {
     handler = (stream) =>
       stream.respond(
