@@ -123,50 +123,48 @@ describe('cancellation', () => {
 describe('dropped connections', () => {
   const putUpload = (r: { method: string; path: string }) => r.method === 'PUT' && r.path.includes('/blobs/uploads/');
   const getBlob = (digest: string) => (r: { method: string; path: string }) => r.method === 'GET' && r.path.endsWith(`/blobs/${digest}`);
-
-  it('resumes a download cut mid-body from the byte it reached, with a Range request', async () => {
-    const bytes = uniqueBytes(3_000_000);
+  /** A blob pushed without faults; the proxy log starts empty after it. */
+  const pushed = async (size: number) => {
+    const bytes = uniqueBytes(size);
     const d = blobOf(bytes);
     const s = store('faults/resume');
     await s.push(d, bytes);
     proxy.log.length = 0;
+    return { bytes, d, s, gets: () => proxy.log.filter(getBlob(d.digest)) };
+  };
+  const rangeStart = (r: { range?: string }) => Number(/^bytes=(\d+)-$/.exec(r.range ?? '')?.[1]);
+
+  it('resumes a download cut mid-body, and a resume cut again, from the byte it reached, with Range requests', async () => {
+    const { bytes, d, s, gets: blobGets } = await pushed(3_000_000);
     proxy.rules.push({ name: 'cut', match: getBlob(d.digest), times: 2, action: { cutResponseAfterBytes: 1_000_000 } });
     expect((await readStream(await s.fetch(d))).equals(bytes)).toBe(true);
-    const gets = proxy.log.filter((r) => getBlob(d.digest)(r));
+    const gets = blobGets();
     expect(gets.map((r) => r.fault)).toEqual(['cut', 'cut', undefined]);
     expect(gets[0]!.range).toBeUndefined();
     // Each resume starts where the bytes received so far end (the proxy cut each answer after 1 MB).
-    const starts = gets.slice(1).map((r) => Number(/^bytes=(\d+)-$/.exec(r.range ?? '')?.[1]));
+    const starts = gets.slice(1).map(rangeStart);
     expect(starts[0]).toBeGreaterThan(0);
     expect(starts[0]).toBeLessThanOrEqual(1_000_000);
     expect(starts[1]).toBeGreaterThan(starts[0]!);
     expect(starts[1]).toBeLessThanOrEqual(starts[0]! + 1_000_000);
   });
 
-  it('resumes a read from an offset, and a cut answer to a resume, keeping the bytes exact', async () => {
-    const bytes = uniqueBytes(2_500_000);
-    const d = blobOf(bytes);
-    const s = store('faults/resume');
-    await s.push(d, bytes);
-    proxy.log.length = 0;
+  it('resumes a read that started at an offset, keeping the bytes exact', async () => {
+    const { bytes, d, s, gets: blobGets } = await pushed(2_500_000);
     proxy.rules.push({ name: 'cut', match: getBlob(d.digest), times: 1, action: { cutResponseAfterBytes: 700_000 } });
     expect((await readStream(await s.fetch(d, { offset: 300_000 }))).equals(bytes.subarray(300_000))).toBe(true);
-    const gets = proxy.log.filter((r) => getBlob(d.digest)(r));
+    const gets = blobGets();
     expect(gets[0]!.range).toBe('bytes=300000-');
-    expect(Number(/^bytes=(\d+)-$/.exec(gets[1]!.range ?? '')?.[1])).toBeGreaterThan(300_000);
+    expect(rangeStart(gets[1]!)).toBeGreaterThan(300_000);
   });
 
   it('gives up with UNAVAILABLE when attempts in a row make no progress', async () => {
-    const bytes = uniqueBytes(200_000);
-    const d = blobOf(bytes);
-    const s = store('faults/resume');
-    await s.push(d, bytes);
-    proxy.log.length = 0;
+    const { d, s, gets } = await pushed(200_000);
     proxy.rules.push({ name: 'cut', match: getBlob(d.digest), action: { cutResponseAfterBytes: 0 } });
     const err = await failure(s.fetch(d).then(readStream));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toMatch(/broke off at byte 0 of 200000/);
-    expect(proxy.log.filter((r) => getBlob(d.digest)(r)).length).toBe(RETRY.maxAttempts);
+    expect(gets().length).toBe(RETRY.maxAttempts);
   });
 
   it('restarts a monolithic upload cut mid-body when the content can be reopened', async () => {
