@@ -1,11 +1,10 @@
 // The CLI through a running daemon (--addr) prints what it prints in-process.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BK, readmeSummaries } from '../test/fixtures.js';
 import { runCli } from './harness/cli.js';
 import { startDaemon, type DaemonProcess } from './harness/daemon.js';
+import { tempDir } from '../test/tmp.js';
 
 let d: DaemonProcess;
 beforeAll(async () => {
@@ -16,7 +15,7 @@ afterAll(async () => {
   d?.cleanup();
 });
 
-const tmp = () => mkdtempSync(path.join(tmpdir(), 'bkcache-addr-'));
+const tmp = () => tempDir('bkcache-addr-');
 
 describe('--addr gives the same results as in-process runs', () => {
   for (const name of readmeSummaries().keys()) {

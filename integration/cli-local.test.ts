@@ -1,14 +1,14 @@
 // The real CLI process on local layouts: inspect every fixture, and copy
 // them between shapes and media type families without losing anything.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { BK, readmeMerges, readmeSummaries, type FixtureSummary } from '../test/fixtures.js';
 import { runCli, runJson } from './harness/cli.js';
+import { tempDir } from '../test/tmp.js';
 
 const summaries = readmeSummaries();
-const tmp = () => mkdtempSync(path.join(tmpdir(), 'bkcache-cli-'));
+const tmp = () => tempDir('bkcache-cli-');
 const local = (dir: string, extra = '') => `type=local,src=${dir}${extra}`;
 
 type Summary = FixtureSummary;

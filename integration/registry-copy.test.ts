@@ -3,8 +3,7 @@
 // through our own client.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyCache } from '../src/cache/operations.js';
@@ -12,6 +11,7 @@ import { parseCacheSpec } from '../src/cache/spec.js';
 import { BK, readmeSummaries } from '../test/fixtures.js';
 import { runCli, runJson } from './harness/cli.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
+import { tempDir } from '../test/tmp.js';
 
 const CACHE_CONFIG = 'application/vnd.buildkit.cacheconfig.v0';
 const ACCEPT = [
@@ -172,14 +172,14 @@ describe('credentials from a Docker config.json', () => {
   });
 
   it('copies to an htpasswd registry with DOCKER_CONFIG, and fails typed without it', async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'bkcache-dockercfg-'));
+    const dir = tempDir('bkcache-dockercfg-');
     const b64 = Buffer.from(`${auth.username}:${auth.password}`).toString('base64');
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ auths: { [auth.host]: { auth: b64 } } }));
     const target = `type=registry,ref=${auth.host}/private/cache:v1,registry.insecure=true`;
     const args = ['copy', '--import-cache', `type=local,src=${path.join(BK, 'registry-index-oci-max')}`, '--export-cache', target, '--format', 'json'];
     const ok = await runCli(args, { env: { DOCKER_CONFIG: dir } });
     expect(ok.code, ok.stderr).toBe(0);
-    const empty = mkdtempSync(path.join(tmpdir(), 'bkcache-dockercfg-'));
+    const empty = tempDir('bkcache-dockercfg-');
     const denied = await runCli(['inspect', '--import-cache', target], { env: { DOCKER_CONFIG: empty } });
     expect(denied.code).toBe(1);
     expect(denied.stderr).toMatch(/\[UNAUTHENTICATED\]/);

@@ -11,6 +11,7 @@ import { MT } from '../src/oci/media-types.js';
 import { RegistryStore, type RegistryStoreOptions } from '../src/store/registry/index.js';
 import { blobOf, describeStoreConformance, digestOfStream, generated, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
 import { startRegistry, type RegistryAuth, type StartedRegistry } from './harness/registry.js';
+import { tempDir } from '../test/tmp.js';
 
 const FAST_RETRY = { maxAttempts: 3, baseDelayMs: 20, maxDelayMs: 200, maxElapsedMs: 10_000 };
 
@@ -87,7 +88,7 @@ for (const auth of ['none', 'htpasswd', 'token'] as RegistryAuth[]) {
       });
 
       it('reads credentials from a Docker config.json', async () => {
-        const dir = mkdtempSync(join(tmpdir(), 'bkcache-dockercfg-'));
+        const dir = tempDir('bkcache-dockercfg-');
         try {
           const auths = { [`http://${reg.host}`]: { auth: Buffer.from(`${reg.username}:${reg.password}`).toString('base64') } };
           writeFileSync(join(dir, 'config.json'), JSON.stringify({ auths }));

@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadCache } from '../../src/cache/import.js';
@@ -10,9 +9,10 @@ import { MT } from '../../src/oci/media-types.js';
 import { LocalStore } from '../../src/store/local/index.js';
 import { BK } from '../fixtures.js';
 import { topDescriptor } from './helpers.js';
+import { tempDir } from '../tmp.js';
 
 async function storeWith(...docs: (string | Buffer)[]): Promise<{ store: LocalStore; descs: Descriptor[] }> {
-  const store = new LocalStore(mkdtempSync(path.join(tmpdir(), 'bkcache-import-')), { create: true });
+  const store = new LocalStore(tempDir('bkcache-import-'), { create: true });
   const descs: Descriptor[] = [];
   for (const doc of docs) {
     const bytes = Buffer.isBuffer(doc) ? doc : Buffer.from(doc);

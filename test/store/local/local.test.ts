@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { LocalStore } from '../../../src/store/local/index.js';
 import { blobOf, describeStoreConformance, manifestOf, uniqueBytes } from '../conformance.js';
+import { tempDir } from '../../tmp.js';
 
-const tmp = () => mkdtempSync(path.join(tmpdir(), 'bkcache-local-'));
+const tmp = () => tempDir('bkcache-local-');
 
 describeStoreConformance('local', async () => {
   const dir = tmp();
