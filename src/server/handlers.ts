@@ -9,6 +9,7 @@ import { exportGraph, importChain, inspectCache, SourceBlobs, summarize, type Ca
 import { openExport, openImport, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
 import type { BlobSource } from '../cache/transfer.js';
+import { drained } from '../drain.js';
 import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentStore } from '../store/types.js';
@@ -366,17 +367,7 @@ async function send(
         pos += data.length;
         ctx.metrics.addBytes('sent', data.length);
         // Wait for the client to take what was sent: the whole blob is never queued in memory.
-        if (!ok) {
-          await new Promise<void>((resolve) => {
-            const go = () => {
-              call.off('drain', go);
-              signal.removeEventListener('abort', go);
-              resolve();
-            };
-            call.on('drain', go);
-            signal.addEventListener('abort', go);
-          });
-        }
+        if (!ok) await drained(call, signal);
       }
     }
   } finally {
