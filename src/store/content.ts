@@ -29,6 +29,11 @@ export class VerifyStream extends Transform {
     this.seen = offset;
   }
 
+  /** True when this stream already checks exactly what verified(…, desc, offset) would. */
+  verifies(desc: Descriptor, offset = 0): boolean {
+    return desc.digest === this.desc.digest && desc.size === this.desc.size && offset === this.offset;
+  }
+
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.seen += chunk.length;
     if (this.seen > this.desc.size) {
@@ -55,8 +60,14 @@ export class VerifyStream extends Transform {
   }
 }
 
-/** Pipes `source` through a VerifyStream, carrying the source's errors along. */
+/**
+ * Pipes `source` through a VerifyStream, carrying the source's errors along.
+ * A source that is already such a stream for the same descriptor and offset
+ * (a registry fetch verifies its own reads) is returned as it is, so no
+ * byte is hashed twice.
+ */
 export function verified(source: Readable, desc: Descriptor, offset = 0): Readable {
+  if (source instanceof VerifyStream && source.verifies(desc, offset)) return source;
   const v = new VerifyStream(desc, offset);
   source.once('error', (err) => v.destroy(err));
   v.once('close', () => {
