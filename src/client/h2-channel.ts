@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import { BkError } from '../errors.js';
-import type { ListenAddress } from '../server/address.js';
+import { grpcTarget, type ListenAddress } from '../server/address.js';
 
 /** TLS material for tcp:// addresses, already read; no `ca` means the system CAs. */
 export interface TlsMaterial {
@@ -31,11 +31,9 @@ export class H2Channel {
     private readonly tls?: TlsMaterial,
   ) {}
 
-  /** The :authority of requests: grpc-js sends "localhost" for unix sockets too. */
+  /** The :authority of requests: grpc-js sends "localhost" for unix sockets too; IPv6 hosts keep their brackets. */
   get authority(): string {
-    if (this.addr.kind === 'unix') return 'localhost';
-    const host = this.addr.host.includes(':') ? `[${this.addr.host}]` : this.addr.host;
-    return `${host}:${this.addr.port}`;
+    return this.addr.kind === 'unix' ? 'localhost' : grpcTarget(this.addr);
   }
 
   /**
@@ -94,7 +92,8 @@ export class H2Channel {
     if (!this.tls) return http2.connect(`http://${this.authority}`, { settings });
     const { ca, cert, key, serverName } = this.tls;
     // No SNI for an IP address (RFC 6066); the certificate is then checked against the IP.
-    const servername = serverName ?? (net.isIP(a.host) ? '' : a.host);
+    const host = a.host.replace(/^\[(.*)\]$/, '$1');
+    const servername = serverName ?? (net.isIP(host) ? '' : host);
     return http2.connect(`https://${this.authority}`, { settings, ca, cert, key, servername, ALPNProtocols: ['h2'] });
   }
 }

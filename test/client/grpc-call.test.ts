@@ -11,6 +11,7 @@ import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FRAME_PREFIX, GrpcCall, grpcTimeout, putFramePrefix, type CallStatus } from '../../src/client/grpc-call.js';
 import { H2Channel } from '../../src/client/h2-channel.js';
+import { parseAddress } from '../../src/server/address.js';
 
 type Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: () => Promise<Buffer>) => void;
 
@@ -228,6 +229,31 @@ describe('GrpcCall', () => {
     // Writing after the end is refused through the callback, not thrown.
     const err = await new Promise<Error | null | undefined>((resolve) => c.write({ late: true }, resolve));
     expect(err?.message).toMatch(/ended/);
+  });
+
+  it('dials an IPv6 tcp address as parseAddress gives it, brackets and all', async () => {
+    const v6 = http2.createServer();
+    let authority: string | undefined;
+    v6.on('stream', (stream, headers) => {
+      authority = headers[':authority'];
+      answer([frame({ v6: true })])(stream, headers, async () => Buffer.alloc(0));
+    });
+    await new Promise<void>((resolve) => v6.listen(0, '::1', resolve));
+    const port = (v6.address() as { port: number }).port;
+    const ch = new H2Channel(parseAddress(`tcp://[::1]:${port}`));
+    try {
+      const c = new GrpcCall<unknown, unknown>(ch, { path: '/x/y', serialize: () => Buffer.alloc(0), deserialize: (b) => JSON.parse(b.toString()), maxReceiveBytes: 100 });
+      const messages: unknown[] = [];
+      c.on('data', (m) => messages.push(m));
+      c.end();
+      const st = await new Promise<CallStatus>((resolve) => c.once('status', resolve));
+      expect(st.code).toBe(Status.OK);
+      expect(messages).toEqual([{ v6: true }]);
+      expect(authority).toBe(`[::1]:${port}`);
+    } finally {
+      ch.close();
+      await new Promise((resolve) => v6.close(resolve));
+    }
   });
 
   it('no daemon listening is UNAVAILABLE', async () => {
