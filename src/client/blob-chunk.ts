@@ -49,52 +49,67 @@ function putVarint(buf: Buffer, pos: number, n: number): number {
 
 /** The header of a blob_chunk message whose data is `dataLength` bytes long: everything before the data. */
 export function blobChunkHeader(digest: string, offset: number, dataLength: number): Buffer {
-  return encodeHeader(digest, offset, dataLength, 0);
+  const layout = headerLayout(digest, offset, dataLength);
+  const h = Buffer.allocUnsafe(layout.size);
+  putHeader(h, 0, digest, offset, dataLength, layout);
+  return h;
 }
 
 /** The gRPC prefix and the header of a blob_chunk message: everything of its frame before the data. */
 export function blobChunkHead(digest: string, offset: number, dataLength: number): Buffer {
-  const h = encodeHeader(digest, offset, dataLength, FRAME_PREFIX);
-  putFramePrefix(h, 0, h.length - FRAME_PREFIX + dataLength);
-  return h;
-}
-
-/** The header, `lead` bytes into a new buffer. */
-function encodeHeader(digest: string, offset: number, dataLength: number, lead: number): Buffer {
-  const d = Buffer.from(digest, 'utf8');
-  // Field order as protobuf encoders write it; proto3 leaves a zero offset out.
-  const inner =
-    1 + varintSize(d.length) + d.length + (offset > 0 ? 1 + varintSize(offset) : 0) + 1 + varintSize(dataLength) + dataLength;
-  const size = 1 + varintSize(inner) + inner - dataLength;
-  const h = Buffer.allocUnsafe(lead + size);
-  let p = lead;
-  h[p++] = tag(EXPORT_REQUEST_BLOB_CHUNK, WIRE_LEN);
-  p = putVarint(h, p, inner);
-  h[p++] = tag(BLOB_CHUNK_DIGEST, WIRE_LEN);
-  p = putVarint(h, p, d.length);
-  p += d.copy(h, p);
-  if (offset > 0) {
-    h[p++] = tag(BLOB_CHUNK_OFFSET, WIRE_VARINT);
-    p = putVarint(h, p, offset);
-  }
-  h[p++] = tag(BLOB_CHUNK_DATA, WIRE_LEN);
-  p = putVarint(h, p, dataLength);
+  const layout = headerLayout(digest, offset, dataLength);
+  const h = Buffer.allocUnsafe(FRAME_PREFIX + layout.size);
+  putFramePrefix(h, 0, layout.size + dataLength);
+  putHeader(h, FRAME_PREFIX, digest, offset, dataLength, layout);
   return h;
 }
 
 /**
  * The gRPC frame (Length-Prefixed-Message, see grpc-call.ts) of the message
  * for data already sitting in `buf` at [dataStart, dataStart + dataLength):
- * prefix and header go into the room in front of the data when there is
- * enough (CHUNK_HEADROOM), so the result is a view of `buf` and nothing is
- * copied; otherwise they are joined with the data.
+ * prefix and header are written into the room in front of the data when
+ * there is enough (CHUNK_HEADROOM), so the result is a view of `buf` and
+ * nothing is allocated or copied; otherwise they are joined with the data.
  */
 export function blobChunkFrame(buf: Buffer, dataStart: number, dataLength: number, digest: string, offset: number): Buffer {
-  const head = blobChunkHead(digest, offset, dataLength);
-  const data = buf.subarray(dataStart, dataStart + dataLength);
-  if (head.length > dataStart) return Buffer.concat([head, data]);
-  head.copy(buf, dataStart - head.length);
-  return buf.subarray(dataStart - head.length, dataStart + dataLength);
+  const layout = headerLayout(digest, offset, dataLength);
+  const start = dataStart - layout.size - FRAME_PREFIX;
+  if (start < 0) return Buffer.concat([blobChunkHead(digest, offset, dataLength), buf.subarray(dataStart, dataStart + dataLength)]);
+  putFramePrefix(buf, start, layout.size + dataLength);
+  putHeader(buf, start + FRAME_PREFIX, digest, offset, dataLength, layout);
+  return buf.subarray(start, dataStart + dataLength);
+}
+
+interface HeaderLayout {
+  /** Bytes of the digest, UTF-8. */
+  digestBytes: number;
+  /** Length of the BlobChunk message (the ExportRequest field's payload). */
+  inner: number;
+  /** Bytes of the header: the whole message but the data. */
+  size: number;
+}
+
+function headerLayout(digest: string, offset: number, dataLength: number): HeaderLayout {
+  const digestBytes = Buffer.byteLength(digest, 'utf8');
+  // Field order as protobuf encoders write it; proto3 leaves a zero offset out.
+  const inner =
+    1 + varintSize(digestBytes) + digestBytes + (offset > 0 ? 1 + varintSize(offset) : 0) + 1 + varintSize(dataLength) + dataLength;
+  return { digestBytes, inner, size: 1 + varintSize(inner) + inner - dataLength };
+}
+
+/** Writes the header laid out by headerLayout() at `buf[p]`. */
+function putHeader(buf: Buffer, p: number, digest: string, offset: number, dataLength: number, layout: HeaderLayout): void {
+  buf[p++] = tag(EXPORT_REQUEST_BLOB_CHUNK, WIRE_LEN);
+  p = putVarint(buf, p, layout.inner);
+  buf[p++] = tag(BLOB_CHUNK_DIGEST, WIRE_LEN);
+  p = putVarint(buf, p, layout.digestBytes);
+  p += buf.write(digest, p, 'utf8');
+  if (offset > 0) {
+    buf[p++] = tag(BLOB_CHUNK_OFFSET, WIRE_VARINT);
+    p = putVarint(buf, p, offset);
+  }
+  buf[p++] = tag(BLOB_CHUNK_DATA, WIRE_LEN);
+  putVarint(buf, p, dataLength);
 }
 
 /**

@@ -213,7 +213,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     call.on('data', (m: WireExportResponse) => {
       if (m.msg === 'need_blobs') {
         requested = m.need_blobs?.digests ?? [];
-        sendBlobs(requested).catch((err) => fail(err instanceof BkError ? err : fromServiceError(err)));
+        sendBlobs(requested).catch((err) => fail(fromServiceError(err)));
       } else if (m.msg === 'progress' && m.progress) {
         opts.onProgress?.(m.progress as WireProgress);
       } else if (m.msg === 'done') {
@@ -242,6 +242,6 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
       await write({ msg: 'start', start: { target: specToWire(target) } });
       for (const part of splitGraph(graphToWire(graph))) await write({ msg: 'graph', graph: part });
       await write({ msg: 'graph_done', graph_done: { content_store_dir: sharedDir } });
-    })().catch((err) => fail(err instanceof BkError ? err : fromServiceError(err)));
+    })().catch((err) => fail(fromServiceError(err)));
   });
 }

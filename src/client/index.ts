@@ -147,6 +147,8 @@ export class CacheClient {
    * The daemon asks only for layer blobs the target lacks; `blobs` provides them.
    */
   export(target: Spec, graph: CacheGraphT, blobs: BlobProvider, opts: ExportOptions = {}): Promise<ExportOutcome> {
+    // Aborted already: no connection or stream is opened for nothing.
+    if (opts.signal?.aborted) return Promise.reject(new BkError('CANCELLED', 'export cancelled'));
     const method = cacheProto().service.Export!;
     let call: GrpcCall<WireExportRequest, WireExportResponse>;
     try {

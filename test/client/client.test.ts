@@ -169,6 +169,10 @@ describe('client library', () => {
     const ac = new AbortController();
     setTimeout(() => ac.abort(), 200);
     await expect(client.export(`type=local,dest=${dest}`, s.graph, stuck, { signal: ac.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
+    // Aborted before the call: refused without a connection to the daemon.
+    const fresh = connect(`unix://${path.join(tmp, 'no-daemon-here.sock')}`);
+    await expect(fresh.export(`type=local,dest=${dest}`, s.graph, stuck, { signal: ac.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
+    fresh.close();
     expect((await client.import([`type=local,src=${dest}`])).hit).toBeUndefined();
     await expect.poll(() => daemon.ctx.exportSlots.inUse).toBe(0);
   });
