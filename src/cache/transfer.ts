@@ -73,7 +73,8 @@ function checkAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw new BkError('CANCELLED', 'export cancelled before the manifest was pushed');
 }
 
-function mountable(target: ContentStore, origin: ContentStore | undefined): origin is ContentStore & { repository: string } {
+/** True when `target` can mount blobs from `origin`: another repository of the same registry. */
+export function mountable(target: ContentStore, origin: ContentStore | undefined): origin is ContentStore & { repository: string } {
   return (
     !!origin &&
     typeof target.mount === 'function' &&

@@ -12,7 +12,6 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Semaphore } from './semaphore.js';
 import { grpcCodeFor, statusName } from './status.js';
-import { specLabel } from './wire.js';
 
 export interface ServerContext {
   cfg: DaemonConfig;
@@ -90,4 +89,3 @@ export function trackCall(ctx: ServerContext, method: string, peer: string): Cal
   };
 }
 
-export { specLabel };

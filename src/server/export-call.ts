@@ -11,7 +11,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { buildCacheManifest, type BuiltCache } from '../cache/export.js';
 import { openExport, openImport, type ExportTarget } from '../cache/remote/index.js';
 import type { CacheSpec } from '../cache/spec.js';
-import { pushCache, type BlobSource, type ProgressEvent } from '../cache/transfer.js';
+import { mountable, pushCache, type BlobSource, type ProgressEvent } from '../cache/transfer.js';
 import { asBkError, BkError, invalidArgument } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentStore } from '../store/types.js';
@@ -120,8 +120,6 @@ class ExportSession {
     const target = this.target!;
     if (config.layers.length === 0) {
       this.send({ msg: 'need_blobs', need_blobs: { digests: [] } });
-      this.state = 'blobs';
-      this.blobs = new ClientBlobs([], new Map(), undefined, () => undefined);
       return this.finish({ target: target.name, tag: target.tag, warnings: ['no cache record has layers; nothing exported'] });
     }
     const built = buildCacheManifest(config, descriptors, target.shape);
@@ -150,7 +148,7 @@ class ExportSession {
     for (const spec of this.mountFrom) {
       const { store } = await openImport(spec, this.ctx.cfg.backend);
       this.mountStores.push(store);
-      if (store.registry && store.registry === target.registry && store.repository !== target.repository) out.push(store);
+      if (mountable(target, store)) out.push(store);
     }
     return out;
   }

@@ -11,7 +11,8 @@ import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, type CacheClient } from '../../src/client/index.js';
+import { CacheGraph, connect, type CacheClient } from '../../src/client/index.js';
+import { digestBytes } from '../../src/oci/digest.js';
 import { remoteCopy, remoteInspect } from '../../src/cli/remote.js';
 import { copyCache, inspectCache } from '../../src/cache/operations.js';
 import { jsonLogger } from '../../src/server/log.js';
@@ -118,6 +119,15 @@ describe('client library', () => {
     await expect(badToken.export(`type=local,dest=${path.join(tmp, 'never')}`, s.graph, s.provider)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(badToken.health()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     badToken.close();
+  });
+
+  it('exports a graph without layers as nothing, with a warning', async () => {
+    const g = new CacheGraph();
+    g.add(digestBytes('no-layers'));
+    const res = await client.export(`type=local,dest=${path.join(tmp, 'empty')}`, g, { open: () => Readable.from([]) });
+    expect(res.manifest).toBeUndefined();
+    expect(res.requested).toEqual([]);
+    expect(res.warnings).toEqual(['no cache record has layers; nothing exported']);
   });
 
   it('advertises the widened HTTP/2 window and 1 MiB frames', async () => {
