@@ -23,7 +23,10 @@ describe('verified', () => {
     expect(once).toBeInstanceOf(VerifyStream);
     expect(verified(once, desc)).toBe(once);
     // Another descriptor or offset is a different check: wrapped again.
-    expect(verified(once, { ...desc, size: desc.size + 1 })).not.toBe(once);
-    expect(verified(once, desc, 3)).not.toBe(once);
+    const other = verified(once, { ...desc, size: desc.size + 1 });
+    const offset = verified(once, desc, 3);
+    expect(other).not.toBe(once);
+    expect(offset).not.toBe(once);
+    for (const s of [once, other, offset]) s.destroy();
   });
 });
