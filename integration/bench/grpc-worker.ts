@@ -10,7 +10,7 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { CacheGraph, connect } from '../../src/client/index.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
 import { digestBytes } from '../../src/oci/digest.js';
-import { contentStorePath } from '../../src/server/client-blobs.js';
+import { contentStorePath } from '../../src/store/local/layout.js';
 
 async function main(): Promise<Record<string, number>> {
   const [mode, addr, layersJson, csDir, chunk] = process.argv.slice(2);

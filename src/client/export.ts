@@ -9,7 +9,7 @@ import type { TransferStats } from '../cache/transfer.js';
 import { drained } from '../drain.js';
 import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import { contentStorePath } from '../server/client-blobs.js';
+import { contentStorePath } from '../store/local/layout.js';
 import { blobChunkFrame, blobChunkHead, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
 import type { CallStatus, GrpcCall } from './grpc-call.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../server/proto.js';

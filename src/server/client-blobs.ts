@@ -5,20 +5,14 @@
 // the gRPC call while a blob's buffer is full, so HTTP/2 flow control pushes
 // back on the client.
 import { createReadStream, promises as fs } from 'node:fs';
-import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import type { BlobSource } from '../cache/transfer.js';
 import { drained } from '../drain.js';
 import { asBkError, BkError, dataLoss, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import { parseDigest } from '../oci/digest.js';
+import { contentStorePath } from '../store/local/layout.js';
 import type { WireBlobChunk } from './proto.js';
 
-/** Path of a blob in a buildkitd/containerd content store (blobs/<alg>/<hex>). */
-export function contentStorePath(dir: string, digest: string): string {
-  const { algorithm, hex } = parseDigest(digest);
-  return path.join(dir, 'blobs', algorithm, hex);
-}
 
 /** True when `dir` holds the blob with the descriptor's size. */
 export async function inContentStore(dir: string, d: Descriptor): Promise<boolean> {

@@ -8,12 +8,12 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { asBkError, invalidArgument, notFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
-import { isDigest, parseDigest } from '../../oci/digest.js';
+import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { detectManifestMediaType } from '../../oci/manifest.js';
 import { MAX_METADATA_BYTES, toReadable, VerifyStream } from '../content.js';
 import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
-import { ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
+import { contentStorePath, ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
 import { createLease, pruneLayout, reachable, type Lease, type PruneResult } from './prune.js';
 
 export interface LocalStoreOptions {
@@ -34,16 +34,11 @@ export class LocalStore implements ContentStore {
   }
 
   blobPath(digest: string): string {
-    const { algorithm, hex } = parseDigest(digest);
-    return path.join(this.dir, 'blobs', algorithm, hex);
+    return contentStorePath(this.dir, digest);
   }
 
   private async prepare(): Promise<void> {
-    if (!this.opts.create) {
-      const st = await fs.stat(this.dir).catch(() => undefined);
-      if (!st?.isDirectory()) throw notFound(`${this.dir} is not a directory`);
-      return;
-    }
+    if (!this.opts.create) return this.prepareRead();
     this.ready ??= ensureLayout(this.dir);
     await this.ready;
   }
@@ -122,7 +117,7 @@ export class LocalStore implements ContentStore {
     await updateIndex(this.dir, async (idx) => {
       // Under the index lock, which prune holds while deleting: every blob
       // the manifest names must still be here, or the tag would dangle.
-      for (const digest of await reachable(async (d) => fs.readFile(this.blobPath(d.digest)).catch(() => undefined), [desc])) {
+      for (const digest of await reachable(this.dir, [desc])) {
         if (!(await this.exists({ mediaType: '', digest, size: 0 }))) {
           throw notFound(`cannot tag ${desc.digest}: blob ${digest} is missing from ${this.location}`);
         }
@@ -140,7 +135,7 @@ export class LocalStore implements ContentStore {
   /** Deletes blobs that index.json does not reach and no live export has claimed. */
   async prune(): Promise<PruneResult> {
     await this.prepareRead();
-    return pruneLayout(this.dir, (d) => this.blobPath(d));
+    return pruneLayout(this.dir);
   }
 
   async delete(desc: Descriptor): Promise<void> {

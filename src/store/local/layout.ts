@@ -11,6 +11,7 @@ import path from 'node:path';
 import lockfile from 'proper-lockfile';
 import { invalidArgument } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
+import { parseDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, encodeIndex, type ImageIndex } from '../../oci/manifest.js';
 
@@ -19,6 +20,15 @@ const OCI_LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
 // Not BuildKit's own "index.json.lock": that one is taken with flock on a file,
 // and proper-lockfile's lock is a directory.
 const LOCK_NAME = '.bkcache-index';
+
+/**
+ * Path of a blob under `dir`, blobs/<alg>/<hex>: the layout of an OCI image
+ * layout, and of buildkitd's and containerd's content stores alike.
+ */
+export function contentStorePath(dir: string, digest: string): string {
+  const { algorithm, hex } = parseDigest(digest);
+  return path.join(dir, 'blobs', algorithm, hex);
+}
 
 export async function readIndex(dir: string): Promise<ImageIndex> {
   let data: Buffer;

@@ -12,7 +12,7 @@ import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js'
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import type { Descriptor } from '../../oci/descriptor.js';
-import { readIndex, withIndexLock } from './layout.js';
+import { contentStorePath, readIndex, withIndexLock } from './layout.js';
 
 const LEASES = path.join('.bkcache', 'leases');
 
@@ -60,8 +60,12 @@ async function leasedDigests(dir: string): Promise<Set<string>> {
   return out;
 }
 
-/** Everything a manifest names, recursively: children of indexes, config and layers of manifests. */
-export async function reachable(readBlob: (d: Descriptor) => Promise<Buffer | undefined>, roots: Descriptor[]): Promise<Set<string>> {
+/**
+ * Everything a manifest in the layout at `dir` names, recursively: children
+ * of indexes, config and layers of manifests. Missing or unreadable
+ * manifests name nothing.
+ */
+export async function reachable(dir: string, roots: Descriptor[]): Promise<Set<string>> {
   const seen = new Set<string>();
   const queue = [...roots];
   while (queue.length) {
@@ -69,7 +73,7 @@ export async function reachable(readBlob: (d: Descriptor) => Promise<Buffer | un
     if (seen.has(d.digest)) continue;
     seen.add(d.digest);
     if (!isManifestMediaType(d.mediaType)) continue;
-    const bytes = await readBlob(d);
+    const bytes = await fs.readFile(contentStorePath(dir, d.digest)).catch(() => undefined);
     if (!bytes) continue;
     let doc: unknown;
     try {
@@ -94,10 +98,10 @@ export interface PruneResult {
   deletedBytes: number;
 }
 
-export async function pruneLayout(dir: string, blobPath: (digest: string) => string): Promise<PruneResult> {
+export async function pruneLayout(dir: string): Promise<PruneResult> {
   return withIndexLock(dir, async () => {
     const idx = await readIndex(dir);
-    const keep = await reachable(async (d) => fs.readFile(blobPath(d.digest)).catch(() => undefined), idx.manifests);
+    const keep = await reachable(dir, idx.manifests);
     for (const d of await leasedDigests(dir)) keep.add(d);
     const res: PruneResult = { kept: 0, deleted: 0, deletedBytes: 0 };
     const blobsDir = path.join(dir, 'blobs');
