@@ -30,7 +30,6 @@ export class CacheNode {
   links: Map<string, Link>[] = [];
   readonly backlinks = new Set<CacheNode>();
   result?: NodeResult;
-  invalid = false;
   hint?: Hint;
 
   constructor(

@@ -10,10 +10,6 @@ const backends = new Map<string, Backend>([
   [registryBackend.type, registryBackend],
 ]);
 
-export function registerBackend(b: Backend): void {
-  backends.set(b.type, b);
-}
-
 function backendFor(spec: CacheSpec): Backend {
   const b = backends.get(spec.type);
   if (!b) {

@@ -97,6 +97,13 @@ function locationOf(res: { headers: Record<string, string | string[] | undefined
   return new URL(loc, res.url);
 }
 
+/** The smallest chunk the registry takes, from a new upload session's answer (0: no minimum). */
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks
+function minChunkOf(res: { headers: Record<string, string | string[] | undefined> }): number {
+  const min = Number(header(res, 'oci-chunk-min-length') ?? 0);
+  return Number.isFinite(min) ? min : 0;
+}
+
 /** Adds ?digest= without re-encoding the registry's own state parameters. */
 function withDigest(loc: URL, digest: string): URL {
   const s = loc.toString();
@@ -116,9 +123,7 @@ async function startUpload(ctx: RepoContext, desc: Descriptor, signal?: AbortSig
     signal,
   });
   await res.body.dump().catch(() => {});
-  // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-a-blob-in-chunks
-  const min = Number(header(res, 'oci-chunk-min-length') ?? 0);
-  return { location: locationOf(res, wh), minChunk: Number.isFinite(min) ? min : 0 };
+  return { location: locationOf(res, wh), minChunk: minChunkOf(res) };
 }
 
 /**
@@ -146,8 +151,7 @@ export async function mountBlob(
   });
   await res.body.dump().catch(() => {});
   if (res.status === 201) return { mounted: true };
-  const min = Number(header(res, 'oci-chunk-min-length') ?? 0);
-  return { mounted: false, location: locationOf(res, wh), minChunk: Number.isFinite(min) ? min : 0 };
+  return { mounted: false, location: locationOf(res, wh), minChunk: minChunkOf(res) };
 }
 
 /** Best-effort cancel of an upload session we are abandoning. */

@@ -231,8 +231,3 @@ export class RegistryStore implements ContentStore {
     if (this.ownsClient) await this.ctx.client.close();
   }
 }
-
-/** Factory for the store registry (`type=registry`): `ref` as in buildctl's cache specs. */
-export function createRegistryStore(ref: string, opts: RegistryStoreOptions = {}): RegistryStore {
-  return new RegistryStore(ref, opts);
-}

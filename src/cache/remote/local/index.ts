@@ -1,7 +1,7 @@
 // type=local: an OCI layout directory, with BuildKit's attributes
 // (cache/remotecache/local/local.go): src= for imports, dest= for exports,
 // tag= (default "latest") and digest= to import one manifest by digest.
-import { invalidArgument, notFound } from '../../../errors.js';
+import { invalidArgument, isNotFound, notFound } from '../../../errors.js';
 import { isDigest } from '../../../oci/digest.js';
 import { LocalStore } from '../../../store/local/index.js';
 import { shapeOptions } from '../../export.js';
@@ -31,7 +31,7 @@ export const localBackend: Backend = {
         } catch (err) {
           // A layout copied out of a registry often has one entry named after
           // its registry tag; with no tag= given, that entry is the cache.
-          if (explicitTag === undefined && (err as { code?: string }).code === 'NOT_FOUND') {
+          if (explicitTag === undefined && isNotFound(err)) {
             const tags = await store.tags();
             if (tags.length === 1) return tags[0]!.desc;
             if (tags.length > 1) {

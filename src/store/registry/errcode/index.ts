@@ -117,6 +117,3 @@ export function registryError(status: number, body: string, what: string, opts: 
   return new RegistryError(code, msg, status, codes, { reason, cause: opts.cause });
 }
 
-export function isRegistryError(err: unknown): err is RegistryError {
-  return err instanceof RegistryError;
-}
