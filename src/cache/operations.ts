@@ -55,17 +55,39 @@ export class SourceBlobs implements BlobSource {
   }
 }
 
+/** Opens a source and loads its cache; the store is closed again when that fails. */
+export async function openLoaded(spec: CacheSpec, ctx: BackendContext = {}, signal?: AbortSignal): Promise<{ store: ContentStore; loaded: LoadedCache }> {
+  const target = await openImport(spec, ctx);
+  try {
+    return { store: target.store, loaded: await loadCache(target.store, await target.resolve({ signal }), { signal }) };
+  } catch (err) {
+    await target.store.close?.();
+    throw err;
+  }
+}
+
+/** The first spec of a chain whose cache exists, loaded; NOT_FOUND (the last one's) when none does. */
+export async function loadFirst<T>(chain: CacheSpec[], load: (spec: CacheSpec) => Promise<T>): Promise<{ spec: CacheSpec; value: T }> {
+  for (const [i, spec] of chain.entries()) {
+    try {
+      return { spec, value: await load(spec) };
+    } catch (err) {
+      if (!isNotFound(err) || i === chain.length - 1) throw err;
+    }
+  }
+  throw new BkError('INTERNAL', 'empty source chain');
+}
+
 export async function inspectCache(
   spec: CacheSpec,
   ctx: BackendContext = {},
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
-  const target = await openImport(spec, ctx);
+  const { store, loaded } = await openLoaded(spec, ctx, opts.signal);
   try {
-    const loaded = await loadCache(target.store, await target.resolve({ signal: opts.signal }), { signal: opts.signal });
     return { summary: summarize(loaded), loaded };
   } finally {
-    await target.store.close?.();
+    await store.close?.();
   }
 }
 
@@ -103,16 +125,13 @@ export async function importChain(
   const blobs = new SourceBlobs();
   const misses: ImportChainResult['misses'] = [];
   for (const [index, spec] of specs.entries()) {
-    let target: Awaited<ReturnType<typeof openImport>> | undefined;
     try {
       opts.signal?.throwIfAborted();
-      target = await openImport(spec, ctx);
-      const loaded = await loadCache(target.store, await target.resolve({ signal: opts.signal }), { signal: opts.signal });
+      const { store, loaded } = await openLoaded(spec, ctx, opts.signal);
       addToGraph(graph, loaded);
-      blobs.add(target.store, loaded);
-      return { hit: { index, spec, store: target.store, loaded }, graph, blobs, misses };
+      blobs.add(store, loaded);
+      return { hit: { index, spec, store, loaded }, graph, blobs, misses };
     } catch (err) {
-      await target?.store.close?.();
       const e = err instanceof BkError ? err : undefined;
       if (opts.signal?.aborted) throw err;
       if (isNotFound(err) || ignoresErrors(spec, opts.ignoreErrors)) {
@@ -125,9 +144,13 @@ export async function importChain(
   return { graph, blobs, misses };
 }
 
-/** Imports every source into one graph, as BuildKit parses several configs into one chain set. */
+/**
+ * Imports every source into one graph, as BuildKit parses several configs
+ * into one chain set. A source is a fallback chain: its first spec whose
+ * cache exists is the one imported.
+ */
 export async function importMerged(
-  specs: CacheSpec[],
+  chains: CacheSpec[][],
   ctx: BackendContext = {},
   opts: { signal?: AbortSignal } = {},
 ): Promise<{ graph: CacheGraph; blobs: SourceBlobs; sources: ImportedSource[] }> {
@@ -135,19 +158,12 @@ export async function importMerged(
   const blobs = new SourceBlobs();
   const sources: ImportedSource[] = [];
   try {
-    for (const [index, spec] of specs.entries()) {
+    for (const [index, chain] of chains.entries()) {
       opts.signal?.throwIfAborted();
-      const target = await openImport(spec, ctx);
-      let loaded: LoadedCache;
-      try {
-        loaded = await loadCache(target.store, await target.resolve({ signal: opts.signal }), { signal: opts.signal });
-      } catch (err) {
-        await target.store.close?.();
-        throw err;
-      }
-      addToGraph(graph, loaded);
-      blobs.add(target.store, loaded);
-      sources.push({ index, spec, store: target.store, loaded });
+      const { spec, value } = await loadFirst(chain, (s) => openLoaded(s, ctx, opts.signal));
+      addToGraph(graph, value.loaded);
+      blobs.add(value.store, value.loaded);
+      sources.push({ index, spec, ...value });
     }
   } catch (err) {
     await blobs.close();
@@ -201,21 +217,50 @@ async function exportTo(
   return { manifest: built.manifest.desc, config: built.config.desc, target: target.name, tag: target.tag, stats, warnings: built.warnings };
 }
 
-/** Imports every source into one graph and exports it: re-shaping, converting and merging caches. */
+export interface CopyOptions extends Omit<TransferOptions, 'tag'> {
+  /** Stores blobs may be mounted from (default: any); others are read and uploaded. */
+  mayMountFrom?: (store: ContentStore) => boolean;
+}
+
+/**
+ * Imports every source into one graph and exports it: re-shaping,
+ * converting and merging caches. A source is a spec or a fallback chain of
+ * specs (its first that exists is copied).
+ */
 export async function copyCache(
-  from: CacheSpec[],
+  from: (CacheSpec | CacheSpec[])[],
   to: CacheSpec,
   ctx: BackendContext = {},
-  opts: Omit<TransferOptions, 'tag'> = {},
+  opts: CopyOptions = {},
 ): Promise<ExportResult & { sources: { spec: string; summary: CacheSummary }[] }> {
-  // Validate the target's options before reading anything.
-  await (await openExport(to, ctx)).store.close?.();
-  const { graph, blobs, sources } = await importMerged(from, ctx, { signal: opts.signal });
+  const { mayMountFrom, ...transfer } = opts;
+  // Opened first, so the target's options are validated before anything is read.
+  const target = await openExport(to, ctx);
   let res: ExportResult;
+  let sources: ImportedSource[];
   try {
-    res = await exportGraph(graph, blobs, to, ctx, opts);
+    const merged = await importMerged(
+      from.map((f) => (Array.isArray(f) ? f : [f])),
+      ctx,
+      { signal: opts.signal },
+    );
+    sources = merged.sources;
+    const blobs: BlobSource = mayMountFrom
+      ? {
+          fetch: (d, o) => merged.blobs.fetch(d, o),
+          origin: (digest) => {
+            const s = merged.blobs.origin(digest);
+            return s && mayMountFrom(s) ? s : undefined;
+          },
+        }
+      : merged.blobs;
+    try {
+      res = await exportTo(target, merged.graph, blobs, transfer);
+    } finally {
+      await merged.blobs.close();
+    }
   } finally {
-    await blobs.close();
+    await target.store.close?.();
   }
   const warnings = [...sources.flatMap((s) => s.loaded.warnings), ...res.warnings];
   return { ...res, warnings, sources: sources.map((s) => ({ spec: formatCacheSpec(s.spec), summary: summarize(s.loaded) })) };

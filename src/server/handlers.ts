@@ -5,14 +5,12 @@
 import type { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import { CacheGraph } from '../cache/graph.js';
 import { addToGraph, loadCache, type LoadedCache } from '../cache/import.js';
-import { exportGraph, importChain, inspectCache, SourceBlobs, summarize, type CacheSummary } from '../cache/operations.js';
-import { openExport, openImport, type ImportTarget } from '../cache/remote/index.js';
+import { copyCache, importChain, inspectCache, loadFirst, summarize } from '../cache/operations.js';
+import { openImport, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
-import type { BlobSource } from '../cache/transfer.js';
 import { drained } from '../drain.js';
 import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
-import type { ContentStore } from '../store/types.js';
 import { verified } from '../store/content.js';
 import { authenticate, type Caller } from './access.js';
 import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
@@ -133,18 +131,6 @@ export function importHandler(ctx: ServerContext) {
   );
 }
 
-/** The first spec of a chain whose cache exists, loaded; NOT_FOUND (the last one's) when none does. */
-async function loadFirst<T>(chain: CacheSpec[], load: (spec: CacheSpec) => Promise<T>): Promise<{ spec: CacheSpec; value: T }> {
-  for (const [i, spec] of chain.entries()) {
-    try {
-      return { spec, value: await load(spec) };
-    } catch (err) {
-      if (!isNotFound(err) || i === chain.length - 1) throw err;
-    }
-  }
-  throw new BkError('INTERNAL', 'empty source chain');
-}
-
 export function inspectHandler(ctx: ServerContext) {
   return unary<WireInspectRequest, WireInspectResponse, CacheSpec[]>(
     ctx,
@@ -174,17 +160,6 @@ export function inspectHandler(ctx: ServerContext) {
   );
 }
 
-/** Opens a source and loads its cache; the store is closed again when that fails. */
-async function openLoaded(ctx: ServerContext, spec: CacheSpec, signal?: AbortSignal): Promise<{ store: ContentStore; loaded: LoadedCache }> {
-  const target = await openImport(spec, ctx.cfg.backend);
-  try {
-    return { store: target.store, loaded: await loadCache(target.store, await target.resolve({ signal }), { signal }) };
-  } catch (err) {
-    await target.store.close?.();
-    throw err;
-  }
-}
-
 /**
  * Copy: every source merged into one graph (a tier source is its first tier
  * that exists), exported to the target. Blobs are mounted only from a store
@@ -205,26 +180,8 @@ export function copyHandler(ctx: ServerContext) {
     },
     async ({ from, to }, _req, signal, t, caller) => {
       const release = await ctx.exportSlots.acquire(signal);
-      const blobs = new SourceBlobs();
       try {
-        // Validate the target's options before reading anything.
-        await (await openExport(to, ctx.cfg.backend)).store.close?.();
-        const graph = new CacheGraph();
-        const sources: { spec: string; summary: CacheSummary; warnings: string[] }[] = [];
-        for (const chain of from) {
-          const { spec, value } = await loadFirst(chain, (s) => openLoaded(ctx, s, signal));
-          addToGraph(graph, value.loaded);
-          blobs.add(value.store, value.loaded);
-          sources.push({ spec: formatCacheSpec(spec), summary: summarize(value.loaded), warnings: value.loaded.warnings });
-        }
-        const guarded: BlobSource = {
-          fetch: (d, o) => blobs.fetch(d, o),
-          origin: (digest) => {
-            const s = blobs.origin(digest);
-            return s && caller.mayPullStore(s) ? s : undefined;
-          },
-        };
-        const res = await exportGraph(graph, guarded, to, ctx.cfg.backend, { signal });
+        const res = await copyCache(from, to, ctx.cfg.backend, { signal, mayMountFrom: (s) => caller.mayPullStore(s) });
         ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
         t.audit.bytes = res.stats.uploadedBytes;
         return {
@@ -234,12 +191,11 @@ export function copyHandler(ctx: ServerContext) {
             target: res.target,
             tag: res.tag,
             stats: statsToWire(res.stats),
-            warnings: [...sources.flatMap((s) => s.warnings), ...res.warnings],
+            warnings: res.warnings,
           },
-          sources: sources.map((s) => ({ spec: s.spec, summary: summaryToWire(s.summary) })),
+          sources: res.sources.map((s) => ({ spec: s.spec, summary: summaryToWire(s.summary) })),
         };
       } finally {
-        await blobs.close();
         release();
       }
     },

@@ -170,6 +170,21 @@ describe('client library', () => {
     expect(b.sources).toEqual(a.sources);
   });
 
+  it('copyCache takes fallback chains as sources, and mounts only from stores it is allowed to', async () => {
+    const present = { type: 'local', attrs: { src: path.join(BK, 'local-index-max') } };
+    const missing = { type: 'local', attrs: { src: path.join(tmp, 'no-cache-here') } };
+    const asked: string[] = [];
+    const res = await copyCache([[missing, present]], { type: 'local', attrs: { dest: path.join(tmp, 'copy-chain') } }, {}, {
+      mayMountFrom: (s) => (asked.push(s.location), false),
+    });
+    expect(res.sources.map((x) => x.spec)).toEqual([`type=local,src=${path.join(BK, 'local-index-max')}`]);
+    expect(res.manifest?.digest).toMatch(/^sha256:/);
+    // Only the store that hit was asked about; a local target mounts nothing, so the answer changes nothing here.
+    expect(new Set(asked)).toEqual(new Set([`local:${path.join(BK, 'local-index-max')}`]));
+    // A chain whose every source is missing is NOT_FOUND, as a single missing source is.
+    await expect(copyCache([[missing]], { type: 'local', attrs: { dest: path.join(tmp, 'copy-none') } })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('honors deadlines and cancellation: no tag, slots released', async () => {
     const s = synthetic([200_000]);
     // Blobs that never finish: the call can only end by deadline or cancel.
