@@ -2,7 +2,7 @@
 import { copyCache, inspectCache } from '../cache/operations.js';
 import { parseCacheSpec } from '../cache/spec.js';
 import { LocalStore } from '../store/local/index.js';
-import { Progress, parseProgressMode, type ProgressMode } from './progress.js';
+import { Progress, parseProgressMode } from './progress.js';
 import { remoteCopy, remoteInspect } from './remote.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
@@ -77,12 +77,7 @@ shapes, or between Docker and OCI media types, is this same command.
     if (!values['export-cache']) throw new UsageError('copy needs --export-cache');
     const format = values.format ?? 'text';
     if (format !== 'json' && format !== 'text') throw new UsageError(`unknown --format ${format}`);
-    let mode: ProgressMode;
-    try {
-      mode = parseProgressMode(values.progress);
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
+    const mode = parseProgressMode(values.progress);
     const sources = from.map(parseCacheSpec);
     const target = parseCacheSpec(values['export-cache']);
     let res: Awaited<ReturnType<typeof copyCache>>;

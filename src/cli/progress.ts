@@ -3,6 +3,7 @@
 // JSON object per event. All of it goes to stderr; results go to stdout.
 import type { ProgressEvent } from '../cache/transfer.js';
 import { humanBytes } from './format.js';
+import { UsageError } from './usage-error.js';
 
 export type ProgressMode = 'auto' | 'tty' | 'plain' | 'json' | 'quiet';
 
@@ -89,6 +90,6 @@ export class Progress {
 
 export function parseProgressMode(v: string | undefined): ProgressMode {
   const m = v ?? 'auto';
-  if (!['auto', 'tty', 'plain', 'json', 'quiet'].includes(m)) throw new Error(`unknown --progress ${m} (auto, tty, plain, json, quiet)`);
+  if (!['auto', 'tty', 'plain', 'json', 'quiet'].includes(m)) throw new UsageError(`unknown --progress ${m} (auto, tty, plain, json, quiet)`);
   return m as ProgressMode;
 }

@@ -1,6 +1,6 @@
 // bkcache command line. Thin: parse flags, call the core, print, and map
 // errors to one-line messages and exit codes here, in one place.
-import { BkError, asBkError } from '../errors.js';
+import { asBkError } from '../errors.js';
 import { commands, usage } from './commands.js';
 import { UsageError } from './usage-error.js';
 
@@ -13,7 +13,7 @@ export function exitCodeFor(err: unknown): number {
 
 export function errorLine(err: unknown): string {
   if (err instanceof UsageError) return `bkcache: ${err.message} (see bkcache --help)`;
-  const e = err instanceof BkError ? err : asBkError(err);
+  const e = asBkError(err);
   return `bkcache: error: ${e.message.split('\n')[0]} [${e.code}]`;
 }
 

@@ -1,6 +1,6 @@
 // `bkcache serve`: runs the gRPC sidecar until SIGTERM or SIGINT, then shuts
 // down gracefully (stop accepting, let calls finish within the grace period).
-import { applyConfigFile, defaultConfig, type LogLevel } from '../server/config.js';
+import { applyConfigFile, defaultConfig, isLogLevel } from '../server/config.js';
 import { Daemon } from '../server/server.js';
 import { tuneHeap } from '../server/tuning.js';
 import type { Command } from './commands.js';
@@ -79,8 +79,8 @@ export const serve: Command = {
     }
     if (values['insecure-no-auth-tcp']) cfg.auth = { ...cfg.auth, allowUnauthenticatedTcp: true };
     if (values['log-level']) {
-      if (!['debug', 'info', 'error', 'off'].includes(values['log-level'])) throw new UsageError(`invalid --log-level ${values['log-level']}`);
-      cfg.logLevel = values['log-level'] as LogLevel;
+      if (!isLogLevel(values['log-level'])) throw new UsageError(`invalid --log-level ${values['log-level']}`);
+      cfg.logLevel = values['log-level'];
     }
 
     let heapGrowingPercent: number;
