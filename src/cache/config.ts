@@ -17,8 +17,6 @@ import {
   parseJsonBytes,
 } from '../oci/go-json.js';
 
-export const CACHE_CONFIG_MEDIA_TYPE = 'application/vnd.buildkit.cacheconfig.v0';
-
 export interface LayerAnnotations {
   mediaType?: string;
   diffID?: string;

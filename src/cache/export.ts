@@ -11,7 +11,7 @@ import { digestBytes, isDigest } from '../oci/digest.js';
 import { encodeIndex, encodeManifest } from '../oci/manifest.js';
 import { convertLayerMediaType, MT } from '../oci/media-types.js';
 import { BUILDKIT_IMPORT_LIMIT } from '../store/content.js';
-import { CACHE_CONFIG_MEDIA_TYPE, encodeCacheConfig, type CacheConfig } from './config.js';
+import { encodeCacheConfig, type CacheConfig } from './config.js';
 
 export interface ShapeOptions {
   /** Write an OCI image manifest instead of an index. */
@@ -75,7 +75,7 @@ export function buildCacheManifest(config: CacheConfig, descriptors: Map<string,
   }
 
   const configBytes = Buffer.from(encodeCacheConfig(config), 'utf8');
-  const configDesc: Descriptor = { mediaType: CACHE_CONFIG_MEDIA_TYPE, digest: digestBytes(configBytes), size: configBytes.length };
+  const configDesc: Descriptor = { mediaType: MT.buildkitCacheConfig, digest: digestBytes(configBytes), size: configBytes.length };
 
   let mediaType: string;
   let text: string;

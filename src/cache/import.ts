@@ -7,10 +7,10 @@ import { invalidArgument } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseJsonBytes } from '../oci/go-json.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../oci/manifest.js';
-import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
+import { isIndexMediaType, isManifestMediaType, MT } from '../oci/media-types.js';
 import { BUILDKIT_IMPORT_LIMIT, fetchBytes, MAX_METADATA_BYTES } from '../store/content.js';
 import type { Fetcher } from '../store/types.js';
-import { CACHE_CONFIG_MEDIA_TYPE, decodeCacheConfig, type CacheConfig } from './config.js';
+import { decodeCacheConfig, type CacheConfig } from './config.js';
 import type { CacheGraph } from './graph.js';
 import { inlineCacheFromImage } from './inline.js';
 import { parseConfig, type DescriptorMap } from './parse.js';
@@ -63,12 +63,12 @@ export async function loadCache(store: Fetcher, manifest: Descriptor, opts: Load
   let configDesc: Descriptor | undefined;
   if (isIndexMediaType(mediaType)) {
     for (const m of decodeIndex(doc).manifests) {
-      if (m.mediaType === CACHE_CONFIG_MEDIA_TYPE) configDesc = m;
+      if (m.mediaType === MT.buildkitCacheConfig) configDesc = m;
       else provider.set(m.digest, m);
     }
   } else {
     const m = decodeManifest(doc);
-    if (m.config.mediaType === CACHE_CONFIG_MEDIA_TYPE) configDesc = m.config;
+    if (m.config.mediaType === MT.buildkitCacheConfig) configDesc = m.config;
     for (const l of m.layers) provider.set(l.digest, l);
   }
 

@@ -9,7 +9,7 @@ import type { CacheSpec } from '../cache/spec.js';
 import { BkError } from '../errors.js';
 import type { ContentStore } from '../store/types.js';
 import { noteIdentity, noteRef, type AuditRecord } from './auth/audit.js';
-import { authEnabled, loadVerifyKeys } from './auth/keys.js';
+import { loadVerifyKeys } from './auth/keys.js';
 import { allows, type Action, type Identity } from './auth/policy.js';
 import { localName, refuseDaemonOnlyAttrs, specResource } from './auth/scope.js';
 import { expandTier, isTierSpec, type TierSettings } from './auth/tiers.js';
@@ -29,7 +29,7 @@ export interface AuthRuntime {
 export function loadAuth(cfg: DaemonConfig): AuthRuntime {
   const a = cfg.auth;
   return {
-    keys: authEnabled(a) ? loadVerifyKeys(a) : undefined,
+    keys: loadVerifyKeys(a),
     verify: { audience: a.audience, issuer: a.issuer, skewSeconds: a.clockSkewSeconds },
     tiers: cfg.tiers,
   };

@@ -52,7 +52,9 @@ export interface Limits extends GraphLimits {
   blobChunkBytes: number;
 }
 
-export type LogLevel = 'debug' | 'info' | 'error' | 'off';
+export const LOG_LEVELS = ['debug', 'info', 'error', 'off'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export const isLogLevel = (v: string): v is LogLevel => (LOG_LEVELS as readonly string[]).includes(v);
 
 export interface DaemonConfig {
   /** Empty: the default unix socket. */
@@ -172,8 +174,8 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
   if (o.log !== undefined) {
     const lg = obj(o.log, 'log', ['level']);
     const level = str(lg.level, 'log.level');
-    if (!['debug', 'info', 'error', 'off'].includes(level)) throw invalidArgument(`log.level ${level}: want debug, info, error or off`, { reason: 'invalid-config' });
-    cfg.logLevel = level as LogLevel;
+    if (!isLogLevel(level)) throw invalidArgument(`log.level ${level}: want debug, info, error or off`, { reason: 'invalid-config' });
+    cfg.logLevel = level;
   }
   if (o.auth !== undefined) applyAuth(cfg, o.auth, rel);
   if (o.tiers !== undefined) cfg.tiers = parseTiers(o.tiers);

@@ -25,7 +25,7 @@ import type {
   WireInspectResponse,
 } from './proto.js';
 import { toStatus } from './status.js';
-import { descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from './wire.js';
+import { checkDigest, descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from './wire.js';
 
 type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled', f: () => void): unknown; cancelled: boolean; metadata: Metadata };
 
@@ -219,7 +219,7 @@ function requested(req: WireFetchBlobRequest): { desc?: Descriptor; digest: stri
   if (w && w.digest && (w.size > 0 || w.media_type)) return { desc: descriptorFromWire(w), digest: w.digest };
   const digest = req.digest || w?.digest;
   if (!digest) throw invalidArgument('FetchBlob needs a descriptor or a digest', { reason: 'invalid-digest' });
-  descriptorFromWire({ media_type: '', digest, size: 0, annotations: {}, urls: [] }, 'digest');
+  checkDigest(digest);
   return { digest };
 }
 

@@ -15,13 +15,18 @@ export function descriptorToWire(d: Descriptor): WireDescriptor {
   return { media_type: d.mediaType, digest: d.digest, size: d.size, annotations: { ...(d.annotations ?? {}) }, urls: [...(d.urls ?? [])] };
 }
 
-export function descriptorFromWire(w: WireDescriptor | null | undefined, where = 'descriptor'): Descriptor {
-  if (!w) throw invalidArgument(`${where} is missing`, { reason: 'malformed-descriptor' });
+/** A digest from the wire, checked: INVALID_ARGUMENT naming `where` otherwise. */
+export function checkDigest(digest: string, where = 'digest'): void {
   try {
-    parseDigest(w.digest);
+    parseDigest(digest);
   } catch (err) {
     throw invalidArgument(`${where}: ${(err as Error).message}`, { reason: 'invalid-digest' });
   }
+}
+
+export function descriptorFromWire(w: WireDescriptor | null | undefined, where = 'descriptor'): Descriptor {
+  if (!w) throw invalidArgument(`${where} is missing`, { reason: 'malformed-descriptor' });
+  checkDigest(w.digest, where);
   const size = Number(w.size);
   if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument(`${where}: invalid size ${w.size}`, { reason: 'malformed-descriptor' });
   const d: Descriptor = { mediaType: w.media_type ?? '', digest: w.digest, size };
