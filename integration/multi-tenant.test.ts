@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type CacheClient } from '../src/client/index.js';
 import { digestBytes } from '../src/oci/digest.js';
 import { UNAUTHENTICATED_MESSAGE } from '../src/server/access.js';
-import { descriptorToWire } from '../src/server/wire.js';
+import { descriptorToWire } from '../src/api/wire.js';
 import { synthetic, writeContentStore, type Synthetic } from '../test/client/synthetic.js';
 import { runCli } from './harness/cli.js';
 import { startDaemon, type DaemonProcess } from './harness/daemon.js';

@@ -12,7 +12,7 @@ import { importChain } from '../src/cache/operations.js';
 import { connect, type CacheClient } from '../src/client/index.js';
 import type { Descriptor } from '../src/oci/descriptor.js';
 import { digestBytes } from '../src/oci/digest.js';
-import { graphToWire } from '../src/server/wire.js';
+import { graphToWire } from '../src/api/wire.js';
 import { synthetic, writeContentStore } from '../test/client/synthetic.js';
 import { ROOT } from './harness/cli.js';
 import { rawExport, startDaemon, type DaemonProcess } from './harness/daemon.js';

@@ -1,6 +1,6 @@
 // Typed errors shared by every layer. Each carries a stable `code`; the gRPC
 // server and the CLI map codes to statuses and exit codes in exactly one place
-// each (src/server/status.ts, src/cli/main.ts), so the core never imports them.
+// each (src/api/status.ts, src/cli/main.ts), so the core never imports them.
 
 export type ErrorCode =
   | 'INVALID_ARGUMENT' // bad spec, bad option, malformed input from the caller

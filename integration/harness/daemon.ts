@@ -6,8 +6,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { grpcTarget, parseAddress } from '../../src/server/address.js';
-import { cacheProto, type WireExportRequest, type WireExportResponse } from '../../src/server/proto.js';
+import { grpcTarget, parseAddress } from '../../src/api/address.js';
+import { cacheProto, type WireExportRequest, type WireExportResponse } from '../../src/api/proto.js';
 import { BIN } from './cli.js';
 
 export interface DaemonProcess {

@@ -12,9 +12,9 @@ import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../store/local/layout.js';
 import { blobChunkFrame, blobChunkHead, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
 import type { CallStatus, GrpcCall } from './grpc-call.js';
-import type { WireExportRequest, WireExportResponse, WireProgress } from '../server/proto.js';
-import { fromServiceError } from '../server/status.js';
-import { descriptorFromWire, graphToWire, specToWire, splitGraph, statsFromWire } from '../server/wire.js';
+import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
+import { fromServiceError } from '../api/status.js';
+import { descriptorFromWire, graphToWire, specToWire, splitGraph, statsFromWire } from '../api/wire.js';
 
 /**
  * Where the daemon gets layer blobs it lacks. `contentStoreDir`: a directory

@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import { BkError } from '../errors.js';
-import { grpcTarget, type ListenAddress } from '../server/address.js';
+import { grpcTarget, type ListenAddress } from '../api/address.js';
 
 /** TLS material for tcp:// addresses, already read; no `ca` means the system CAs. */
 export interface TlsMaterial {

@@ -16,8 +16,8 @@ import { expandTier, isTierSpec, type TierSettings } from './auth/tiers.js';
 import { bearerToken, TokenError, verifyToken, type VerifyKeys, type VerifyOptions } from './auth/token.js';
 import type { DaemonConfig } from './config.js';
 import { resolveSpec, type ServerContext } from './context.js';
-import type { WireSpec } from './proto.js';
-import { specFromWire } from './wire.js';
+import type { WireSpec } from '../api/proto.js';
+import { specFromWire } from '../api/wire.js';
 
 export interface AuthRuntime {
   /** Undefined: auth is off (the daemon then serves unix sockets only, unless told otherwise). */

@@ -11,7 +11,7 @@ import { drained } from '../drain.js';
 import { asBkError, BkError, dataLoss, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../store/local/layout.js';
-import type { WireBlobChunk } from './proto.js';
+import type { WireBlobChunk } from '../api/proto.js';
 
 
 /** True when `dir` holds the blob with the descriptor's size. */

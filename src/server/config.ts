@@ -32,7 +32,7 @@ import { invalidArgument } from '../errors.js';
 import { defaultAuthSettings, type AuthSettings } from './auth/keys.js';
 import { checkTemplate, type TierSettings, type TierTemplates } from './auth/tiers.js';
 import { TENANT_RE } from './auth/token.js';
-import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from './wire.js';
+import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from '../api/wire.js';
 
 export interface TlsFiles {
   cert: string;

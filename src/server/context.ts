@@ -11,7 +11,7 @@ import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Semaphore } from './semaphore.js';
-import { grpcCodeFor, statusName } from './status.js';
+import { grpcCodeFor, statusName } from '../api/status.js';
 
 export interface ServerContext {
   cfg: DaemonConfig;

@@ -18,9 +18,9 @@ import type { ContentStore } from '../store/types.js';
 import { authenticate, type Caller } from './access.js';
 import { ClientBlobs, inContentStore } from './client-blobs.js';
 import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
-import type { WireExportRequest, WireExportResponse, WireProgress } from './proto.js';
-import { toStatus } from './status.js';
-import { descriptorToWire, GraphAssembler, specLabel, statsToWire } from './wire.js';
+import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
+import { toStatus } from '../api/status.js';
+import { descriptorToWire, GraphAssembler, specLabel, statsToWire } from '../api/wire.js';
 
 type Call = ServerDuplexStream<WireExportRequest, WireExportResponse>;
 

@@ -23,9 +23,9 @@ import type {
   WireImportResponse,
   WireInspectRequest,
   WireInspectResponse,
-} from './proto.js';
-import { toStatus } from './status.js';
-import { checkDigest, descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from './wire.js';
+} from '../api/proto.js';
+import { toStatus } from '../api/status.js';
+import { checkDigest, descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from '../api/wire.js';
 
 type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled', f: () => void): unknown; cancelled: boolean; metadata: Metadata };
 

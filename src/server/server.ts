@@ -15,7 +15,7 @@ import { algForKey } from './auth/token.js';
 import type http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from './address.js';
+import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from '../api/address.js';
 import type { DaemonConfig } from './config.js';
 import type { ServerContext } from './context.js';
 import { exportHandler } from './export-call.js';
@@ -23,7 +23,7 @@ import { copyHandler, fetchBlobHandler, importHandler, inspectHandler } from './
 import { HealthService, healthProto } from './health.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
-import { cacheProto } from './proto.js';
+import { cacheProto } from '../api/proto.js';
 import { Semaphore } from './semaphore.js';
 import { tuneHttp2 } from './tuning.js';
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { blobChunkFrame, blobChunkHead, blobChunkHeader, CHUNK_HEADROOM, ChunkBuffers } from '../../src/client/blob-chunk.js';
 import { FRAME_PREFIX } from '../../src/client/grpc-call.js';
 import { digestBytes } from '../../src/oci/digest.js';
-import { cacheProto, type WireExportRequest } from '../../src/server/proto.js';
+import { cacheProto, type WireExportRequest } from '../../src/api/proto.js';
 
 const decode = (b: Buffer) => cacheProto().service.Export!.requestDeserialize(b) as WireExportRequest;
 /** Checks the gRPC prefix (uncompressed, length of the rest) and decodes the message behind it. */

@@ -9,7 +9,7 @@ import { FRAME_PREFIX, type GrpcCall } from '../../src/client/grpc-call.js';
 import { runExport } from '../../src/client/export.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
 import { digestBytes } from '../../src/oci/digest.js';
-import { cacheProto, type WireExportRequest, type WireExportResponse } from '../../src/server/proto.js';
+import { cacheProto, type WireExportRequest, type WireExportResponse } from '../../src/api/proto.js';
 
 const decode = (b: Buffer) => cacheProto().service.Export!.requestDeserialize(b) as WireExportRequest;
 

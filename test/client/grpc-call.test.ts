@@ -11,7 +11,7 @@ import { status as Status } from '@grpc/grpc-js';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FRAME_PREFIX, GrpcCall, grpcTimeout, putFramePrefix, type CallStatus } from '../../src/client/grpc-call.js';
 import { H2Channel } from '../../src/client/h2-channel.js';
-import { parseAddress } from '../../src/server/address.js';
+import { parseAddress } from '../../src/api/address.js';
 
 type Handler = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: () => Promise<Buffer>) => void;
 

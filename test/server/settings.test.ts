@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BkError } from '../../src/errors.js';
-import { defaultListenSocket, parseAddress, socketCandidates } from '../../src/server/address.js';
+import { defaultListenSocket, parseAddress, socketCandidates } from '../../src/api/address.js';
 import { applyConfigFile, defaultConfig } from '../../src/server/config.js';
 import { resolveSpec } from '../../src/server/context.js';
 import { Semaphore } from '../../src/server/semaphore.js';

@@ -13,7 +13,7 @@ import type { AccessClaim } from '../../../src/server/auth/token.js';
 import type { TierSettings } from '../../../src/server/auth/tiers.js';
 import { defaultConfig } from '../../../src/server/config.js';
 import type { ServerContext } from '../../../src/server/context.js';
-import type { WireSpec } from '../../../src/server/proto.js';
+import type { WireSpec } from '../../../src/api/proto.js';
 import { LocalStore } from '../../../src/store/local/index.js';
 import { RegistryStore } from '../../../src/store/registry/index.js';
 import { refAllows, refLocalName, refRegistryName, rng, type RefGrant } from './reference-model.js';

@@ -1,8 +1,8 @@
-// The BkError code <-> gRPC status mapping, both ways, in src/server/status.ts.
+// The BkError code <-> gRPC status mapping, both ways, in src/api/status.ts.
 import { Metadata, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { BkError, type ErrorCode } from '../../src/errors.js';
-import { errorCodeFor, fromServiceError, grpcCodeFor, REASON_KEY, statusName, toStatus } from '../../src/server/status.js';
+import { errorCodeFor, fromServiceError, grpcCodeFor, REASON_KEY, statusName, toStatus } from '../../src/api/status.js';
 
 const CODES: ErrorCode[] = [
   'INVALID_ARGUMENT',

@@ -6,8 +6,8 @@ import { CacheGraph } from '../../src/cache/graph.js';
 import { importChain } from '../../src/cache/operations.js';
 import { BkError } from '../../src/errors.js';
 import { digestBytes } from '../../src/oci/digest.js';
-import { cacheProto, type WireGraph, type WireImportResponse } from '../../src/server/proto.js';
-import { GraphAssembler, graphFromWire, graphToWire, splitGraph } from '../../src/server/wire.js';
+import { cacheProto, type WireGraph, type WireImportResponse } from '../../src/api/proto.js';
+import { GraphAssembler, graphFromWire, graphToWire, splitGraph } from '../../src/api/wire.js';
 import { BK, GRAPH_200 } from '../fixtures.js';
 
 /** Encodes and decodes a graph exactly as it travels in an ImportResponse. */
