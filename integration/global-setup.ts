@@ -1,7 +1,9 @@
 // Vitest global setup: makes sure the real servers the integration tests
 // drive are installed. CI machines start fresh, so this installs Debian's
-// docker-registry (distribution 2.8), skopeo and apache2-utils (htpasswd)
-// when any is missing. Nothing here reaches anything but Debian's archive.
+// docker-registry (distribution 2.8), skopeo, apache2-utils (htpasswd),
+// docker.io (dockerd 20.10 with BuildKit inside, and Debian's own docker CLI),
+// busybox-static (the base image the BuildKit tests build on) and graphviz
+// (renders the DOT that `inspect --format dot` prints) when any is missing. Nothing here reaches anything but Debian's archive.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -10,6 +12,10 @@ const NEEDED: Record<string, string> = {
   '/usr/bin/skopeo': 'skopeo',
   '/usr/bin/htpasswd': 'apache2-utils',
   '/usr/bin/openssl': 'openssl',
+  '/usr/sbin/dockerd': 'docker.io',
+  '/usr/bin/docker': 'docker.io',
+  '/bin/busybox': 'busybox-static',
+  '/usr/bin/dot': 'graphviz',
 };
 
 export default function setup(): void {
