@@ -110,18 +110,39 @@ shapes, or between Docker and OCI media types, is this same command.
 
 const prune: Command = {
   summary: 'Delete blobs of a local cache directory that no tag reaches',
-  help: `Usage: bkcache prune --store DIR [--format json|text]
+  help: `Usage: bkcache prune --store DIR [--dry-run] [--format json|text]
 
 Keeps the blobs reachable from index.json and those an export in progress
-has claimed; deletes the rest.
+has claimed; deletes the rest, and temp files (*.ingest) of writers that died.
+
+Refuses (exit 2, nothing deleted) a directory that is not an OCI image layout
+it fully understands: no oci-layout or index.json (such as buildkitd's content
+store), an empty or malformed index.json, an entry without a media type, or an
+entry it cannot walk to its last blob (a missing or corrupt manifest, a type
+whose children it cannot know).
+
+  --dry-run             list what would be deleted; delete nothing
+  --format json|text    json prints one object:
+                        {"dryRun","kept","deleted","deletedBytes","blobs","tempFiles","tempBytes"}
+
+Exit codes: 0 pruned (or listed), 1 an I/O failure, 2 bad usage or a refused directory.
 `,
   async run(args) {
-    const { values } = parseFlags(args, { store: { type: 'string' }, format: { type: 'string' } });
+    const { values } = parseFlags(args, { store: { type: 'string' }, format: { type: 'string' }, 'dry-run': { type: 'boolean' } });
     if (values.help) return printHelp(this.help);
     if (!values.store) throw new UsageError('prune needs --store DIR');
-    const res = await new LocalStore(values.store).prune();
-    if (values.format === 'json') process.stdout.write(JSON.stringify(res) + '\n');
-    else process.stdout.write(`kept ${res.kept} blobs, deleted ${res.deleted} (${humanBytes(res.deletedBytes)})\n`);
+    const format = values.format ?? 'text';
+    if (format !== 'json' && format !== 'text') throw new UsageError(`unknown --format ${format}`);
+    const res = await new LocalStore(values.store).prune({ dryRun: values['dry-run'] === true });
+    if (format === 'json') {
+      process.stdout.write(JSON.stringify(res) + '\n');
+      return 0;
+    }
+    const verb = res.dryRun ? 'would delete' : 'deleted';
+    for (const b of res.blobs) process.stdout.write(`${verb} ${b.digest} (${humanBytes(b.size)})\n`);
+    process.stdout.write(
+      `kept ${res.kept} blobs, ${verb} ${res.deleted} (${humanBytes(res.deletedBytes)}) and ${res.tempFiles} stale temp files (${humanBytes(res.tempBytes)})\n`,
+    );
     return 0;
   },
 };

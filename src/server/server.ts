@@ -10,6 +10,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { failedPrecondition } from '../errors.js';
+import { removeStaleTempFiles } from '../store/local/index.js';
 import { loadAuth } from './access.js';
 import { algForKey } from './auth/token.js';
 import type http from 'node:http';
@@ -90,6 +91,7 @@ export class Daemon {
   async start(): Promise<void> {
     // The embedded store exists from the start, so a first import says "no such tag", not "no such directory".
     await mkdir(this.cfg.root, { recursive: true });
+    await removeStaleTempFiles(this.cfg.root); // temp files of a daemon that was killed (item 13)
     const listen = this.cfg.listen.length ? this.cfg.listen : [`unix://${await defaultListenSocket()}`];
     this.checkAuthFor(listen);
     for (const raw of listen) {

@@ -1,20 +1,24 @@
 // The local backend (`type=local`): an OCI image layout directory, as
 // BuildKit's local cache exporter writes it (blobs/<alg>/<hex>, index.json
 // entries tagged with org.opencontainers.image.ref.name, an oci-layout file).
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { asBkError, invalidArgument, notFound } from '../../errors.js';
+import { asBkError, invalidArgument, isNotFound, notFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { detectManifestMediaType } from '../../oci/manifest.js';
 import { MAX_METADATA_BYTES, toReadable, VerifyStream } from '../content.js';
 import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
-import { contentStorePath, ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
-import { createLease, pruneLayout, reachable, type Lease, type PruneResult } from './prune.js';
+import { blobIntact, forgetIntact, readVerified, rememberIntact, sizeMatches } from './blob-file.js';
+import { contentStorePath, ensureBlobDir, ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
+import { checkDirectory, readRegular } from './place.js';
+import { createLease, pruneLayout, reachable, type Lease, type PruneOptions, type PruneResult } from './prune.js';
+import { ingestPath } from './stale.js';
+
+export { removeStaleTempFiles } from './stale.js';
 
 export interface LocalStoreOptions {
   /** Create the layout on first write (exports). Imports leave it false. */
@@ -43,33 +47,41 @@ export class LocalStore implements ContentStore {
     await this.ready;
   }
 
+  /** Streams a blob, always verified against `desc` (the prefix before an offset included): see blob-file.ts. */
   async fetch(desc: Descriptor, opts: FetchOptions = {}): Promise<Readable> {
-    const file = this.blobPath(desc.digest);
-    const offset = opts.offset ?? 0;
     try {
-      const fh = await fs.open(file, 'r');
-      return createReadStream('', { fd: fh, start: offset, signal: opts.signal, highWaterMark: 1 << 20 });
+      return await readVerified(this.blobPath(desc.digest), desc, this.location, opts.offset ?? 0, opts.signal);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw notFound(`blob ${desc.digest} not found in ${this.location}`);
+      if (isNotFound(err)) throw notFound(`blob ${desc.digest} not found in ${this.location}`);
       throw asBkError(err);
     }
   }
 
-  async exists(desc: Descriptor): Promise<boolean> {
-    const st = await fs.stat(this.blobPath(desc.digest)).catch(() => undefined);
-    return st?.isFile() === true;
+  /**
+   * True only for a regular file of the right size whose bytes hash to the
+   * digest (remembered per file version, see blob-file.ts). A blob that
+   * fails is absent: push() writes a good copy over it.
+   */
+  async exists(desc: Descriptor, opts: { signal?: AbortSignal } = {}): Promise<boolean> {
+    return blobIntact(this.blobPath(desc.digest), desc, opts.signal);
   }
 
   async push(desc: Descriptor, content: Readable | Uint8Array, opts: PushOptions = {}): Promise<PushResult> {
     const file = this.blobPath(desc.digest);
-    if (await this.exists(desc)) {
-      if (!(content instanceof Uint8Array)) content.destroy();
+    // The content may fail while we look at the disk; its error is then kept
+    // for pipeline() below instead of crashing the process as unhandled.
+    const source = toReadable(content);
+    source.on('error', () => undefined);
+    // A same-digest blob is skipped only once its bytes are proven (exists()).
+    if (await this.exists(desc, { signal: opts.signal })) {
+      source.destroy();
       return { outcome: 'exists', bytes: 0 };
     }
     await this.prepare();
-    await fs.mkdir(path.dirname(file), { recursive: true });
-    // Temp name in the same directory so the final rename is atomic.
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.ingest`;
+    await ensureBlobDir(file);
+    // Temp name in the same directory so the final rename is atomic; it names
+    // this process, so a crash leaves a file prune can tell is stale.
+    const tmp = ingestPath(file);
     let sent = 0;
     const verify = new VerifyStream(desc);
     if (opts.onProgress) {
@@ -78,14 +90,16 @@ export class LocalStore implements ContentStore {
     try {
       // flush: fsync before close, so a rename never publishes unwritten data.
       // A 4 MiB buffer lets the next chunk be hashed while the last one is written.
-      await pipeline(toReadable(content), verify, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: 4 << 20 }), {
+      await pipeline(source, verify, createWriteStream(tmp, { flags: 'wx', mode: 0o644, flush: true, highWaterMark: 4 << 20 }), {
         signal: opts.signal,
       });
+      // Replaces a corrupt or wrong-size file of that name in one step.
       await fs.rename(tmp, file);
     } catch (err) {
       await fs.rm(tmp, { force: true });
       throw asBkError(err);
     }
+    await rememberIntact(file, desc.digest);
     return { outcome: 'uploaded', bytes: desc.size };
   }
 
@@ -116,10 +130,12 @@ export class LocalStore implements ContentStore {
     await this.prepare();
     await updateIndex(this.dir, async (idx) => {
       // Under the index lock, which prune holds while deleting: every blob
-      // the manifest names must still be here, or the tag would dangle.
-      for (const digest of await reachable(this.dir, [desc])) {
-        if (!(await this.exists({ mediaType: '', digest, size: 0 }))) {
-          throw notFound(`cannot tag ${desc.digest}: blob ${digest} is missing from ${this.location}`);
+      // the manifest names must still be here, or the tag would dangle. A
+      // size check is enough here (the lock is held): the export that is
+      // tagging has just proven each blob's bytes with exists() or push().
+      for (const d of (await reachable(this.dir, [desc])).values()) {
+        if (!(await sizeMatches(this.blobPath(d.digest), d))) {
+          throw notFound(`cannot tag ${desc.digest}: blob ${d.digest} is missing from ${this.location}`);
         }
       }
       return putTag(idx, desc, tag);
@@ -132,13 +148,14 @@ export class LocalStore implements ContentStore {
     return createLease(this.dir);
   }
 
-  /** Deletes blobs that index.json does not reach and no live export has claimed. */
-  async prune(): Promise<PruneResult> {
+  /** Deletes blobs that index.json does not reach and no live export has claimed (see prune.ts). */
+  async prune(opts: PruneOptions = {}): Promise<PruneResult> {
     await this.prepareRead();
-    return pruneLayout(this.dir);
+    return pruneLayout(this.dir, opts);
   }
 
   async delete(desc: Descriptor): Promise<void> {
+    forgetIntact(this.blobPath(desc.digest));
     try {
       await fs.unlink(this.blobPath(desc.digest));
     } catch (err) {
@@ -148,25 +165,25 @@ export class LocalStore implements ContentStore {
   }
 
   private async prepareRead(): Promise<void> {
-    const st = await fs.stat(this.dir).catch(() => undefined);
-    if (!st?.isDirectory()) throw notFound(`${this.dir} is not a directory`);
+    await checkDirectory(this.dir);
   }
 
   /** A manifest named by digest only (`digest=` imports): size from the file, type from its content. */
   private async describeBlob(digest: string): Promise<Descriptor> {
     const file = this.blobPath(digest);
-    const st = await fs.stat(file).catch(() => undefined);
+    const st = await fs.lstat(file).catch(() => undefined);
     if (!st?.isFile()) throw notFound(`manifest ${digest} not found in ${this.location}`);
     if (st.size > MAX_METADATA_BYTES) {
       return { mediaType: '', digest, size: st.size };
     }
-    const data = await fs.readFile(file);
+    // Only sniffed for its type: the importer fetches it again, verified.
+    const data = await readRegular(file, `manifest ${digest}`, MAX_METADATA_BYTES);
     let mediaType = '';
     try {
       mediaType = detectManifestMediaType(parseJsonBytes(data, digest));
     } catch {
       // Not a manifest: leave the type empty and let the importer report it.
     }
-    return { mediaType, digest, size: st.size };
+    return { mediaType, digest, size: data.length };
   }
 }

@@ -5,15 +5,17 @@
 // (write to a temp file, fsync, rename) under a lock, so concurrent writers
 // never lose entries and readers never see a half-written file.
 // https://github.com/opencontainers/image-spec/blob/main/image-layout.md
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { invalidArgument } from '../../errors.js';
+import { invalidArgument, isNotFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { parseDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, encodeIndex, type ImageIndex } from '../../oci/manifest.js';
+import { MAX_METADATA_BYTES } from '../content.js';
+import { badPlace, checkDirectory, makeDirectory, readRegular } from './place.js';
+import { tempPath } from './stale.js';
 
 export const OCI_LAYOUT_FILE = 'oci-layout';
 const OCI_LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
@@ -30,12 +32,21 @@ export function contentStorePath(dir: string, digest: string): string {
   return path.join(dir, 'blobs', algorithm, hex);
 }
 
+export const INDEX_FILE = 'index.json';
+const EMPTY_INDEX = '{"schemaVersion":2,"manifests":[]}';
+
+/**
+ * Reads index.json for imports and tagging. Like BuildKit's ociindex, a
+ * missing or empty file reads as an index without entries (prune, which
+ * deletes, is stricter: see prune.ts). The file must be regular and at most
+ * 16 MiB: a FIFO or a huge file there is refused, not waited on.
+ */
 export async function readIndex(dir: string): Promise<ImageIndex> {
   let data: Buffer;
   try {
-    data = await fs.readFile(path.join(dir, 'index.json'));
+    data = await readRegular(path.join(dir, INDEX_FILE), `${dir}/${INDEX_FILE}`, MAX_METADATA_BYTES);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { schemaVersion: 2, manifests: [] };
+    if (isNotFound(err)) return { schemaVersion: 2, manifests: [] };
     throw err;
   }
   if (data.length === 0) return { schemaVersion: 2, manifests: [] };
@@ -48,7 +59,7 @@ export async function readIndex(dir: string): Promise<ImageIndex> {
 
 /** Writes `data` to `file` atomically: temp file in the same directory, fsync, rename. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPath(file);
   const fh = await fs.open(tmp, 'wx', 0o644);
   try {
     await fh.writeFile(data);
@@ -64,13 +75,64 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
   }
 }
 
-export async function ensureLayout(dir: string): Promise<void> {
-  await fs.mkdir(path.join(dir, 'blobs'), { recursive: true });
+/**
+ * Writes `data` to `file` only if no file is there, atomically: a temp file
+ * hard-linked into place, which fails when the name exists. Unlike a rename
+ * it never replaces what a concurrent writer put there first.
+ */
+async function createFileAtomic(file: string, data: string): Promise<void> {
+  const tmp = tempPath(file);
+  const fh = await fs.open(tmp, 'wx', 0o644);
   try {
-    await fs.writeFile(path.join(dir, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT, { flag: 'wx' });
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await fs.link(tmp, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await fs.rm(tmp, { force: true });
   }
+}
+
+/** A layout file (index.json, oci-layout) must be a regular file when present; a symlink could point writes anywhere. */
+async function checkLayoutFile(dir: string, name: string): Promise<boolean> {
+  const st = await fs.lstat(path.join(dir, name)).catch(() => undefined);
+  if (st && !st.isFile()) throw badPlace(`${dir}/${name} is not a regular file`);
+  return !!st;
+}
+
+/**
+ * Prepares `dir` for writing: a directory on a real file system (place.ts),
+ * then index.json, then oci-layout, then blobs/. index.json comes first so
+ * that a layout with an oci-layout file always has an index: an export that
+ * dies half-way leaves a valid layout whose blobs prune may collect, never a
+ * directory prune has to guess about. A directory that already holds blobs/
+ * but is no OCI layout (buildkitd's or containerd's content store) is
+ * refused: writing a layout there would hand another program's blobs to prune.
+ * (A directory with blobs/ and either file is taken as a layout, as BuildKit
+ * and older bkcache versions write them.)
+ */
+export async function ensureLayout(dir: string): Promise<void> {
+  await checkDirectory(dir, { create: true });
+  const hasLayout = await checkLayoutFile(dir, OCI_LAYOUT_FILE);
+  const hasIndex = await checkLayoutFile(dir, INDEX_FILE);
+  const blobs = await fs.lstat(path.join(dir, 'blobs')).catch(() => undefined);
+  if (blobs && !blobs.isDirectory()) throw badPlace(`${dir}/blobs is not a directory`);
+  if (blobs && !hasLayout && !hasIndex) {
+    throw badPlace(`${dir} holds blobs/ but neither oci-layout nor index.json: it is another store's directory, not an OCI layout`);
+  }
+  if (!hasIndex) await createFileAtomic(path.join(dir, INDEX_FILE), EMPTY_INDEX);
+  if (!hasLayout) await createFileAtomic(path.join(dir, OCI_LAYOUT_FILE), OCI_LAYOUT_CONTENT);
+  await makeDirectory(path.join(dir, 'blobs'));
+}
+
+/** Makes blobs/<alg> of a layout (one level, checked: never a symlink). */
+export async function ensureBlobDir(file: string): Promise<void> {
+  await makeDirectory(path.dirname(file));
 }
 
 /** Runs `fn` holding the layout's index lock (cross-process, stale locks are reclaimed). */
@@ -106,6 +168,6 @@ export function putTag(idx: ImageIndex, desc: Descriptor, tag: string): ImageInd
 export async function updateIndex(dir: string, update: (idx: ImageIndex) => ImageIndex | Promise<ImageIndex>): Promise<void> {
   await withIndexLock(dir, async () => {
     const next = await update(await readIndex(dir));
-    await writeFileAtomic(path.join(dir, 'index.json'), encodeIndex(next));
+    await writeFileAtomic(path.join(dir, INDEX_FILE), encodeIndex(next));
   });
 }
