@@ -14,7 +14,7 @@ import { MAX_METADATA_BYTES, toReadable, VerifyStream } from '../content.js';
 import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
 import { blobIntact, forgetIntact, readVerified, rememberIntact, sizeMatches } from './blob-file.js';
 import { contentStorePath, ensureBlobDir, ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
-import { checkDirectory, readRegular } from './place.js';
+import { badPlace, checkDirectory, readRegular } from './place.js';
 import { createLease, pruneLayout, reachable, type Lease, type PruneOptions, type PruneResult } from './prune.js';
 import { ingestPath } from './stale.js';
 
@@ -97,6 +97,9 @@ export class LocalStore implements ContentStore {
       await fs.rename(tmp, file);
     } catch (err) {
       await fs.rm(tmp, { force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      // A directory in the blob's place cannot be replaced in one step, and is not ours to remove.
+      if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') throw badPlace(`blob ${desc.digest} in ${this.location} is a directory`, err);
       throw asBkError(err);
     }
     await rememberIntact(file, desc.digest);

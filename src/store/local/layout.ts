@@ -57,16 +57,25 @@ export async function readIndex(dir: string): Promise<ImageIndex> {
   }
 }
 
-/** Writes `data` to `file` atomically: temp file in the same directory, fsync, rename. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+/** Writes `data` to a new temp file next to `file`, fsynced, and returns its path. */
+async function writeTemp(file: string, data: string | Uint8Array): Promise<string> {
   const tmp = tempPath(file);
   const fh = await fs.open(tmp, 'wx', 0o644);
   try {
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
+  } catch (err) {
     await fh.close();
+    await fs.rm(tmp, { force: true });
+    throw err;
   }
+  await fh.close();
+  return tmp;
+}
+
+/** Writes `data` to `file` atomically: temp file in the same directory, fsync, rename. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
+  const tmp = await writeTemp(file, data);
   try {
     await fs.rename(tmp, file);
   } catch (err) {
@@ -81,14 +90,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array): 
  * it never replaces what a concurrent writer put there first.
  */
 async function createFileAtomic(file: string, data: string): Promise<void> {
-  const tmp = tempPath(file);
-  const fh = await fs.open(tmp, 'wx', 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  const tmp = await writeTemp(file, data);
   try {
     await fs.link(tmp, file);
   } catch (err) {

@@ -26,7 +26,7 @@ import { MAX_METADATA_BYTES } from '../content.js';
 import { forgetIntact } from './blob-file.js';
 import { contentStorePath, INDEX_FILE, OCI_LAYOUT_FILE, withIndexLock } from './layout.js';
 import { OWNED_RE, ownedName, ownerAlive } from './owner.js';
-import { readRegular } from './place.js';
+import { makeDirectory, readRegular } from './place.js';
 import { sweepLayout } from './stale.js';
 
 const LEASES = path.join('.bkcache', 'leases');
@@ -39,7 +39,9 @@ export interface Lease {
 
 export async function createLease(dir: string): Promise<Lease> {
   const leaseDir = path.join(dir, LEASES);
-  await fs.mkdir(leaseDir, { recursive: true });
+  // One level at a time, each checked: .bkcache must not be a symlink out of the layout.
+  await makeDirectory(path.dirname(leaseDir));
+  await makeDirectory(leaseDir);
   const file = path.join(leaseDir, `${ownedName()}.lease`);
   await fs.writeFile(file, '', { flag: 'wx' });
   return {

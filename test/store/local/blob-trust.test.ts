@@ -2,7 +2,7 @@
 // exists() checks size and digest, a bad blob counts as absent and is
 // replaced on push, and every read verifies, the prefix before an offset too.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { copyCache } from '../../../src/cache/operations.js';
@@ -29,6 +29,19 @@ function flipped(b: Buffer, at = b.length >> 1): Buffer {
   return c;
 }
 
+const SPECIAL = ['symlink', 'directory', 'fifo'] as const;
+
+/** Puts a symlink (to a good copy of the bytes elsewhere), a directory or a FIFO where a blob file is. */
+function replaceBlob(file: string, bytes: Buffer, kind: (typeof SPECIAL)[number]): void {
+  rmSync(file, { recursive: true, force: true });
+  if (kind === 'symlink') {
+    const elsewhere = path.join(tmp(), 'good-copy');
+    writeFileSync(elsewhere, bytes);
+    symlinkSync(elsewhere, file);
+  } else if (kind === 'directory') mkdirSync(file);
+  else execFileSync('mkfifo', [file]);
+}
+
 describe('exists() does not trust a bad blob', () => {
   it('is false for a blob of the wrong size, longer or shorter', async () => {
     const { store, bytes, desc, file } = await storeWithBlob();
@@ -49,14 +62,10 @@ describe('exists() does not trust a bad blob', () => {
 
   it('is false for a symlink, a directory or a FIFO where the blob should be', async () => {
     const { store, bytes, desc, file } = await storeWithBlob();
-    const elsewhere = path.join(tmp(), 'good-copy');
-    writeFileSync(elsewhere, bytes);
-    rmSync(file);
-    symlinkSync(elsewhere, file);
-    expect(await store.exists(desc)).toBe(false);
-    rmSync(file);
-    execFileSync('mkfifo', [file]);
-    expect(await store.exists(desc)).toBe(false);
+    for (const kind of SPECIAL) {
+      replaceBlob(file, bytes, kind);
+      expect(await store.exists(desc), kind).toBe(false);
+    }
   });
 });
 
@@ -74,6 +83,12 @@ describe('push() replaces a bad blob atomically', () => {
       expect(await store.exists(desc)).toBe(true);
     });
   }
+
+  it('a directory in the blob\'s place is refused with a typed error, not removed', async () => {
+    const { store, bytes, desc, file } = await storeWithBlob();
+    replaceBlob(file, bytes, 'directory');
+    await expect(store.push(desc, bytes)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
 
   it('a symlink in the blob\'s place is replaced by a file, its target untouched', async () => {
     const { store, bytes, desc, file } = await storeWithBlob();
@@ -137,15 +152,11 @@ describe('fetch() verifies what it reads', () => {
     await expect(readStream(stream)).rejects.toMatchObject({ code: 'DATA_LOSS' });
   });
 
-  it('a symlink or a FIFO in a blob\'s place is refused, never followed or waited on', async () => {
+  it('a symlink, a directory or a FIFO in a blob\'s place is refused, never followed or waited on', async () => {
     const { store, bytes, desc, file } = await storeWithBlob();
-    const elsewhere = path.join(tmp(), 'secret');
-    writeFileSync(elsewhere, bytes);
-    rmSync(file);
-    symlinkSync(elsewhere, file);
-    await expect(store.fetch(desc)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-    rmSync(file);
-    execFileSync('mkfifo', [file]);
-    await expect(store.fetch(desc)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    for (const kind of SPECIAL) {
+      replaceBlob(file, bytes, kind);
+      await expect(store.fetch(desc), kind).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
   });
 });
