@@ -99,7 +99,7 @@ export class LocalStore implements ContentStore {
       await fs.rm(tmp, { force: true });
       const code = (err as NodeJS.ErrnoException).code;
       // A directory in the blob's place cannot be replaced in one step, and is not ours to remove.
-      if (code === 'EISDIR' || code === 'ENOTEMPTY' || code === 'EEXIST') throw badPlace(`blob ${desc.digest} in ${this.location} is a directory`, err);
+      if (code === 'EISDIR' || code === 'ENOTEMPTY') throw badPlace(`blob ${desc.digest} in ${this.location} is a directory`, err);
       throw asBkError(err);
     }
     await rememberIntact(file, desc.digest);
