@@ -14,7 +14,8 @@ import { MAX_METADATA_BYTES, toReadable, VerifyStream } from '../content.js';
 import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
 import { blobIntact, forgetIntact, readVerified, rememberIntact, sizeMatches } from './blob-file.js';
 import { contentStorePath, ensureBlobDir, ensureLayout, readIndex, putTag, updateIndex } from './layout.js';
-import { badPlace, checkDirectory, readRegular } from './place.js';
+import type { ImageIndex } from '../../oci/manifest.js';
+import { badPlace, checkDirectory, fsError, readRegular } from './place.js';
 import { createLease, pruneLayout, reachable, type Lease, type PruneOptions, type PruneResult } from './prune.js';
 import { ingestPath } from './stale.js';
 
@@ -43,7 +44,9 @@ export class LocalStore implements ContentStore {
 
   private async prepare(): Promise<void> {
     if (!this.opts.create) return this.prepareRead();
-    this.ready ??= ensureLayout(this.dir);
+    this.ready ??= ensureLayout(this.dir).catch((err: unknown) => {
+      throw fsError(err, this.location);
+    });
     await this.ready;
   }
 
@@ -100,7 +103,7 @@ export class LocalStore implements ContentStore {
       const code = (err as NodeJS.ErrnoException).code;
       // A directory in the blob's place cannot be replaced in one step, and is not ours to remove.
       if (code === 'EISDIR' || code === 'ENOTEMPTY') throw badPlace(`blob ${desc.digest} in ${this.location} is a directory`, err);
-      throw asBkError(err);
+      throw fsError(err, `blob ${desc.digest} in ${this.location}`);
     }
     await rememberIntact(file, desc.digest);
     return { outcome: 'uploaded', bytes: desc.size };
@@ -131,7 +134,7 @@ export class LocalStore implements ContentStore {
     if (!tag) throw invalidArgument('empty tag');
     if (!(await this.exists(desc))) throw notFound(`cannot tag ${desc.digest}: manifest not in ${this.location}`);
     await this.prepare();
-    await updateIndex(this.dir, async (idx) => {
+    await updateIndexOf(this.dir, this.location, async (idx) => {
       // Under the index lock, which prune holds while deleting: every blob
       // the manifest names must still be here, or the tag would dangle. A
       // size check is enough here (the lock is held): the export that is
@@ -148,7 +151,9 @@ export class LocalStore implements ContentStore {
   /** Claims blobs against a concurrent prune for the length of an export. */
   async lease(): Promise<Lease> {
     await this.prepare();
-    return createLease(this.dir);
+    return createLease(this.dir).catch((err: unknown) => {
+      throw fsError(err, `a lease in ${this.location}`);
+    });
   }
 
   /** Deletes blobs that index.json does not reach and no live export has claimed (see prune.ts). */
@@ -188,5 +193,14 @@ export class LocalStore implements ContentStore {
       // Not a manifest: leave the type empty and let the importer report it.
     }
     return { mediaType, digest, size: data.length };
+  }
+}
+
+/** updateIndex with the disk's refusals typed (fsError). */
+async function updateIndexOf(dir: string, where: string, update: (idx: ImageIndex) => Promise<ImageIndex>): Promise<void> {
+  try {
+    await updateIndex(dir, update);
+  } catch (err) {
+    throw fsError(err, `index.json of ${where}`);
   }
 }

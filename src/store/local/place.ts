@@ -12,7 +12,7 @@
 //   regular, so neither a symlink nor a special file is ever followed.
 import { constants, promises as fs, type Stats } from 'node:fs';
 import path from 'node:path';
-import { BkError, invalidArgument, notFound, resourceExhausted } from '../../errors.js';
+import { asBkError, BkError, failedPrecondition, invalidArgument, notFound, resourceExhausted } from '../../errors.js';
 
 // statfs f_type magic numbers of Linux pseudo file systems (linux/magic.h).
 const PSEUDO_FS: Record<number, string> = {
@@ -38,6 +38,31 @@ const PSEUDO_FS: Record<number, string> = {
 /** A place that cannot hold a cache: the caller named it, so INVALID_ARGUMENT. */
 export function badPlace(message: string, cause?: unknown): BkError {
   return invalidArgument(message, { reason: 'bad-place', cause });
+}
+
+/**
+ * Maps a file system error met while writing `what` to a typed error: the
+ * disk's refusals are the caller's problem to fix (permissions, a read-only
+ * mount, a full disk), not an INTERNAL fault of the store.
+ */
+export function fsError(err: unknown, what: string): BkError {
+  if (err instanceof BkError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return failedPrecondition(`cannot write ${what} (${code})`, { cause: err, reason: 'not-writable' });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return resourceExhausted(`no space left to write ${what} (${code})`, { cause: err, reason: 'no-space' });
+    case 'ENOTDIR':
+    case 'EISDIR':
+    case 'ELOOP':
+      return badPlace(`cannot write ${what} (${code})`, err);
+    default:
+      return asBkError(err);
+  }
 }
 
 async function lstatOf(p: string): Promise<Stats | undefined> {

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from '
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalStore } from '../../../src/store/local/index.js';
+import { fsError } from '../../../src/store/local/place.js';
 import { tempDir } from '../../tmp.js';
 import { blobOf, manifestOf, uniqueBytes } from '../conformance.js';
 
@@ -114,5 +115,23 @@ describe('symlinks and special files inside a layout', () => {
     await expect(new LocalStore('/proc/self').resolve('latest')).rejects.toMatchObject(refused);
     await expect(new LocalStore('/proc/self/nonexistent').resolve('latest')).rejects.toMatchObject(refused);
     await expect(new LocalStore(path.join(tmp(), 'nonexistent')).resolve('latest')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+describe("the disk's refusals are typed, never INTERNAL", () => {
+  const errno = (code: string) => Object.assign(new Error(`${code}: from the kernel`), { code });
+  it.each([
+    ['EACCES', 'FAILED_PRECONDITION'],
+    ['EPERM', 'FAILED_PRECONDITION'],
+    ['EROFS', 'FAILED_PRECONDITION'],
+    ['ENOSPC', 'RESOURCE_EXHAUSTED'],
+    ['EDQUOT', 'RESOURCE_EXHAUSTED'],
+    ['ENOTDIR', 'INVALID_ARGUMENT'],
+    ['EISDIR', 'INVALID_ARGUMENT'],
+    ['ELOOP', 'INVALID_ARGUMENT'],
+    ['ENOENT', 'NOT_FOUND'],
+  ])('%s -> %s', (code, want) => {
+    const e = fsError(errno(code), 'blob x');
+    expect(e.code).toBe(want);
   });
 });
