@@ -122,7 +122,8 @@ export async function makeDirectory(dir: string): Promise<void> {
     await fs.mkdir(dir, { mode: 0o755 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EEXIST') throw badPlace(`cannot create ${dir} (${code ?? 'error'})`, err);
+    if (code === 'ENOENT') throw badPlace(`cannot create ${dir} (${code})`, err);
+    if (code !== 'EEXIST') throw fsError(err, dir);
   }
   const st = await lstatOf(dir);
   if (!st?.isDirectory()) throw badPlace(`${dir} is not a directory`);
