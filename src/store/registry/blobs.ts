@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { BkError, dataLoss, invalidArgument } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, newHasher } from '../../oci/digest.js';
-import { verified } from '../content.js';
+import { pipeInto, verified } from '../content.js';
 import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
@@ -57,6 +57,7 @@ export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, 
     if (!(await blobExists(ctx, desc, signal))) throw new BkError('NOT_FOUND', `${what(ctx, 'GET blob', desc.digest)}: not found`);
     return Readable.from([], { objectMode: false });
   }
+  const wh = what(ctx, 'GET blob', desc.digest);
   // Opens the blob at `position`; used again to resume a body that broke off (resume.ts).
   const open = async (position: number): Promise<Readable> => {
     const release = await ctx.limiter.acquire(signal);
@@ -68,26 +69,56 @@ export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, 
         scopes: pullScope(ctx),
         headers: position > 0 ? { range: `bytes=${position}-` } : {},
         expect: [200, 206],
-        what: what(ctx, 'GET blob', desc.digest),
+        what: wh,
         signal,
       });
-      let body: Readable = res.body;
-      if (position > 0 && res.status === 200) body = skipBytes(body, position);
-      if (res.status === 206) {
-        const cr = header(res, 'content-range');
-        const start = cr ? /bytes (\d+)-/.exec(cr)?.[1] : undefined;
-        if (start !== undefined && Number(start) !== position) {
-          body.destroy();
-          throw dataLoss(`${what(ctx, 'GET blob', desc.digest)}: asked for offset ${position}, got ${start}`, { reason: 'bad-range' });
-        }
+      const lie = framingLie(res, desc, position);
+      if (lie) {
+        res.body.destroy();
+        throw dataLoss(`${wh}: ${lie.message}`, { reason: lie.reason });
       }
-      return body;
+      return position > 0 && res.status === 200 ? skipBytes(res.body, position) : res.body;
     } finally {
       release();
     }
   };
-  const body = resumingBody(await open(offset), offset, desc.size, open, { retry: ctx.client.retry, signal });
-  return verified(body, desc, offset);
+  const t = ctx.client.timeouts;
+  const body = resumingBody(await open(offset), offset, desc.size, open, {
+    retry: ctx.client.retry,
+    maxResumes: t.maxResumes,
+    minBytesPerSecond: t.minBytesPerSecond,
+    windowMs: t.idleMs,
+    what: wh,
+    signal,
+  });
+  return verified(body, desc, offset, ctx.location);
+}
+
+/**
+ * What is wrong with a blob response's framing, judged before any byte is
+ * read: a Content-Length or Content-Range that disagrees with the
+ * descriptor (a 5 GB claim for a 1 KB blob, a range that starts elsewhere)
+ * is a lie worth DATA_LOSS now, not a wait for bytes that never come.
+ * https://www.rfc-editor.org/rfc/rfc9110#name-content-range
+ */
+function framingLie(
+  res: { status: number; headers: Record<string, string | string[] | undefined> },
+  desc: Descriptor,
+  position: number,
+): { message: string; reason: string } | undefined {
+  const from = res.status === 206 ? position : 0;
+  const cl = header(res, 'content-length');
+  if (cl !== undefined && Number(cl) !== desc.size - from) {
+    return { message: `Content-Length ${cl}, but the descriptor leaves ${desc.size - from} bytes from byte ${from}`, reason: 'size-mismatch' };
+  }
+  if (res.status !== 206) return undefined;
+  const cr = header(res, 'content-range')?.trim() ?? '';
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(cr);
+  const whole = m && Number(m[2]) === desc.size - 1 && (m[3] === '*' || Number(m[3]) === desc.size);
+  if (!m || Number(m[1]) !== position || !whole) {
+    return { message: `asked for bytes ${position}-${desc.size - 1}/${desc.size}, got Content-Range "${cr.slice(0, 100)}"`, reason: 'bad-range' };
+  }
+  return undefined;
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
@@ -187,8 +218,7 @@ async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source,
   const check = new HoldbackVerify(desc, opts.onProgress);
   let checkError: unknown;
   check.once('error', (e) => (checkError = e));
-  input.once('error', (e) => check.destroy(e));
-  const body = input.pipe(check);
+  const body = pipeInto(input, check);
   try {
     const res = await ctx.client.send({
       method: 'PUT',
@@ -198,6 +228,7 @@ async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
       body: () => body,
       replayable: false,
+      commit: true,
       expect: [201],
       what: wh,
       signal: opts.signal,
@@ -299,6 +330,7 @@ async function uploadChunked(
     registry: ctx.endpoint.registry,
     scopes: pushScope(ctx),
     headers: { 'content-length': '0' },
+    commit: true,
     expect: [201],
     what: what(ctx, 'commit blob', desc.digest),
     signal: opts.signal,

@@ -43,6 +43,26 @@ export async function getManifest(ctx: RepoContext, ref: string, expected?: Desc
   if (expected && expected.size > limit) {
     throw resourceExhausted(`${wh}: ${expected.size} bytes is over the ${limit}-byte manifest limit`, { reason: 'too-large' });
   }
+  return withinDeadline(ctx, wh, signal, (sig) => getManifestOnce(ctx, ref, wh, limit, expected, sig));
+}
+
+/**
+ * Runs a manifest read under the overall deadline (timeouts.manifestMs):
+ * a manifest is small, so a registry that trickles it, or answers
+ * every retry slowly, is not worth waiting for. DEADLINE_EXCEEDED.
+ */
+async function withinDeadline<T>(ctx: RepoContext, wh: string, signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ms = ctx.client.timeouts.manifestMs;
+  const deadline = AbortSignal.timeout(ms);
+  try {
+    return await fn(signal ? AbortSignal.any([signal, deadline]) : deadline);
+  } catch (err) {
+    if (deadline.aborted && !signal?.aborted) throw new BkError('DEADLINE_EXCEEDED', `${wh}: no complete answer within ${ms} ms`, { cause: err, reason: 'too-slow' });
+    throw err;
+  }
+}
+
+async function getManifestOnce(ctx: RepoContext, ref: string, wh: string, limit: number, expected: Descriptor | undefined, signal: AbortSignal): Promise<ManifestBytes> {
   const res = await ctx.client.send({
     method: 'GET',
     url: apiUrl(ctx, 'manifests', ref),
@@ -77,16 +97,18 @@ export async function getManifest(ctx: RepoContext, ref: string, expected?: Desc
 /** HEAD a manifest; undefined on 404. Falls back to GET when the registry omits the digest. */
 export async function headManifest(ctx: RepoContext, ref: string, signal?: AbortSignal): Promise<Descriptor | undefined> {
   const wh = what(ctx, 'HEAD manifest', ref);
-  const res = await ctx.client.send({
-    method: 'HEAD',
-    url: apiUrl(ctx, 'manifests', ref),
-    registry: ctx.endpoint.registry,
-    scopes: pullScope(ctx),
-    headers: { accept: ACCEPT },
-    expect: [200, 404],
-    what: wh,
-    signal,
-  });
+  const res = await withinDeadline(ctx, wh, signal, (sig) =>
+    ctx.client.send({
+      method: 'HEAD',
+      url: apiUrl(ctx, 'manifests', ref),
+      registry: ctx.endpoint.registry,
+      scopes: pullScope(ctx),
+      headers: { accept: ACCEPT },
+      expect: [200, 404],
+      what: wh,
+      signal: sig,
+    }),
+  );
   await res.body.dump().catch(() => {});
   if (res.status === 404) return undefined;
   const digest = header(res, 'docker-content-digest');
