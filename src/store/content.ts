@@ -27,6 +27,15 @@ export function holdErrors<T extends NodeJS.EventEmitter>(stream: T): T {
 }
 
 /**
+ * Destroys a stream we give up on. An HTTP body destroyed before its end
+ * emits an abort error; with nobody left listening that would crash the
+ * process, so the error is held (holdErrors()).
+ */
+export function discard(stream: NodeJS.EventEmitter & { destroy(): unknown }): void {
+  holdErrors(stream).destroy();
+}
+
+/**
  * `source` piped into `into` with pipeline(): an error on either side
  * destroys both, a source that already failed fails `into` at once, and
  * `into` may be handed out unconsumed (its errors are held, holdErrors()).
@@ -123,7 +132,7 @@ export async function readAll(stream: Readable | AsyncIterable<Uint8Array>, limi
       const b = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
       n += b.length;
       if (n > limit) {
-        if (stream instanceof Readable) stream.destroy();
+        if (stream instanceof Readable) discard(stream);
         throw resourceExhausted(`${what} is larger than the ${limit}-byte limit`, { reason: 'too-large' });
       }
       chunks.push(b);

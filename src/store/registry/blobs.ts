@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { BkError, dataLoss, invalidArgument } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, newHasher } from '../../oci/digest.js';
-import { pipeInto, verified } from '../content.js';
+import { discard, pipeInto, verified } from '../content.js';
 import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
@@ -74,7 +74,7 @@ export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, 
       });
       const lie = framingLie(res, desc, position);
       if (lie) {
-        res.body.destroy();
+        discard(res.body);
         throw dataLoss(`${wh}: ${lie.message}`, { reason: lie.reason });
       }
       return position > 0 && res.status === 200 ? skipBytes(res.body, position) : res.body;
@@ -240,7 +240,7 @@ async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source,
     if (checkError) throw checkError;
     throw err;
   } finally {
-    if (!input.destroyed) input.destroy();
+    if (!input.destroyed) discard(input);
   }
 }
 

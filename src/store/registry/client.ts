@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import { BkError } from '../../errors.js';
-import { readAll } from '../content.js';
+import { discard, readAll } from '../content.js';
 import { Authorizer } from './auth/authorizer.js';
 import { parseChallenges } from './auth/challenge.js';
 import type { CredentialProvider } from './auth/credentials.js';
@@ -256,7 +256,7 @@ export async function errorFrom(res: RegistryResponse, what: string, deadlineMs:
   try {
     text = (await readAll(res.body, ERROR_BODY_LIMIT, 'error body', deadlineMs)).toString('utf8');
   } catch {
-    res.body.destroy();
+    discard(res.body);
   }
   const err = registryError(res.status, text, what);
   const ra = parseRetryAfter(header(res, 'retry-after'));

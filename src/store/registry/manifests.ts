@@ -5,7 +5,7 @@ import { BkError, dataLoss, resourceExhausted } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, digestBytes, isDigest } from '../../oci/digest.js';
 import { isManifestMediaType, MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
-import { readAll } from '../content.js';
+import { discard, readAll } from '../content.js';
 import { blobExists } from './blobs.js';
 import { header, type RegistryResponse } from './client.js';
 import { RegistryError } from './errcode/index.js';
@@ -75,7 +75,7 @@ async function getManifestOnce(ctx: RepoContext, ref: string, wh: string, limit:
   });
   const declared = Number(header(res, 'content-length') ?? -1);
   if (declared > limit) {
-    res.body.destroy();
+    discard(res.body);
     throw resourceExhausted(`${wh}: ${declared} bytes is over the ${limit}-byte manifest limit`, { reason: 'too-large' });
   }
   const bytes = await readAll(res.body, limit, wh);

@@ -6,7 +6,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { BkError, dataLoss } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, newHasher, type Hasher } from '../../oci/digest.js';
-import { holdErrors, pipeInto } from '../content.js';
+import { discard, holdErrors, pipeInto } from '../content.js';
 
 /** Content for a push: bytes, a one-shot stream, or a function that opens a fresh stream. */
 export type BlobSource = Readable | Uint8Array | (() => Readable | Promise<Readable>);
@@ -113,7 +113,7 @@ export class ExactReader {
   }
 
   close(): void {
-    if (!this.stream.destroyed) this.stream.destroy();
+    if (!this.stream.destroyed) discard(this.stream);
   }
 }
 
