@@ -24,9 +24,14 @@ let tmp: string;
 let cache: Synthetic;
 
 const spec = (host: string, repo: string) => `type=registry,ref=${host}/${repo}:cache,registry.insecure=true`;
-/** The layer every fault hits: the 2.5 MB one, so cuts and ranges land mid-body. */
-const victim = () => cache.layers[1]!;
-const getVictim = (r: { method: string; path: string }) => r.method === 'GET' && r.path.endsWith(`/blobs/${victim().digest}`);
+/**
+ * The layer a fault hits: a small one for wrong content, which then fails
+ * while the export still checks its target and nobody reads the stream yet
+ * (what crashed the daemon); the 2.5 MB one where cuts and ranges must land mid-body.
+ */
+const small = () => cache.layers[4]!;
+const big = () => cache.layers[1]!;
+const get = (layer: () => { digest: string }) => (r: { method: string; path: string }) => r.method === 'GET' && r.path.endsWith(`/blobs/${layer().digest}`);
 
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-bad-blobs-'));
@@ -62,24 +67,28 @@ async function stillServing(n: number): Promise<void> {
   expect(res.manifest?.digest).toMatch(/^sha256:/);
 }
 
-const cases: [name: string, code: string, rules: FaultRule[]][] = [
-  ['wrong content', 'DATA_LOSS', [{ name: 'flip', match: getVictim, action: { rewrite: (r) => void (r.body[100] ^= 0xff) } }]],
-  ['too long', 'DATA_LOSS', [{ name: 'long', match: getVictim, action: { rewrite: (r) => void (r.body = Buffer.concat([r.body, r.body.subarray(0, 10)])), framing: 'chunked' } }]],
-  ['a claimed size of 5 GB', 'DATA_LOSS', [{ name: '5g', match: getVictim, action: { rewrite: (r) => void (r.headers['content-length'] = String(5 << 30)), framing: 'as-rewritten' } }]],
+const flipSmall: FaultRule = { name: 'flip', match: get(small), action: { rewrite: (r) => void (r.body[100] ^= 0xff) } };
+const cases: [name: string, code: string, victim: () => { digest: string }, rules: FaultRule[]][] = [
+  ['wrong content', 'DATA_LOSS', small, [flipSmall]],
+  ['wrong content in a large blob', 'DATA_LOSS', big, [{ name: 'flip-big', match: get(big), action: { rewrite: (r) => void (r.body[100] ^= 0xff) } }]],
+  ['too long', 'DATA_LOSS', small, [{ name: 'long', match: get(small), action: { rewrite: (r) => void (r.body = Buffer.concat([r.body, r.body.subarray(0, 10)])), framing: 'chunked' } }]],
+  ['too short', 'DATA_LOSS', small, [{ name: 'short', match: get(small), action: { rewrite: (r) => void (r.body = r.body.subarray(10)), framing: 'chunked' } }]],
+  ['a claimed size of 5 GB', 'DATA_LOSS', small, [{ name: '5g', match: get(small), action: { rewrite: (r) => void (r.headers['content-length'] = String(5 << 30)), framing: 'as-rewritten' } }]],
   [
     'a lying Range reply',
     'DATA_LOSS',
+    big,
     [
-      { name: 'cut', match: getVictim, times: 1, action: { cutResponseAfterBytes: 500_000 } },
-      { name: 'flip-range', match: getVictim, action: { rewrite: (r) => void (r.body[0] ^= 0xff) } },
+      { name: 'cut', match: get(big), times: 1, action: { cutResponseAfterBytes: 500_000 } },
+      { name: 'flip-range', match: get(big), action: { rewrite: (r) => void (r.body[0] ^= 0xff) } },
     ],
   ],
-  ['a connection dropped after every byte', 'UNAVAILABLE', [{ name: 'drop', match: getVictim, action: { cutResponseAfterBytes: 1 } }]],
-  ['a trickle', 'UNAVAILABLE', [{ name: 'trickle', match: getVictim, action: { trickle: { bytes: 1000, everyMs: 50 } } }]],
+  ['a connection dropped after every byte', 'UNAVAILABLE', big, [{ name: 'drop', match: get(big), action: { cutResponseAfterBytes: 1 } }]],
+  ['a trickle', 'UNAVAILABLE', big, [{ name: 'trickle', match: get(big), action: { trickle: { bytes: 1000, everyMs: 50 } } }]],
 ];
 
 describe('a daemon copying bad blobs', () => {
-  for (const [i, [name, code, rules]] of cases.entries()) {
+  for (const [i, [name, code, victim, rules]] of cases.entries()) {
     it(`${name}: ${code} naming the blob and the source, no lease left, the daemon serves on`, async () => {
       proxy.reset();
       proxy.rules.push(...rules);
@@ -95,7 +104,7 @@ describe('a daemon copying bad blobs', () => {
 
   it('wrong content on the way to a registry target: DATA_LOSS, and nothing tagged', async () => {
     proxy.reset();
-    proxy.rules.push(cases[0]![2][0]!);
+    proxy.rules.push(flipSmall);
     const err = await client.copy([spec(proxy.host, 'bad/src')], spec(reg.host, 'bad/target')).catch((e: unknown) => e);
     expect((err as BkError).code).toBe('DATA_LOSS');
     expect((await fetch(`${reg.url}/v2/bad/target/manifests/cache`, { method: 'HEAD' })).status).toBe(404);
@@ -105,7 +114,7 @@ describe('a daemon copying bad blobs', () => {
   it('a real registry with a corrupted blob file: DATA_LOSS, the daemon serves on', async () => {
     const own = synthetic([3_000, 200_000], 'corrupt');
     await client.export(spec(reg.host, 'bad/corrupt'), own.graph, own.provider);
-    const layer = own.layers[1]!;
+    const layer = own.layers[0]!;
     writeFileSync(reg.blobPath(layer.digest), Buffer.alloc(layer.size, 0x61));
     const err = await client.copy([spec(reg.host, 'bad/corrupt')], 'type=local,dest=bad/corrupt').catch((e: unknown) => e);
     expect((err as BkError).code).toBe('DATA_LOSS');
@@ -118,14 +127,14 @@ describe('a daemon copying bad blobs', () => {
 describe('the CLI copying a bad blob', () => {
   it('prints one line, exits 1, and leaves no lease file', async () => {
     proxy.reset();
-    proxy.rules.push(cases[0]![2][0]!);
+    proxy.rules.push(flipSmall);
     const dest = path.join(tmp, 'cli-dest');
     const r = await runCli(['copy', '--progress', 'quiet', '--import-cache', spec(proxy.host, 'bad/src'), '--export-cache', `type=local,dest=${dest}`]);
     expect(r.code).toBe(1);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^bkcache: error: .*\[DATA_LOSS\]$/);
-    expect(lines[0]).toContain(victim().digest);
+    expect(lines[0]).toContain(small().digest);
     expect(leases(dest)).toEqual([]);
   });
 });
