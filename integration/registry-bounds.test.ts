@@ -151,6 +151,15 @@ describe('bounded waits', () => {
     expect(gets(d.digest).length).toBeLessThanOrEqual(1 + TIMEOUTS.maxResumes!);
   });
 
+  it('a small blob trickled slower than the floor overall fails with DEADLINE_EXCEEDED, however its windows look', async () => {
+    const { d } = await pushed(2_000);
+    proxy.rules.push({ name: 'trickle', match: getBlob(d.digest), action: { trickle: { bytes: 10, everyMs: 20 } } });
+    // 500 bytes/s against a 1000 bytes/s floor: the budget is 0.3 s + 2 s, the trickle needs 4 s.
+    const err = await failure(store('bounds/blobs', { manifestMs: 300, minBytesPerSecond: 1_000 }).fetch(d).then(readStream));
+    expect(err.code).toBe('DEADLINE_EXCEEDED');
+    expect(gets(d.digest).length).toBe(1);
+  });
+
   it('a redirect loop fails at once as UNAVAILABLE, without retries', async () => {
     const { d } = await pushed(1_000);
     proxy.rules.push({ name: 'loop', match: getBlob(d.digest), action: { respond: 302, headers: { location: `/v2/bounds/blobs/blobs/${d.digest}` } } });

@@ -10,7 +10,7 @@
 //     hosts: { "127.0.0.1:5000": { insecure: true, mirrors: [] } }
 //     credentialsFile: /root/.docker/config.json
 //     concurrency: 4
-//     timeouts: { headersSeconds: 60, commitSeconds: 600, idleSeconds: 60, manifestSeconds: 60,
+//     timeouts: { headersSeconds: 30, commitSeconds: 600, idleSeconds: 60, manifestSeconds: 60,
 //                 minBytesPerSecond: 1024, maxResumes: 16 }   # registry waits (README: Registries)
 //   limits: { maxConcurrentExports: 4, maxConcurrentImports: 16, maxQueued: 64,
 //             maxMessageBytes: 8388608, maxRecords: 500000, blobChunkBytes: 1048576 }

@@ -88,6 +88,8 @@ export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, 
     maxResumes: t.maxResumes,
     minBytesPerSecond: t.minBytesPerSecond,
     windowMs: t.idleMs,
+    // The throughput floor over the whole download, after the grace a manifest gets.
+    budgetMs: t.manifestMs + (t.minBytesPerSecond > 0 ? ((desc.size - offset) * 1000) / t.minBytesPerSecond : Infinity),
     what: wh,
     signal,
   });

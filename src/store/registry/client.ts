@@ -86,7 +86,7 @@ export interface RegistryTimeouts {
 
 export const DEFAULT_TIMEOUTS: RegistryTimeouts = {
   connectMs: 30_000,
-  headersMs: 60_000,
+  headersMs: 30_000,
   commitMs: 600_000,
   idleMs: 60_000,
   minBytesPerSecond: 1024,

@@ -26,6 +26,11 @@ export interface ResumeOptions {
    */
   minBytesPerSecond: number;
   windowMs: number;
+  /**
+   * Time spent waiting on the registry for the whole download, every
+   * attempt included (a small blob trickled through many resumes).
+   */
+  budgetMs: number;
   /** The download, for messages ("GET blob registry:h/r@sha256:..."). */
   what: string;
   signal?: AbortSignal;
@@ -50,7 +55,8 @@ function typed(err: unknown, what: string, signal?: AbortSignal): BkError {
  * When a body fails with a network error (or is too slow) before `end`, it
  * is reopened at the position reached after a backoff; it gives up with
  * UNAVAILABLE after retry.maxAttempts failures in a row without progress,
- * or after maxResumes reopens in all. Errors are held until read (holdErrors()).
+ * or after maxResumes reopens in all, and with DEADLINE_EXCEEDED once the
+ * time spent waiting passes budgetMs. Errors are held until read (holdErrors()).
  */
 export function resumingBody(first: Readable, from: number, end: number, reopen: (position: number) => Promise<Readable>, opts: ResumeOptions): Readable {
   const minPerWindow = (opts.minBytesPerSecond * opts.windowMs) / 1000;
@@ -59,9 +65,17 @@ export function resumingBody(first: Readable, from: number, end: number, reopen:
     let position = from;
     let failures = 0;
     let resumes = 0;
+    // Only time spent waiting for the registry counts, never time the reader spends elsewhere.
+    let spent = 0;
+    const overBudget = () => {
+      if (spent > opts.budgetMs) {
+        throw new BkError('DEADLINE_EXCEEDED', `${opts.what}: ${position - from} of ${end - from} bytes after ${Math.round(spent / 1000)} s waiting on the registry`, {
+          reason: 'too-slow',
+        });
+      }
+    };
     for (;;) {
       try {
-        // Only time spent waiting for the registry counts toward throughput.
         let waited = 0;
         let windowBytes = 0;
         const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -69,10 +83,12 @@ export function resumingBody(first: Readable, from: number, end: number, reopen:
           const t0 = Date.now();
           const r = await it.next();
           waited += Date.now() - t0;
+          spent += Date.now() - t0;
           if (r.done) return;
           position += r.value.length;
           windowBytes += r.value.length;
           failures = 0;
+          if (position < end) overBudget();
           if (waited >= opts.windowMs) {
             if (windowBytes < minPerWindow) throw tooSlow(opts.what, windowBytes, waited, opts.minBytesPerSecond);
             waited = 0;
@@ -95,10 +111,13 @@ export function resumingBody(first: Readable, from: number, end: number, reopen:
             reason: 'too-many-resumes',
           });
         }
+        overBudget();
         await sleep(backoffDelay(failures, opts.retry), opts.signal).catch((e: unknown) => {
           throw typed(e, opts.what, opts.signal);
         });
+        const t0 = Date.now();
         body = holdErrors(await reopen(position));
+        spent += Date.now() - t0;
       }
     }
   }
