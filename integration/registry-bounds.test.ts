@@ -4,57 +4,30 @@
 // verifying stream that fails before anyone reads it never becomes an
 // unhandled 'error' event (vitest fails the run on one). The timeouts are
 // small here; request counts, not clocks, show the bounds.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BkError } from '../src/errors.js';
+import { describe, expect, it } from 'vitest';
 import { MT } from '../src/oci/media-types.js';
-import { RegistryStore, type RegistryStoreOptions, type RegistryTimeouts } from '../src/store/registry/index.js';
+import type { RegistryTimeouts } from '../src/store/registry/index.js';
 import { blobOf, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
-import { startFaultProxy, type FaultProxy, type FaultRule } from './harness/fault-proxy.js';
-import { startRegistry, type StartedRegistry } from './harness/registry.js';
+import type { FaultRule } from './harness/fault-proxy.js';
+import { failure, faultyRegistry } from './harness/faulty-registry.js';
 
 const RETRY = { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50, maxElapsedMs: 10_000 };
 // Defaults stay large, so a test that passes proves the check it names, not a timeout.
 const TIMEOUTS: Partial<RegistryTimeouts> = { maxResumes: 3 };
 
-let reg: StartedRegistry;
-let proxy: FaultProxy;
-const stores: RegistryStore[] = [];
-
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
-afterEach(async () => {
-  proxy.reset();
-  await Promise.all(stores.splice(0).map((s) => s.close()));
-});
-
-function store(repo: string, timeouts: Partial<RegistryTimeouts> = {}, extra: RegistryStoreOptions = {}): RegistryStore {
-  const s = new RegistryStore(`${proxy.host}/${repo}`, { insecure: true, dockerConfig: false, retry: RETRY, timeouts: { ...TIMEOUTS, ...timeouts }, ...extra });
-  stores.push(s);
-  return s;
-}
-
-async function failure(p: Promise<unknown>): Promise<BkError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(BkError);
-  return err as BkError;
-}
+const env = faultyRegistry({ retry: RETRY });
+const store = (repo: string, timeouts: Partial<RegistryTimeouts> = {}) => env.store(repo, { timeouts: { ...TIMEOUTS, ...timeouts } });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const getBlob = (digest: string) => (r: { method: string; path: string }) => r.method === 'GET' && r.path.endsWith(`/blobs/${digest}`);
-const gets = (digest: string) => proxy.log.filter(getBlob(digest));
+const gets = (digest: string) => env.proxy.log.filter(getBlob(digest));
 
 /** A blob pushed without faults; the proxy log starts empty after it. */
 async function pushed(size: number, repo = 'bounds/blobs') {
   const bytes = uniqueBytes(size);
   const d = blobOf(bytes);
   await store(repo).push(d, bytes);
-  proxy.log.length = 0;
+  env.proxy.log.length = 0;
   return { bytes, d };
 }
 
@@ -69,7 +42,7 @@ describe('wrong bytes for a blob: DATA_LOSS naming the digest and the source', (
   for (const [name, action] of cases) {
     it(`${name}: fails once read, even when the stream is read late`, async () => {
       const { d } = await pushed(5_000);
-      proxy.rules.push({ name, match: getBlob(d.digest), action: action(d.digest) });
+      env.proxy.rules.push({ name, match: getBlob(d.digest), action: action(d.digest) });
       const s = store('bounds/blobs');
       // The failing stream sits unread first, as in an export that checks its target before reading.
       const err = await failure(
@@ -80,7 +53,7 @@ describe('wrong bytes for a blob: DATA_LOSS naming the digest and the source', (
       );
       expect(err.code).toBe('DATA_LOSS');
       expect(err.message).toContain(d.digest);
-      expect(err.message).toContain(`registry:${proxy.host}/bounds/blobs`);
+      expect(err.message).toContain(`registry:${env.proxy.host}/bounds/blobs`);
       // Not retried, not resumed: the registry's answer was a lie, not an outage.
       expect(gets(d.digest).length).toBe(1);
     });
@@ -92,14 +65,14 @@ describe('wrong bytes for a blob: DATA_LOSS naming the digest and the source', (
       { name: 'cut', match: getBlob(d.digest), times: 1, action: { cutResponseAfterBytes: 100_000 } },
       { name: 'flip', match: getBlob(d.digest), action: { rewrite: (r) => void (r.body[0] ^= 0xff), framing: 'fixed' } },
     ];
-    proxy.rules.push(...cutThenFlip);
+    env.proxy.rules.push(...cutThenFlip);
     let err = await failure(store('bounds/blobs').fetch(d).then(readStream));
     expect(err.code).toBe('DATA_LOSS');
     expect(err.reason).toBe('digest-mismatch');
     expect(gets(d.digest).map((r) => r.fault)).toEqual(['cut', 'flip']);
 
-    proxy.reset();
-    proxy.rules.push(cutThenFlip[0]!, {
+    env.proxy.reset();
+    env.proxy.rules.push(cutThenFlip[0]!, {
       name: 'shift',
       match: getBlob(d.digest),
       action: { rewrite: (r) => void (r.headers['content-range'] = String(r.headers['content-range']).replace(/^bytes (\d+)-/, (_m, a: string) => `bytes ${Number(a) - 1}-`)) },
@@ -118,7 +91,7 @@ describe('bounded waits', () => {
     await s.push(cfgDesc, cfg);
     const m = manifestOf(cfgDesc, []);
     await s.push(m.desc, m.bytes);
-    proxy.rules.push({ name: 'trickle', match: (r) => r.method === 'GET' && r.path.includes('/manifests/'), action: { trickle: { bytes: 1, everyMs: 100 } } });
+    env.proxy.rules.push({ name: 'trickle', match: (r) => r.method === 'GET' && r.path.includes('/manifests/'), action: { trickle: { bytes: 1, everyMs: 100 } } });
     const err = await failure(store('bounds/manifest', { manifestMs: 800 }).fetch(m.desc));
     expect(err.code).toBe('DEADLINE_EXCEEDED');
     expect(err.message).toContain(m.desc.digest);
@@ -126,7 +99,7 @@ describe('bounded waits', () => {
 
   it('headers never sent: each attempt times out, then UNAVAILABLE after the retry budget', async () => {
     const { d } = await pushed(1_000);
-    proxy.rules.push({ name: 'hang', match: getBlob(d.digest), action: { hang: true } });
+    env.proxy.rules.push({ name: 'hang', match: getBlob(d.digest), action: { hang: true } });
     const err = await failure(store('bounds/blobs', { headersMs: 200 }).fetch(d));
     expect(err.code).toBe('UNAVAILABLE');
     expect(gets(d.digest).length).toBe(RETRY.maxAttempts);
@@ -134,7 +107,7 @@ describe('bounded waits', () => {
 
   it('a registry that drops every download after a byte: resumes capped in all, UNAVAILABLE', async () => {
     const { d } = await pushed(50_000);
-    proxy.rules.push({ name: 'drop', match: getBlob(d.digest), action: { cutResponseAfterBytes: 1 } });
+    env.proxy.rules.push({ name: 'drop', match: getBlob(d.digest), action: { cutResponseAfterBytes: 1 } });
     const err = await failure(store('bounds/blobs').fetch(d).then(readStream));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.reason).toBe('too-many-resumes');
@@ -144,7 +117,7 @@ describe('bounded waits', () => {
 
   it('a blob body below the minimum throughput is dropped and resumed, within the cap', async () => {
     const { d } = await pushed(20_000);
-    proxy.rules.push({ name: 'trickle', match: getBlob(d.digest), action: { trickle: { bytes: 10, everyMs: 20 } } });
+    env.proxy.rules.push({ name: 'trickle', match: getBlob(d.digest), action: { trickle: { bytes: 10, everyMs: 20 } } });
     const err = await failure(store('bounds/blobs', { idleMs: 300, minBytesPerSecond: 5_000 }).fetch(d).then(readStream));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toMatch(/below the 5000 bytes\/s minimum/);
@@ -153,7 +126,7 @@ describe('bounded waits', () => {
 
   it('a small blob trickled slower than the floor overall fails with DEADLINE_EXCEEDED, however its windows look', async () => {
     const { d } = await pushed(2_000);
-    proxy.rules.push({ name: 'trickle', match: getBlob(d.digest), action: { trickle: { bytes: 10, everyMs: 20 } } });
+    env.proxy.rules.push({ name: 'trickle', match: getBlob(d.digest), action: { trickle: { bytes: 10, everyMs: 20 } } });
     // 500 bytes/s against a 1000 bytes/s floor: the budget is 0.3 s + 2 s, the trickle needs 4 s.
     const err = await failure(store('bounds/blobs', { manifestMs: 300, minBytesPerSecond: 1_000 }).fetch(d).then(readStream));
     expect(err.code).toBe('DEADLINE_EXCEEDED');
@@ -162,7 +135,7 @@ describe('bounded waits', () => {
 
   it('a redirect loop fails at once as UNAVAILABLE, without retries', async () => {
     const { d } = await pushed(1_000);
-    proxy.rules.push({ name: 'loop', match: getBlob(d.digest), action: { respond: 302, headers: { location: `/v2/bounds/blobs/blobs/${d.digest}` } } });
+    env.proxy.rules.push({ name: 'loop', match: getBlob(d.digest), action: { respond: 302, headers: { location: `/v2/bounds/blobs/blobs/${d.digest}` } } });
     const err = await failure(store('bounds/blobs').fetch(d));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.reason).toBe('too-many-redirects');

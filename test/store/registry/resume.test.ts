@@ -2,6 +2,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { resumingBody, type ResumeOptions } from '../../../src/store/registry/resume.js';
+import { readStream } from '../conformance.js';
 
 const RETRY = { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 2, maxElapsedMs: 10_000 };
 const opts = (o: Partial<ResumeOptions> = {}): ResumeOptions => ({
@@ -28,11 +29,7 @@ function body(bytes: Buffer, err?: Error): Readable {
   });
 }
 
-const read = async (r: Readable) => {
-  const parts: Buffer[] = [];
-  for await (const c of r) parts.push(c as Buffer);
-  return Buffer.concat(parts);
-};
+const read = readStream;
 
 describe('resumingBody', () => {
   it('caps resumes in all, even when every attempt makes progress', async () => {
