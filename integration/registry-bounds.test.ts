@@ -5,6 +5,7 @@
 // unhandled 'error' event (vitest fails the run on one). The timeouts are
 // small here; request counts, not clocks, show the bounds.
 import { describe, expect, it } from 'vitest';
+import { importChain } from '../src/cache/operations.js';
 import { MT } from '../src/oci/media-types.js';
 import type { RegistryTimeouts } from '../src/store/registry/index.js';
 import { blobOf, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
@@ -29,6 +30,17 @@ async function pushed(size: number, repo = 'bounds/blobs') {
   await store(repo).push(d, bytes);
   env.proxy.log.length = 0;
   return { bytes, d };
+}
+
+/** A manifest (and its config) pushed without faults. */
+async function pushedManifest() {
+  const s = store('bounds/manifest');
+  const cfg = uniqueBytes(50);
+  const cfgDesc = blobOf(cfg, MT.buildkitCacheConfig);
+  await s.push(cfgDesc, cfg);
+  const m = manifestOf(cfgDesc, []);
+  await s.push(m.desc, m.bytes);
+  return { s, m };
 }
 
 describe('wrong bytes for a blob: DATA_LOSS naming the digest and the source', () => {
@@ -85,16 +97,23 @@ describe('wrong bytes for a blob: DATA_LOSS naming the digest and the source', (
 
 describe('bounded waits', () => {
   it('a manifest trickled a byte at a time hits the manifest deadline: DEADLINE_EXCEEDED', async () => {
-    const s = store('bounds/manifest');
-    const cfg = uniqueBytes(50);
-    const cfgDesc = blobOf(cfg, MT.buildkitCacheConfig);
-    await s.push(cfgDesc, cfg);
-    const m = manifestOf(cfgDesc, []);
-    await s.push(m.desc, m.bytes);
+    const { s, m } = await pushedManifest();
     env.proxy.rules.push({ name: 'trickle', match: (r) => r.method === 'GET' && r.path.includes('/manifests/'), action: { trickle: { bytes: 1, everyMs: 100 } } });
     const err = await failure(store('bounds/manifest', { manifestMs: 800 }).fetch(m.desc));
     expect(err.code).toBe('DEADLINE_EXCEEDED');
     expect(err.message).toContain(m.desc.digest);
+  });
+
+  it('a manifest whose Content-Length disagrees with its descriptor fails at once with DATA_LOSS', async () => {
+    const { s, m } = await pushedManifest();
+    env.proxy.rules.push({
+      name: 'long',
+      match: (r) => r.method === 'GET' && r.path.includes('/manifests/'),
+      action: { rewrite: (r) => void (r.headers['content-length'] = String(r.body.length + 100)), framing: 'as-rewritten' },
+    });
+    const err = await failure(s.fetch(m.desc));
+    expect(err.code).toBe('DATA_LOSS');
+    expect(err.reason).toBe('size-mismatch');
   });
 
   it('headers never sent: each attempt times out, then UNAVAILABLE after the retry budget', async () => {
@@ -140,5 +159,15 @@ describe('bounded waits', () => {
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.reason).toBe('too-many-redirects');
     expect(gets(d.digest).length).toBe(6);
+  });
+
+  it('an import whose manifest redirects in a loop fails at once as UNAVAILABLE', async () => {
+    const path = '/v2/bounds/loop/manifests/cache';
+    env.proxy.rules.push({ name: 'loop', match: (r) => r.path === path, action: { respond: 307, headers: { location: path } } });
+    const spec = { type: 'registry', attrs: { ref: `${env.proxy.host}/bounds/loop:cache`, 'registry.insecure': 'true' } };
+    const err = await failure(importChain([spec]));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(err.reason).toBe('too-many-redirects');
+    expect(env.proxy.log.filter((r) => r.path === path).length).toBe(6);
   });
 });

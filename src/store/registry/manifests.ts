@@ -78,6 +78,11 @@ async function getManifestOnce(ctx: RepoContext, ref: string, wh: string, limit:
     discard(res.body);
     throw resourceExhausted(`${wh}: ${declared} bytes is over the ${limit}-byte manifest limit`, { reason: 'too-large' });
   }
+  // A length that disagrees with the descriptor is a lie now, not after a wait for bytes that never come.
+  if (expected && declared >= 0 && declared !== expected.size) {
+    discard(res.body);
+    throw dataLoss(`${wh}: Content-Length ${declared}, descriptor says ${expected.size}`, { reason: 'size-mismatch' });
+  }
   const bytes = await readAll(res.body, limit, wh);
   const want = expected?.digest ?? (isDigest(ref) ? ref : header(res, 'docker-content-digest'));
   const algorithm = want && isDigest(want) ? algorithmOf(want) : 'sha256';
