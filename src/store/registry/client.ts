@@ -188,13 +188,13 @@ export class RegistryClient {
       const loc = header(res, 'location');
       if (!canRedirect || !REDIRECTS.has(res.status) || !loc) return res;
       await res.body.dump().catch(() => {});
-      if (hop >= MAX_REDIRECTS) {
-        throw new BkError('UNAVAILABLE', `${req.what}: more than ${MAX_REDIRECTS} redirects (last to ${safeUrl(new URL(loc, url))})`, { reason: 'too-many-redirects' });
-      }
       try {
         url = new URL(loc, url);
       } catch {
         throw new BkError('UNAVAILABLE', `${req.what}: registry redirected to an invalid location`, { reason: 'bad-response' });
+      }
+      if (hop >= MAX_REDIRECTS) {
+        throw new BkError('UNAVAILABLE', `${req.what}: more than ${MAX_REDIRECTS} redirects (last to ${safeUrl(url)})`, { reason: 'too-many-redirects' });
       }
       if (url.protocol !== 'http:' && url.protocol !== 'https:') {
         throw new BkError('UNAVAILABLE', `${req.what}: registry redirected to a ${url.protocol} URL`, { reason: 'bad-response' });
