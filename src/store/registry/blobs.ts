@@ -34,7 +34,7 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
     what: what(ctx, 'HEAD blob', desc.digest),
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   return res.status === 200;
 }
 
@@ -70,7 +70,7 @@ async function startUpload(ctx: RepoContext, desc: Descriptor, signal?: AbortSig
     what: wh,
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   return { location: locationOf(res, wh), minChunk: minChunkOf(res) };
 }
 
@@ -97,7 +97,7 @@ export async function mountBlob(
     what: wh,
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   if (res.status === 201) return { mounted: true };
   return { mounted: false, location: locationOf(res, wh), minChunk: minChunkOf(res) };
 }
@@ -114,7 +114,7 @@ export async function cancelUpload(ctx: RepoContext, location: URL): Promise<voi
       what: `cancel upload to ${ctx.location}`,
       retry: false,
     });
-    await res.body.dump().catch(() => {});
+    await ctx.client.finish(res);
   } catch {
     // The registry purges stale uploads on its own.
   }
@@ -150,7 +150,7 @@ async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source,
       what: wh,
       signal: opts.signal,
     });
-    await res.body.dump().catch(() => {});
+    await ctx.client.finish(res);
     checkCommitted(res, desc, wh);
   } catch (err) {
     // Our own verification failure is the real story, whatever the socket said.
@@ -191,7 +191,7 @@ async function uploadStatus(ctx: RepoContext, location: URL, wh: string, signal?
     if (err instanceof RegistryError && err.status >= 400 && err.status < 500) throw new RestartUpload(`${wh}: upload session lost`, err);
     throw err;
   }
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   const range = header(res, 'range');
   const m = range ? /^(?:bytes=)?0-(\d+)$/.exec(range.trim()) : null;
   // "0-0" is what distribution reports for an empty session.
@@ -252,7 +252,7 @@ async function uploadChunked(
     what: what(ctx, 'commit blob', desc.digest),
     signal: opts.signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   checkCommitted(res, desc, wh);
 }
 
@@ -279,7 +279,7 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
         signal,
         retry: false,
       });
-      await res.body.dump().catch(() => {});
+      await ctx.client.finish(res);
       return locationOf(res, wh);
     } catch (err) {
       const outOfRange = err instanceof RegistryError && err.status === 416;
@@ -348,5 +348,5 @@ export async function deleteBlob(ctx: RepoContext, desc: Descriptor, signal?: Ab
     what: what(ctx, 'DELETE blob', desc.digest),
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
 }

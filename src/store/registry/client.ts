@@ -48,7 +48,7 @@ export interface RegistryRequest {
 export interface RegistryResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Readable & { dump(): Promise<void>; text(): Promise<string> };
+  body: Readable & { dump(opts?: { signal?: AbortSignal; limit?: number }): Promise<unknown>; text(): Promise<string> };
   /** The URL that answered (after redirects). */
   url: URL;
 }
@@ -141,6 +141,15 @@ export class RegistryClient {
     return s;
   }
 
+  /**
+   * Reads off the rest of a response we have what we need from (so the
+   * connection can be reused), for at most timeouts.headersMs: a body
+   * trickled a byte at a time is cut off instead of waited for.
+   */
+  async finish(res: RegistryResponse): Promise<void> {
+    await res.body.dump({ signal: AbortSignal.timeout(this.timeouts.headersMs) }).catch(() => {});
+  }
+
   /** Sends with auth, redirects and (unless disabled or one-shot) retries. */
   send(req: RegistryRequest): Promise<RegistryResponse> {
     const once = () => this.sendAuthorized(req);
@@ -154,7 +163,7 @@ export class RegistryClient {
     let res = await this.sendFollowing(req, authz);
     if (res.status === 401 && !req.expect.includes(401)) {
       const challenges = parseChallenges(res.headers['www-authenticate']);
-      await res.body.dump().catch(() => {});
+      await this.finish(res);
       // A one-shot body is gone: the caller restarts the whole operation,
       // which goes out with the now-known scheme.
       if (req.replayable === false) throw await this.auth.finalError(req.registry, challenges, req.what);
@@ -162,7 +171,7 @@ export class RegistryClient {
       res = await this.sendFollowing(req, authz);
       if (res.status === 401) {
         const again = parseChallenges(res.headers['www-authenticate']);
-        await res.body.dump().catch(() => {});
+        await this.finish(res);
         this.auth.forget(host, req.scopes);
         throw await this.auth.finalError(req.registry, again.length ? again : challenges, req.what);
       }
@@ -187,7 +196,7 @@ export class RegistryClient {
       const res = await this.raw(req.method, url, headers, req.body ? req.body() : null, req.signal, req.what, headersMs);
       const loc = header(res, 'location');
       if (!canRedirect || !REDIRECTS.has(res.status) || !loc) return res;
-      await res.body.dump().catch(() => {});
+      await this.finish(res);
       try {
         url = new URL(loc, url);
       } catch {

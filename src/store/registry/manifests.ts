@@ -114,7 +114,7 @@ export async function headManifest(ctx: RepoContext, ref: string, signal?: Abort
       signal: sig,
     }),
   );
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   if (res.status === 404) return undefined;
   const digest = header(res, 'docker-content-digest');
   const size = Number(header(res, 'content-length') ?? NaN);
@@ -171,7 +171,7 @@ async function putOnce(ctx: RepoContext, ref: string, m: ManifestBytes, wh: stri
     what: wh,
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   const stored = header(res, 'docker-content-digest');
   if (stored && isDigest(stored) && algorithmOf(stored) === algorithmOf(m.digest) && stored !== m.digest) {
     throw dataLoss(`${wh}: registry stored ${stored}, expected ${m.digest}`, { reason: 'digest-mismatch' });
@@ -206,7 +206,7 @@ export async function deleteManifest(ctx: RepoContext, digest: string, signal?: 
     what: what(ctx, 'DELETE manifest', digest),
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
 }
 
 /**
