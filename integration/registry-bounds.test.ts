@@ -71,6 +71,13 @@ describe('wrong bytes for a blob: DATA_LOSS naming the digest and the source', (
     });
   }
 
+  it('a descriptor that claims 5 GB for a small blob fails before the first byte', async () => {
+    const { d } = await pushed(5_000);
+    const err = await failure(store('bounds/blobs').fetch({ ...d, size: 5 * 2 ** 30 }));
+    expect(err.code).toBe('DATA_LOSS');
+    expect(err.reason).toBe('size-mismatch');
+  });
+
   it('a lying Range reply on resume: wrong bytes fail the digest, a wrong start fails at once', async () => {
     const { d } = await pushed(300_000);
     const cutThenFlip: FaultRule[] = [
