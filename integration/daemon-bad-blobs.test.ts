@@ -111,6 +111,14 @@ describe('a daemon copying bad blobs', () => {
     await stillServing(100);
   });
 
+  it('FetchBlob of a bad blob: DATA_LOSS, the daemon serves on', async () => {
+    proxy.reset();
+    proxy.rules.push(flipSmall);
+    const err = await client.readBlob(spec(proxy.host, 'bad/src'), small()).catch((e: unknown) => e);
+    expect((err as BkError).code).toBe('DATA_LOSS');
+    await stillServing(102);
+  });
+
   it('a real registry with a corrupted blob file: DATA_LOSS, the daemon serves on', async () => {
     const own = synthetic([3_000, 200_000], 'corrupt');
     await client.export(spec(reg.host, 'bad/corrupt'), own.graph, own.provider);
