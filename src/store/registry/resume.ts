@@ -74,51 +74,56 @@ export function resumingBody(first: Readable, from: number, end: number, reopen:
         });
       }
     };
-    for (;;) {
-      try {
-        let waited = 0;
-        let windowBytes = 0;
-        const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-        for (;;) {
-          const t0 = Date.now();
-          const r = await it.next();
-          waited += Date.now() - t0;
-          spent += Date.now() - t0;
-          if (r.done) return;
-          position += r.value.length;
-          windowBytes += r.value.length;
-          failures = 0;
-          if (position < end) overBudget();
-          if (waited >= opts.windowMs) {
-            if (windowBytes < minPerWindow) throw tooSlow(opts.what, windowBytes, waited, opts.minBytesPerSecond);
-            waited = 0;
-            windowBytes = 0;
+    try {
+      for (;;) {
+        try {
+          let waited = 0;
+          let windowBytes = 0;
+          const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+          for (;;) {
+            const t0 = Date.now();
+            const r = await it.next();
+            waited += Date.now() - t0;
+            spent += Date.now() - t0;
+            if (r.done) return;
+            position += r.value.length;
+            windowBytes += r.value.length;
+            failures = 0;
+            if (position < end) overBudget();
+            if (waited >= opts.windowMs) {
+              if (windowBytes < minPerWindow) throw tooSlow(opts.what, windowBytes, waited, opts.minBytesPerSecond);
+              waited = 0;
+              windowBytes = 0;
+            }
+            yield r.value;
           }
-          yield r.value;
-        }
-      } catch (err) {
-        body.destroy();
-        // Every byte is here: whatever the connection did afterwards, the verifier judges the content.
-        if (position >= end) return;
-        if (opts.signal?.aborted || !isRetryable(err)) throw typed(err, opts.what, opts.signal);
-        const msg = err instanceof Error ? err.message : String(err);
-        if (++failures >= opts.retry.maxAttempts) {
-          throw new BkError('UNAVAILABLE', `${opts.what}: download broke off at byte ${position} of ${end}, ${failures} times in a row: ${msg}`, { cause: err, reason: 'network' });
-        }
-        if (++resumes > opts.maxResumes) {
-          throw new BkError('UNAVAILABLE', `${opts.what}: download broke off ${resumes} times (at byte ${position} of ${end}), over the limit of ${opts.maxResumes} resumes: ${msg}`, {
-            cause: err,
-            reason: 'too-many-resumes',
+        } catch (err) {
+          body.destroy();
+          // Every byte is here: whatever the connection did afterwards, the verifier judges the content.
+          if (position >= end) return;
+          if (opts.signal?.aborted || !isRetryable(err)) throw typed(err, opts.what, opts.signal);
+          const msg = err instanceof Error ? err.message : String(err);
+          if (++failures >= opts.retry.maxAttempts) {
+            throw new BkError('UNAVAILABLE', `${opts.what}: download broke off at byte ${position} of ${end}, ${failures} times in a row: ${msg}`, { cause: err, reason: 'network' });
+          }
+          if (++resumes > opts.maxResumes) {
+            throw new BkError('UNAVAILABLE', `${opts.what}: download broke off ${resumes} times (at byte ${position} of ${end}), over the limit of ${opts.maxResumes} resumes: ${msg}`, {
+              cause: err,
+              reason: 'too-many-resumes',
+            });
+          }
+          overBudget();
+          await sleep(backoffDelay(failures, opts.retry), opts.signal).catch((e: unknown) => {
+            throw typed(e, opts.what, opts.signal);
           });
+          const t0 = Date.now();
+          body = holdErrors(await reopen(position));
+          spent += Date.now() - t0;
         }
-        overBudget();
-        await sleep(backoffDelay(failures, opts.retry), opts.signal).catch((e: unknown) => {
-          throw typed(e, opts.what, opts.signal);
-        });
-        const t0 = Date.now();
-        body = holdErrors(await reopen(position));
-        spent += Date.now() - t0;
       }
+    } finally {
+      // The reader may stop early (a target that already had the blob): let the connection go.
+      if (!body.destroyed) body.destroy();
     }
   }
   holdErrors(first);

@@ -85,4 +85,16 @@ describe('resumingBody', () => {
     expect(err.message).toMatch(/below the 100000 bytes\/s minimum/);
     expect(opens).toBe(2);
   });
+
+  it('lets the connection go when the reader stops early', async () => {
+    const endless = new Readable({
+      read() {
+        this.push(Buffer.alloc(1024));
+      },
+    });
+    const out = resumingBody(endless, 0, 1 << 30, async () => body(Buffer.alloc(0)), opts());
+    for await (const _ of out) break;
+    await new Promise((r) => setTimeout(r, 10));
+    expect(endless.destroyed).toBe(true);
+  });
 });
