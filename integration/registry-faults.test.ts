@@ -5,48 +5,19 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BkError } from '../src/errors.js';
+import { describe, expect, it } from 'vitest';
 import { MT } from '../src/oci/media-types.js';
-import { RegistryStore, type RegistryStoreOptions } from '../src/store/registry/index.js';
 import { importChain, inspectCache } from '../src/cache/operations.js';
 import { blobOf, digestOfStream, generated, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
-import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
-import { startRegistry, type StartedRegistry } from './harness/registry.js';
+import { failure, faultyRegistry } from './harness/faulty-registry.js';
 import { startTokenServer } from './harness/token-server.js';
 
 const RETRY = { maxAttempts: 4, baseDelayMs: 20, maxDelayMs: 100, maxElapsedMs: 10_000 };
 
-let reg: StartedRegistry;
-let proxy: FaultProxy;
-const stores: RegistryStore[] = [];
+const env = faultyRegistry({ retry: RETRY });
+const store = env.store;
 
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
-afterEach(async () => {
-  proxy.reset();
-  await Promise.all(stores.splice(0).map((s) => s.close()));
-});
-
-function store(repo: string, extra: RegistryStoreOptions = {}): RegistryStore {
-  const s = new RegistryStore(`${proxy.host}/${repo}`, { insecure: true, dockerConfig: false, retry: RETRY, ...extra });
-  stores.push(s);
-  return s;
-}
-
-async function failure(p: Promise<unknown>): Promise<BkError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(BkError);
-  return err as BkError;
-}
-
-const count = (method: string, part: string) => proxy.log.filter((r) => r.method === method && r.path.includes(part)).length;
+const count = (method: string, part: string) => env.proxy.log.filter((r) => r.method === method && r.path.includes(part)).length;
 const errBody = (code: string) => JSON.stringify({ errors: [{ code, message: code.toLowerCase() }] });
 
 /** A manifest with its config, pushed straight to the registry (no faults). */
@@ -58,14 +29,14 @@ async function seedManifest(repo: string) {
   const m = manifestOf(cfgDesc, []);
   await s.push(m.desc, m.bytes);
   await s.tag(m.desc, 'seed');
-  proxy.log.length = 0;
+  env.proxy.log.length = 0;
   return m;
 }
 
 describe('rate limits and outages', () => {
   it('waits for Retry-After on 429, then succeeds', async () => {
     await seedManifest('faults/ratelimit');
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: '429',
       match: (r) => r.method === 'HEAD' && r.path.includes('/manifests/'),
       times: 1,
@@ -78,14 +49,14 @@ describe('rate limits and outages', () => {
   });
 
   it('gives up on endless 429 with RESOURCE_EXHAUSTED after the attempt budget', async () => {
-    proxy.rules.push({ name: '429', match: () => true, action: { respond: 429, headers: { 'retry-after': '0' }, body: errBody('TOOMANYREQUESTS') } });
+    env.proxy.rules.push({ name: '429', match: () => true, action: { respond: 429, headers: { 'retry-after': '0' }, body: errBody('TOOMANYREQUESTS') } });
     const err = await failure(store('faults/ratelimit').resolve('seed'));
     expect(err.code).toBe('RESOURCE_EXHAUSTED');
-    expect(proxy.log.length).toBe(RETRY.maxAttempts);
+    expect(env.proxy.log.length).toBe(RETRY.maxAttempts);
   });
 
   it('restarts an upload after a 503 on its PUT', async () => {
-    proxy.rules.push({ name: '503', match: (r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/'), times: 1, action: { respond: 503 } });
+    env.proxy.rules.push({ name: '503', match: (r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/'), times: 1, action: { respond: 503 } });
     const bytes = uniqueBytes(50_000);
     const d = blobOf(bytes);
     const s = store('faults/outage');
@@ -96,7 +67,7 @@ describe('rate limits and outages', () => {
   });
 
   it('reports a lasting outage as UNAVAILABLE, never NOT_FOUND', async () => {
-    proxy.rules.push({ name: '503', match: (r) => r.method === 'GET', action: { respond: 503, body: errBody('UNAVAILABLE') } });
+    env.proxy.rules.push({ name: '503', match: (r) => r.method === 'GET', action: { respond: 503, body: errBody('UNAVAILABLE') } });
     const err = await failure(store('faults/outage').fetch(blobOf(uniqueBytes(10))));
     expect(err.code).toBe('UNAVAILABLE');
     expect(count('GET', '/blobs/')).toBe(RETRY.maxAttempts);
@@ -106,8 +77,8 @@ describe('rate limits and outages', () => {
 describe('cancellation', () => {
   it('an import or inspect waiting on a registry that never answers the manifest stops when cancelled', async () => {
     await seedManifest('faults/hang');
-    proxy.rules.push({ name: 'hang', match: (r) => r.path.includes('/manifests/'), action: { hang: true } });
-    const spec = { type: 'registry', attrs: { ref: `${proxy.host}/faults/hang:seed`, 'registry.insecure': 'true' } };
+    env.proxy.rules.push({ name: 'hang', match: (r) => r.path.includes('/manifests/'), action: { hang: true } });
+    const spec = { type: 'registry', attrs: { ref: `${env.proxy.host}/faults/hang:seed`, 'registry.insecure': 'true' } };
     for (const run of [(signal: AbortSignal) => importChain([spec], {}, { signal }), (signal: AbortSignal) => inspectCache(spec, {}, { signal })]) {
       const ac = new AbortController();
       const t0 = Date.now();
@@ -116,7 +87,7 @@ describe('cancellation', () => {
       // Without the signal reaching the manifest request it would wait for the 5-minute headers timeout.
       expect(Date.now() - t0).toBeLessThan(3000);
     }
-    expect(proxy.log.filter((r) => r.fault === 'hang').length).toBe(2);
+    expect(env.proxy.log.filter((r) => r.fault === 'hang').length).toBe(2);
   });
 });
 
@@ -129,14 +100,14 @@ describe('dropped connections', () => {
     const d = blobOf(bytes);
     const s = store('faults/resume');
     await s.push(d, bytes);
-    proxy.log.length = 0;
-    return { bytes, d, s, gets: () => proxy.log.filter(getBlob(d.digest)) };
+    env.proxy.log.length = 0;
+    return { bytes, d, s, gets: () => env.proxy.log.filter(getBlob(d.digest)) };
   };
   const rangeStart = (r: { range?: string }) => Number(/^bytes=(\d+)-$/.exec(r.range ?? '')?.[1]);
 
   it('resumes a download cut mid-body, and a resume cut again, from the byte it reached, with Range requests', async () => {
     const { bytes, d, s, gets: blobGets } = await pushed(3_000_000);
-    proxy.rules.push({ name: 'cut', match: getBlob(d.digest), times: 2, action: { cutResponseAfterBytes: 1_000_000 } });
+    env.proxy.rules.push({ name: 'cut', match: getBlob(d.digest), times: 2, action: { cutResponseAfterBytes: 1_000_000 } });
     expect((await readStream(await s.fetch(d))).equals(bytes)).toBe(true);
     const gets = blobGets();
     expect(gets.map((r) => r.fault)).toEqual(['cut', 'cut', undefined]);
@@ -151,7 +122,7 @@ describe('dropped connections', () => {
 
   it('resumes a read that started at an offset, keeping the bytes exact', async () => {
     const { bytes, d, s, gets: blobGets } = await pushed(2_500_000);
-    proxy.rules.push({ name: 'cut', match: getBlob(d.digest), times: 1, action: { cutResponseAfterBytes: 700_000 } });
+    env.proxy.rules.push({ name: 'cut', match: getBlob(d.digest), times: 1, action: { cutResponseAfterBytes: 700_000 } });
     expect((await readStream(await s.fetch(d, { offset: 300_000 }))).equals(bytes.subarray(300_000))).toBe(true);
     const gets = blobGets();
     expect(gets[0]!.range).toBe('bytes=300000-');
@@ -160,7 +131,7 @@ describe('dropped connections', () => {
 
   it('gives up with UNAVAILABLE when attempts in a row make no progress', async () => {
     const { d, s, gets } = await pushed(200_000);
-    proxy.rules.push({ name: 'cut', match: getBlob(d.digest), action: { cutResponseAfterBytes: 0 } });
+    env.proxy.rules.push({ name: 'cut', match: getBlob(d.digest), action: { cutResponseAfterBytes: 0 } });
     const err = await failure(s.fetch(d).then(readStream));
     expect(err.code).toBe('UNAVAILABLE');
     expect(err.message).toMatch(/broke off at byte 0 of 200000/);
@@ -168,7 +139,7 @@ describe('dropped connections', () => {
   });
 
   it('restarts a monolithic upload cut mid-body when the content can be reopened', async () => {
-    proxy.rules.push({ name: 'reset', match: putUpload, times: 1, action: { resetAfterBytes: 64 << 10 } });
+    env.proxy.rules.push({ name: 'reset', match: putUpload, times: 1, action: { resetAfterBytes: 64 << 10 } });
     const size = 1 << 20;
     const open = generated(size, 11);
     const { digest } = await digestOfStream(open());
@@ -180,7 +151,7 @@ describe('dropped connections', () => {
   });
 
   it('fails a cut upload of a one-shot stream as not restartable', async () => {
-    proxy.rules.push({ name: 'reset', match: putUpload, times: 1, action: { resetAfterBytes: 64 << 10 } });
+    env.proxy.rules.push({ name: 'reset', match: putUpload, times: 1, action: { resetAfterBytes: 64 << 10 } });
     const size = 1 << 20;
     const open = generated(size, 12);
     const { digest } = await digestOfStream(open());
@@ -192,7 +163,7 @@ describe('dropped connections', () => {
 
   it('resumes a chunked upload where the registry stopped, even from a one-shot stream', async () => {
     let patches = 0;
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'reset-second-patch',
       match: (r) => r.method === 'PATCH' && ++patches === 2,
       action: { resetAfterBytes: 1 << 20 },
@@ -212,20 +183,20 @@ describe('dropped connections', () => {
 
 describe('auth failures fail fast', () => {
   it('stops a basic-auth 401 loop after one re-authentication', async () => {
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: '401',
       match: () => true,
       action: { respond: 401, headers: { 'www-authenticate': 'Basic realm="faults"' }, body: errBody('UNAUTHORIZED') },
     });
     const s = store('faults/auth', { credentials: { username: 'u', password: 'p' } });
     expect((await failure(s.resolve('x'))).code).toBe('UNAUTHENTICATED');
-    expect(proxy.log.length).toBe(2);
+    expect(env.proxy.log.length).toBe(2);
   });
 
   it('stops a bearer 401 loop after one fresh token', async () => {
     const ts = await startTokenServer({ service: 'svc', issuer: 'iss', users: { u: 'p' } });
     try {
-      proxy.rules.push({
+      env.proxy.rules.push({
         name: '401',
         match: () => true,
         action: {
@@ -236,10 +207,10 @@ describe('auth failures fail fast', () => {
       });
       const s = store('faults/auth', { credentials: { username: 'u', password: 'p' } });
       expect((await failure(s.resolve('x'))).code).toBe('UNAUTHENTICATED');
-      expect(proxy.log.length).toBe(2);
+      expect(env.proxy.log.length).toBe(2);
       expect(ts.requests.length).toBe(1);
       expect((await failure(s.resolve('y'))).code).toBe('UNAUTHENTICATED');
-      expect(proxy.log.length).toBe(4);
+      expect(env.proxy.log.length).toBe(4);
       expect(ts.requests.length).toBe(3);
     } finally {
       await ts.stop();
@@ -249,7 +220,7 @@ describe('auth failures fail fast', () => {
   it('turns insufficient_scope with credentials into PERMISSION_DENIED', async () => {
     const ts = await startTokenServer({ service: 'svc', issuer: 'iss', users: { u: 'p' } });
     try {
-      proxy.rules.push({
+      env.proxy.rules.push({
         name: '401-scope',
         match: () => true,
         action: {
@@ -259,24 +230,24 @@ describe('auth failures fail fast', () => {
       });
       const err = await failure(store('faults/auth', { credentials: { username: 'u', password: 'p' } }).resolve('x'));
       expect(err.code).toBe('PERMISSION_DENIED');
-      expect(proxy.log.length).toBe(2);
+      expect(env.proxy.log.length).toBe(2);
     } finally {
       await ts.stop();
     }
   });
 
   it('does not retry a 403', async () => {
-    proxy.rules.push({ name: '403', match: () => true, action: { respond: 403, body: errBody('DENIED') } });
+    env.proxy.rules.push({ name: '403', match: () => true, action: { respond: 403, body: errBody('DENIED') } });
     const err = await failure(store('faults/auth').resolve('x'));
     expect(err.code).toBe('PERMISSION_DENIED');
-    expect(proxy.log.length).toBe(1);
+    expect(env.proxy.log.length).toBe(1);
   });
 });
 
 describe('lying registries', () => {
   it('catches a wrong Docker-Content-Digest on a manifest', async () => {
     const m = await seedManifest('faults/lies');
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'bad-digest',
       match: (r) => r.method === 'GET' && r.path.includes('/manifests/'),
       action: { rewrite: (r) => void (r.headers['docker-content-digest'] = blobOf(uniqueBytes(5)).digest) },
@@ -287,7 +258,7 @@ describe('lying registries', () => {
 
   it('catches a tampered manifest body', async () => {
     const m = await seedManifest('faults/lies');
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'bad-body',
       match: (r) => r.method === 'GET' && r.path.includes('/manifests/'),
       action: { rewrite: (r) => void (r.body[r.body.length - 2] ^= 1) },
@@ -297,7 +268,7 @@ describe('lying registries', () => {
 
   it('resolves by GET when HEAD leaves out Docker-Content-Digest (it is only a SHOULD)', async () => {
     const m = await seedManifest('faults/lies');
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'no-digest',
       match: (r) => r.method === 'HEAD' && r.path.includes('/manifests/'),
       action: { rewrite: (r) => void delete r.headers['docker-content-digest'] },
@@ -310,7 +281,7 @@ describe('lying registries', () => {
     const bytes = uniqueBytes(100_000);
     const d = blobOf(bytes);
     await store('faults/lies').push(d, bytes);
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'flip',
       match: (r) => r.method === 'GET' && r.path.includes('/blobs/sha256'),
       action: { rewrite: (r) => void (r.body[500] ^= 0xff) },
@@ -326,7 +297,7 @@ describe('manifest PUTs racing blob pushes', () => {
     const cfg = uniqueBytes(100);
     const cfgDesc = blobOf(cfg, MT.buildkitCacheConfig);
     await s.push(cfgDesc, cfg);
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'race',
       match: (r) => r.method === 'PUT' && r.path.includes('/manifests/'),
       times: 1,
@@ -361,7 +332,7 @@ describe('redirects', () => {
     await new Promise<void>((r) => storage.listen(0, '127.0.0.1', r));
     try {
       const port = (storage.address() as AddressInfo).port;
-      proxy.rules.push({
+      env.proxy.rules.push({
         name: '307',
         match: (r) => r.method === 'GET' && r.path.includes(`/blobs/${d.digest}`),
         action: { respond: 307, headers: { location: `http://127.0.0.1:${port}/bucket/blob?X-Signature=abc` } },
@@ -379,7 +350,7 @@ describe('redirects', () => {
 
 describe('transfer limits', () => {
   it('keeps blob uploads per registry within maxConcurrency', async () => {
-    proxy.trackConcurrency = (r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/');
+    env.proxy.trackConcurrency = (r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/');
     const s = store('faults/limit', { maxConcurrency: 2 });
     const blobs = Array.from({ length: 8 }, () => uniqueBytes(512 << 10));
     // Slow sources keep each upload open long enough to overlap.
@@ -394,6 +365,6 @@ describe('transfer limits', () => {
         { objectMode: false },
       );
     await Promise.all(blobs.map((b) => s.push(blobOf(b), slow(b))));
-    expect(proxy.maxConcurrent).toBe(2);
+    expect(env.proxy.maxConcurrent).toBe(2);
   });
 });

@@ -23,8 +23,18 @@ export type FaultAction =
   | { cutResponseAfterBytes: number }
   /** Never answer (until the client gives up and closes the connection). */
   | { hang: true }
-  /** Forward, then hand the buffered response to `mutate` before sending it on. */
-  | { rewrite: (r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => void };
+  /** Forward, then send the response body `bytes` at a time, one piece every `everyMs`. */
+  | { trickle: { bytes: number; everyMs: number } }
+  /**
+   * Forward, then hand the buffered response to `mutate` before sending it on.
+   * framing "fixed" (default): Content-Length is set to the new body's length;
+   * "chunked": sent without Content-Length; "as-rewritten": the headers as
+   * `mutate` left them (a lying Content-Length), and the connection is then
+   * held open, like a server still owing bytes.
+   */
+  | { rewrite: Rewrite; framing?: 'fixed' | 'chunked' | 'as-rewritten' };
+
+type Rewrite = (r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => void;
 
 export interface FaultRule {
   name: string;
@@ -44,6 +54,22 @@ export interface FaultProxy {
   trackConcurrency?: (req: { method: string; path: string }) => boolean;
   reset(): void;
   stop(): Promise<void>;
+}
+
+/** Sends `r` a few bytes at a time until done or the client goes away. */
+function trickle(res: ServerResponse, r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }, t: { bytes: number; everyMs: number }): void {
+  res.writeHead(r.status, r.headers);
+  let at = 0;
+  const timer = setInterval(() => {
+    if (res.destroyed || at >= r.body.length) {
+      clearInterval(timer);
+      if (!res.destroyed) res.end();
+      return;
+    }
+    res.write(r.body.subarray(at, at + t.bytes));
+    at += t.bytes;
+  }, t.everyMs);
+  res.once('close', () => clearInterval(timer));
 }
 
 function drain(req: IncomingMessage): Promise<void> {
@@ -90,7 +116,13 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     return undefined;
   };
 
-  const forward = (req: IncomingMessage, res: ServerResponse, seen: SeenRequest, mutate?: Extract<FaultAction, { rewrite: unknown }>, cutAfter?: number) => {
+  const forward = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    seen: SeenRequest,
+    mutate?: Extract<FaultAction, { rewrite: unknown } | { trickle: unknown }>,
+    cutAfter?: number,
+  ) => {
     const up = request(
       { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
       (upRes) => {
@@ -121,11 +153,19 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         upRes.on('data', (b: Buffer) => parts.push(b));
         upRes.on('end', () => {
           const r = { status: upRes.statusCode ?? 502, headers: { ...upRes.headers }, body: Buffer.concat(parts) };
+          if ('trickle' in mutate) return trickle(res, r, mutate.trickle);
           mutate.rewrite(r);
+          const framing = mutate.framing ?? 'fixed';
           // HEAD answers keep the upstream Content-Length (they describe a body not sent).
-          if (req.method !== 'HEAD') r.headers['content-length'] = String(r.body.length);
+          if (req.method !== 'HEAD' && framing === 'fixed') r.headers['content-length'] = String(r.body.length);
+          if (framing === 'chunked') delete r.headers['content-length'];
           res.writeHead(r.status, r.headers);
-          res.end(req.method === 'HEAD' ? undefined : r.body);
+          if (req.method === 'HEAD') return res.end();
+          if (framing === 'as-rewritten') {
+            const claimed = Number(r.headers['content-length'] ?? r.body.length);
+            return void res.write(r.body.subarray(0, Math.min(claimed, r.body.length)));
+          }
+          res.end(r.body);
         });
       },
     );

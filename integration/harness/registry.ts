@@ -31,6 +31,8 @@ export interface StartedRegistry {
   /** An identity (refresh) token the token server accepts (token mode). */
   identityToken?: string;
   tokenServer?: TokenServer;
+  /** Where a blob's bytes live on disk (for tests that corrupt storage). */
+  blobPath(digest: string): string;
   /** Recent registry output, for failure messages. */
   logs(): string;
   stop(): Promise<void>;
@@ -146,7 +148,12 @@ async function startOnce(opts: StartRegistryOptions): Promise<StartedRegistry> {
     await stop();
     throw err;
   }
-  return { host: `127.0.0.1:${port}`, url, auth, tokenServer, logs, stop, ...creds };
+  // distribution's filesystem driver: <root>/docker/registry/v2/blobs/<alg>/<first 2 hex>/<hex>/data
+  const blobPath = (digest: string) => {
+    const [alg, hex] = digest.split(':') as [string, string];
+    return join(root, 'data', 'docker', 'registry', 'v2', 'blobs', alg, hex.slice(0, 2), hex, 'data');
+  };
+  return { host: `127.0.0.1:${port}`, url, auth, tokenServer, blobPath, logs, stop, ...creds };
 }
 
 /**

@@ -4,6 +4,7 @@
 // another repository of the same registry are mounted rather than uploaded.
 import { BkError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
+import { discard } from '../store/content.js';
 import type { ContentStore, Fetcher, PushOutcome } from '../store/types.js';
 import type { BuiltCache } from './export.js';
 
@@ -114,7 +115,7 @@ export async function transferBlob(
     });
   } finally {
     // A store may answer without reading (the blob appeared meanwhile); release the source either way.
-    stream.destroy();
+    discard(stream);
   }
   progress?.({ type: 'blob', digest: d.digest, size: d.size, status: res.outcome });
   return res.outcome;

@@ -10,6 +10,8 @@
 //     hosts: { "127.0.0.1:5000": { insecure: true, mirrors: [] } }
 //     credentialsFile: /root/.docker/config.json
 //     concurrency: 4
+//     timeouts: { headersSeconds: 30, commitSeconds: 600, idleSeconds: 60, manifestSeconds: 60,
+//                 minBytesPerSecond: 1024, maxResumes: 16 }   # registry waits (README: Registries)
 //   limits: { maxConcurrentExports: 4, maxConcurrentImports: 16, maxQueued: 64,
 //             maxMessageBytes: 8388608, maxRecords: 500000, blobChunkBytes: 1048576 }
 //   shutdownGraceSeconds: 30
@@ -115,6 +117,27 @@ function bool(v: unknown, where: string): boolean {
   return v;
 }
 
+/** `registry.timeouts`: seconds (fractions allowed) and counts, onto the client's RegistryTimeouts. */
+function registryTimeouts(v: unknown): NonNullable<NonNullable<BackendContext['registry']>['timeouts']> {
+  const seconds = { headersSeconds: 'headersMs', commitSeconds: 'commitMs', idleSeconds: 'idleMs', manifestSeconds: 'manifestMs' } as const;
+  const counts = ['minBytesPerSecond', 'maxResumes'] as const;
+  const t = obj(v, 'registry.timeouts', [...Object.keys(seconds), ...counts]);
+  const out: Record<string, number> = {};
+  for (const [k, field] of Object.entries(seconds)) {
+    if (t[k] === undefined) continue;
+    const n = t[k];
+    if (typeof n !== 'number' || !(n > 0) || !Number.isFinite(n)) throw invalidArgument(`registry.timeouts.${k} must be a number > 0`, { reason: 'invalid-config' });
+    out[field] = n * 1000;
+  }
+  for (const k of counts) {
+    const n = t[k];
+    if (n === undefined) continue;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw invalidArgument(`registry.timeouts.${k} must be an integer >= 0`, { reason: 'invalid-config' });
+    out[k] = n;
+  }
+  return out;
+}
+
 /** Applies the contents of a config file; relative paths are relative to the file. */
 export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
   const text = readFileSync(file, 'utf8');
@@ -142,7 +165,7 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
     if (cfg.tls.clientAuth && !cfg.tls.ca) throw invalidArgument('tls.clientAuth needs tls.ca', { reason: 'invalid-config' });
   }
   if (o.registry !== undefined) {
-    const r = obj(o.registry, 'registry', ['hosts', 'credentialsFile', 'concurrency']);
+    const r = obj(o.registry, 'registry', ['hosts', 'credentialsFile', 'concurrency', 'timeouts']);
     const reg: NonNullable<BackendContext['registry']> = {};
     if (r.hosts !== undefined) {
       const hosts = obj(r.hosts, 'registry.hosts', Object.keys(r.hosts as Obj));
@@ -159,6 +182,7 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
     }
     if (r.credentialsFile !== undefined) reg.dockerConfig = rel(str(r.credentialsFile, 'registry.credentialsFile'));
     if (r.concurrency !== undefined) reg.concurrency = posInt(r.concurrency, 'registry.concurrency');
+    if (r.timeouts !== undefined) reg.timeouts = registryTimeouts(r.timeouts);
     cfg.backend = { ...cfg.backend, registry: reg };
   }
   if (o.limits !== undefined) {

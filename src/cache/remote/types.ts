@@ -1,6 +1,7 @@
 // A cache backend turns a spec's attributes into a store and a place in it,
 // like BuildKit's cache/remotecache/<type> packages. One folder per `type=`.
 import type { Descriptor } from '../../oci/descriptor.js';
+import type { RegistryTimeouts } from '../../store/registry/client.js';
 import type { ContentStore } from '../../store/types.js';
 import type { ShapeOptions } from '../export.js';
 
@@ -12,6 +13,8 @@ export interface BackendContext {
     /** Path of a Docker config.json with credentials. */
     dockerConfig?: string;
     concurrency?: number;
+    /** How long registry requests may wait (daemon config `registry.timeouts`). */
+    timeouts?: Partial<RegistryTimeouts>;
   };
 }
 

@@ -1,19 +1,16 @@
-// Blob reads and uploads against the distribution API.
-// Pull: https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs
+// Blob checks, uploads and deletes against the distribution API (reads: blob-fetch.ts).
 // Push (monolithic, chunked, mount): https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
-import { Readable } from 'node:stream';
-import { BkError, dataLoss, invalidArgument } from '../../errors.js';
+import { BkError, dataLoss } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, newHasher } from '../../oci/digest.js';
-import { verified } from '../content.js';
+import { discard, pipeInto } from '../content.js';
 import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
 import { RegistryError } from './errcode/index.js';
 import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
-import { resumingBody } from './resume.js';
 import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
-import { ExactReader, HoldbackVerify, skipBytes, Source, type BlobSource } from './source.js';
+import { ExactReader, HoldbackVerify, Source, type BlobSource } from './source.js';
 
 /** The smallest PATCH we send but for the last: S3-backed registries reject smaller parts. */
 export const MIN_CHUNK = 5 << 20;
@@ -37,57 +34,8 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
     what: what(ctx, 'HEAD blob', desc.digest),
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   return res.status === 200;
-}
-
-/**
- * Streams a blob, verified against the descriptor (size always, digest too
- * when reading from byte 0); a body that breaks off is resumed from where it
- * stopped (resume.ts). The transfer slot is held only until the
- * response headers arrive: holding it for the body would deadlock callers
- * that open several streams before reading them.
- */
-export async function fetchBlob(ctx: RepoContext, desc: Descriptor, offset = 0, signal?: AbortSignal): Promise<Readable> {
-  if (!Number.isInteger(offset) || offset < 0 || offset > desc.size) {
-    throw invalidArgument(`offset ${offset} is outside ${desc.digest} (${desc.size} bytes)`, { reason: 'bad-offset' });
-  }
-  if (offset === desc.size && offset > 0) {
-    // "bytes=size-" is unsatisfiable (416); an empty read only needs the blob to exist.
-    if (!(await blobExists(ctx, desc, signal))) throw new BkError('NOT_FOUND', `${what(ctx, 'GET blob', desc.digest)}: not found`);
-    return Readable.from([], { objectMode: false });
-  }
-  // Opens the blob at `position`; used again to resume a body that broke off (resume.ts).
-  const open = async (position: number): Promise<Readable> => {
-    const release = await ctx.limiter.acquire(signal);
-    try {
-      const res = await ctx.client.send({
-        method: 'GET',
-        url: apiUrl(ctx, 'blobs', desc.digest),
-        registry: ctx.endpoint.registry,
-        scopes: pullScope(ctx),
-        headers: position > 0 ? { range: `bytes=${position}-` } : {},
-        expect: [200, 206],
-        what: what(ctx, 'GET blob', desc.digest),
-        signal,
-      });
-      let body: Readable = res.body;
-      if (position > 0 && res.status === 200) body = skipBytes(body, position);
-      if (res.status === 206) {
-        const cr = header(res, 'content-range');
-        const start = cr ? /bytes (\d+)-/.exec(cr)?.[1] : undefined;
-        if (start !== undefined && Number(start) !== position) {
-          body.destroy();
-          throw dataLoss(`${what(ctx, 'GET blob', desc.digest)}: asked for offset ${position}, got ${start}`, { reason: 'bad-range' });
-        }
-      }
-      return body;
-    } finally {
-      release();
-    }
-  };
-  const body = resumingBody(await open(offset), offset, desc.size, open, { retry: ctx.client.retry, signal });
-  return verified(body, desc, offset);
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
@@ -122,7 +70,7 @@ async function startUpload(ctx: RepoContext, desc: Descriptor, signal?: AbortSig
     what: wh,
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   return { location: locationOf(res, wh), minChunk: minChunkOf(res) };
 }
 
@@ -149,7 +97,7 @@ export async function mountBlob(
     what: wh,
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   if (res.status === 201) return { mounted: true };
   return { mounted: false, location: locationOf(res, wh), minChunk: minChunkOf(res) };
 }
@@ -166,7 +114,7 @@ export async function cancelUpload(ctx: RepoContext, location: URL): Promise<voi
       what: `cancel upload to ${ctx.location}`,
       retry: false,
     });
-    await res.body.dump().catch(() => {});
+    await ctx.client.finish(res);
   } catch {
     // The registry purges stale uploads on its own.
   }
@@ -187,8 +135,7 @@ async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source,
   const check = new HoldbackVerify(desc, opts.onProgress);
   let checkError: unknown;
   check.once('error', (e) => (checkError = e));
-  input.once('error', (e) => check.destroy(e));
-  const body = input.pipe(check);
+  const body = pipeInto(input, check);
   try {
     const res = await ctx.client.send({
       method: 'PUT',
@@ -198,18 +145,19 @@ async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source,
       headers: { 'content-type': 'application/octet-stream', 'content-length': String(desc.size) },
       body: () => body,
       replayable: false,
+      commit: true,
       expect: [201],
       what: wh,
       signal: opts.signal,
     });
-    await res.body.dump().catch(() => {});
+    await ctx.client.finish(res);
     checkCommitted(res, desc, wh);
   } catch (err) {
     // Our own verification failure is the real story, whatever the socket said.
     if (checkError) throw checkError;
     throw err;
   } finally {
-    if (!input.destroyed) input.destroy();
+    if (!input.destroyed) discard(input);
   }
 }
 
@@ -243,7 +191,7 @@ async function uploadStatus(ctx: RepoContext, location: URL, wh: string, signal?
     if (err instanceof RegistryError && err.status >= 400 && err.status < 500) throw new RestartUpload(`${wh}: upload session lost`, err);
     throw err;
   }
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   const range = header(res, 'range');
   const m = range ? /^(?:bytes=)?0-(\d+)$/.exec(range.trim()) : null;
   // "0-0" is what distribution reports for an empty session.
@@ -299,11 +247,12 @@ async function uploadChunked(
     registry: ctx.endpoint.registry,
     scopes: pushScope(ctx),
     headers: { 'content-length': '0' },
+    commit: true,
     expect: [201],
     what: what(ctx, 'commit blob', desc.digest),
     signal: opts.signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   checkCommitted(res, desc, wh);
 }
 
@@ -330,7 +279,7 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
         signal,
         retry: false,
       });
-      await res.body.dump().catch(() => {});
+      await ctx.client.finish(res);
       return locationOf(res, wh);
     } catch (err) {
       const outOfRange = err instanceof RegistryError && err.status === 416;
@@ -399,5 +348,5 @@ export async function deleteBlob(ctx: RepoContext, desc: Descriptor, signal?: Ab
     what: what(ctx, 'DELETE blob', desc.digest),
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
 }

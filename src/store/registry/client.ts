@@ -6,7 +6,7 @@
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import { BkError } from '../../errors.js';
-import { readAll } from '../content.js';
+import { discard, readAll } from '../content.js';
 import { Authorizer } from './auth/authorizer.js';
 import { parseChallenges } from './auth/challenge.js';
 import type { CredentialProvider } from './auth/credentials.js';
@@ -41,12 +41,14 @@ export interface RegistryRequest {
   signal?: AbortSignal;
   /** Default true. */
   retry?: boolean;
+  /** The last request of a blob upload: its answer may wait for the commit (timeouts.commitMs). */
+  commit?: boolean;
 }
 
 export interface RegistryResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
-  body: Readable & { dump(): Promise<void>; text(): Promise<string> };
+  body: Readable & { dump(opts?: { signal?: AbortSignal; limit?: number }): Promise<unknown>; text(): Promise<string> };
   /** The URL that answered (after redirects). */
   url: URL;
 }
@@ -56,26 +58,60 @@ export function header(res: { headers: Record<string, string | string[] | undefi
   return Array.isArray(v) ? v[0] : v;
 }
 
+/**
+ * How long the registry client waits, in every phase. The defaults are far
+ * above what a working registry needs (even behind a slow link) and far
+ * below what a stuck or malicious one would like.
+ */
+export interface RegistryTimeouts {
+  /** TCP (and TLS) connect. */
+  connectMs: number;
+  /** Waiting for response headers once the request is sent. */
+  headersMs: number;
+  /**
+   * Waiting for the answer to a blob upload's last request: the registry
+   * answers only after it committed the blob, which on object storage is a
+   * server-side copy of the whole blob.
+   */
+  commitMs: number;
+  /** Longest silence inside a response body; also the window of the throughput check. */
+  idleMs: number;
+  /** A blob download slower than this over `idleMs` is dropped and resumed. */
+  minBytesPerSecond: number;
+  /** A manifest read (HEAD or GET, retries and body included), from start to end. */
+  manifestMs: number;
+  /** Reopens of one blob download in all (resume.ts). */
+  maxResumes: number;
+}
+
+export const DEFAULT_TIMEOUTS: RegistryTimeouts = {
+  connectMs: 30_000,
+  headersMs: 30_000,
+  commitMs: 600_000,
+  idleMs: 60_000,
+  minBytesPerSecond: 1024,
+  manifestMs: 60_000,
+  maxResumes: 16,
+};
+
 export interface RegistryClientOptions {
   /** Where credentials come from; anonymous when absent. */
   credentials?: CredentialProvider;
   retry?: Partial<RetryOptions>;
+  timeouts?: Partial<RegistryTimeouts>;
   userAgent?: string;
-  connectTimeoutMs?: number;
-  /** Waiting for response headers; generous because registries answer a PUT only after the whole blob. */
-  headersTimeoutMs?: number;
-  /** Longest silence while a response body streams. */
-  bodyTimeoutMs?: number;
   keepAliveTimeoutMs?: number;
   /** Sockets per origin in the keep-alive pool. */
   connectionsPerHost?: number;
 }
 
 const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const ERROR_BODY_LIMIT = 64 << 10;
 
 export class RegistryClient {
   readonly retry: RetryOptions;
+  readonly timeouts: RegistryTimeouts;
   private readonly agent: Agent;
   private readonly auth: Authorizer;
   private readonly limits = new Map<string, Semaphore>();
@@ -83,13 +119,14 @@ export class RegistryClient {
 
   constructor(opts: RegistryClientOptions = {}) {
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
+    this.timeouts = validTimeouts({ ...DEFAULT_TIMEOUTS, ...definedOnly(opts.timeouts ?? {}) });
     this.userAgent = opts.userAgent ?? 'bkcache';
     this.agent = new Agent({
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
       connections: opts.connectionsPerHost ?? 16,
-      connect: { timeout: opts.connectTimeoutMs ?? 30_000 },
-      headersTimeout: opts.headersTimeoutMs ?? 300_000,
-      bodyTimeout: opts.bodyTimeoutMs ?? 120_000,
+      connect: { timeout: this.timeouts.connectMs },
+      headersTimeout: this.timeouts.headersMs,
+      bodyTimeout: this.timeouts.idleMs,
     });
     this.auth = new Authorizer(opts.credentials ?? (async () => undefined), this.tokenHttp);
   }
@@ -102,6 +139,15 @@ export class RegistryClient {
       this.limits.set(host, s);
     }
     return s;
+  }
+
+  /**
+   * Reads off the rest of a response we have what we need from (so the
+   * connection can be reused), for at most timeouts.headersMs: a body
+   * trickled a byte at a time is cut off instead of waited for.
+   */
+  async finish(res: RegistryResponse): Promise<void> {
+    await res.body.dump({ signal: AbortSignal.timeout(this.timeouts.headersMs) }).catch(() => {});
   }
 
   /** Sends with auth, redirects and (unless disabled or one-shot) retries. */
@@ -117,7 +163,7 @@ export class RegistryClient {
     let res = await this.sendFollowing(req, authz);
     if (res.status === 401 && !req.expect.includes(401)) {
       const challenges = parseChallenges(res.headers['www-authenticate']);
-      await res.body.dump().catch(() => {});
+      await this.finish(res);
       // A one-shot body is gone: the caller restarts the whole operation,
       // which goes out with the now-known scheme.
       if (req.replayable === false) throw await this.auth.finalError(req.registry, challenges, req.what);
@@ -125,16 +171,20 @@ export class RegistryClient {
       res = await this.sendFollowing(req, authz);
       if (res.status === 401) {
         const again = parseChallenges(res.headers['www-authenticate']);
-        await res.body.dump().catch(() => {});
+        await this.finish(res);
         this.auth.forget(host, req.scopes);
         throw await this.auth.finalError(req.registry, again.length ? again : challenges, req.what);
       }
     }
-    if (!req.expect.includes(res.status)) throw await errorFrom(res, req.what);
+    if (!req.expect.includes(res.status)) throw await errorFrom(res, req.what, this.timeouts.headersMs);
     return res;
   }
 
-  /** One request, following redirects for reads; auth is only sent to the same origin. */
+  /**
+   * One request, following redirects for reads; auth is only sent to the
+   * same origin. More than MAX_REDIRECTS hops (a loop) is a final
+   * UNAVAILABLE at once: asking again would loop again.
+   */
   private async sendFollowing(req: RegistryRequest, authz: string | undefined): Promise<RegistryResponse> {
     let url = req.url;
     const canRedirect = req.method === 'GET' || req.method === 'HEAD';
@@ -142,19 +192,35 @@ export class RegistryClient {
       const headers: Record<string, string> = { 'user-agent': this.userAgent, ...req.headers };
       // Blob GETs redirect to storage (S3, GCS) that must not see registry tokens.
       if (authz && url.origin === req.url.origin) headers.authorization = authz;
-      const res = await this.raw(req.method, url, headers, req.body ? req.body() : null, req.signal, req.what);
+      const headersMs = req.commit ? this.timeouts.commitMs : this.timeouts.headersMs;
+      const res = await this.raw(req.method, url, headers, req.body ? req.body() : null, req.signal, req.what, headersMs);
       const loc = header(res, 'location');
-      if (canRedirect && [301, 302, 303, 307, 308].includes(res.status) && loc && hop < MAX_REDIRECTS) {
-        await res.body.dump().catch(() => {});
+      if (!canRedirect || !REDIRECTS.has(res.status) || !loc) return res;
+      await this.finish(res);
+      try {
         url = new URL(loc, url);
-        continue;
+      } catch {
+        throw new BkError('UNAVAILABLE', `${req.what}: registry redirected to an invalid location`, { reason: 'bad-response' });
       }
-      return res;
+      if (hop >= MAX_REDIRECTS) {
+        throw new BkError('UNAVAILABLE', `${req.what}: more than ${MAX_REDIRECTS} redirects (last to ${safeUrl(url)})`, { reason: 'too-many-redirects' });
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+        throw new BkError('UNAVAILABLE', `${req.what}: registry redirected to a ${url.protocol} URL`, { reason: 'bad-response' });
+      }
     }
   }
 
   /** A single undici request; connection failures become retryable UNAVAILABLE errors. */
-  private async raw(method: string, url: URL, headers: Record<string, string>, body: Body, signal: AbortSignal | undefined, what: string): Promise<RegistryResponse> {
+  private async raw(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body: Body,
+    signal: AbortSignal | undefined,
+    what: string,
+    headersMs = this.timeouts.headersMs,
+  ): Promise<RegistryResponse> {
     try {
       const r = await this.agent.request({
         origin: url.origin,
@@ -163,6 +229,7 @@ export class RegistryClient {
         headers,
         body: body ?? undefined,
         signal,
+        headersTimeout: headersMs,
       });
       return { status: r.statusCode, headers: r.headers, body: r.body as unknown as RegistryResponse['body'], url };
     } catch (err) {
@@ -180,8 +247,8 @@ export class RegistryClient {
   private readonly tokenHttp: TokenHttp = async ({ method, url, headers, body }) => {
     const attempt = async () => {
       const res = await this.raw(method, url, { 'user-agent': this.userAgent, ...headers }, body ?? null, undefined, `token request to ${safeUrl(url)}`);
-      if (res.status === 429 || res.status >= 500) throw await errorFrom(res, `token request to ${safeUrl(url)}`);
-      const text = await readAll(res.body, ERROR_BODY_LIMIT, 'token response').then((b) => b.toString('utf8'));
+      if (res.status === 429 || res.status >= 500) throw await errorFrom(res, `token request to ${safeUrl(url)}`, this.timeouts.headersMs);
+      const text = await readAll(res.body, ERROR_BODY_LIMIT, 'token response', this.timeouts.headersMs).then((b) => b.toString('utf8'));
       return { status: res.status, text };
     };
     return withRetry(attempt, this.retry);
@@ -192,16 +259,31 @@ export class RegistryClient {
   }
 }
 
-/** Reads a failed response's body (bounded) into a typed error. */
-export async function errorFrom(res: RegistryResponse, what: string): Promise<RegistryError> {
+/** Reads a failed response's body (bounded in size and time) into a typed error. */
+export async function errorFrom(res: RegistryResponse, what: string, deadlineMs: number): Promise<RegistryError> {
   let text = '';
   try {
-    text = (await readAll(res.body, ERROR_BODY_LIMIT, 'error body')).toString('utf8');
+    text = (await readAll(res.body, ERROR_BODY_LIMIT, 'error body', deadlineMs)).toString('utf8');
   } catch {
-    res.body.destroy();
+    discard(res.body);
   }
   const err = registryError(res.status, text, what);
   const ra = parseRetryAfter(header(res, 'retry-after'));
   if (ra !== undefined) err.retryAfterMs = ra;
   return err;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** Durations must be positive; a throughput floor or resume cap of 0 is allowed (off / never resume). */
+function validTimeouts(t: RegistryTimeouts): RegistryTimeouts {
+  const zeroOk = new Set(['minBytesPerSecond', 'maxResumes']);
+  for (const [k, v] of Object.entries(t)) {
+    if (!Number.isFinite(v) || v < 0 || (v === 0 && !zeroOk.has(k))) {
+      throw new BkError('INVALID_ARGUMENT', `registry timeouts: ${k} must be a positive number, got ${v}`, { reason: 'invalid-option' });
+    }
+  }
+  return t;
 }

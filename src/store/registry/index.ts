@@ -12,8 +12,9 @@ import { readAll } from '../content.js';
 import type { ContentStore, FetchOptions, PushOptions, PushResult } from '../types.js';
 import { chainCredentials, staticCredentials, type CredentialProvider, type Credentials } from './auth/credentials.js';
 import { dockerConfigCredentials } from './auth/docker-config.js';
-import { blobExists, deleteBlob, fetchBlob, mountBlob, cancelUpload, pushBlob } from './blobs.js';
-import { RegistryClient, type RegistryClientOptions } from './client.js';
+import { fetchBlob } from './blob-fetch.js';
+import { blobExists, deleteBlob, mountBlob, cancelUpload, pushBlob } from './blobs.js';
+import { RegistryClient, type RegistryClientOptions, type RegistryTimeouts } from './client.js';
 import { RegistryError } from './errcode/index.js';
 import { resolveEndpoint, type HostSettings } from './hosts.js';
 import {
@@ -32,7 +33,7 @@ import { Source, type BlobSource } from './source.js';
 export type { BlobSource } from './source.js';
 export type { HostSettings } from './hosts.js';
 export type { Credentials, CredentialProvider } from './auth/credentials.js';
-export { RegistryClient } from './client.js';
+export { DEFAULT_TIMEOUTS, RegistryClient, type RegistryTimeouts } from './client.js';
 export { RegistryError } from './errcode/index.js';
 
 export interface RegistryStoreOptions {
@@ -58,8 +59,10 @@ export interface RegistryStoreOptions {
   maxManifestBytes?: number;
   /** Retry budget (defaults: 5 attempts, 250 ms base, 10 s step cap, 120 s in all). */
   retry?: Partial<RetryOptions>;
+  /** How long to wait in each phase of a request (defaults: DEFAULT_TIMEOUTS in client.ts). */
+  timeouts?: Partial<RegistryTimeouts>;
   /** HTTP client tuning, used when this store creates its own client. */
-  http?: Omit<RegistryClientOptions, 'credentials' | 'retry'>;
+  http?: Omit<RegistryClientOptions, 'credentials' | 'retry' | 'timeouts'>;
   /**
    * A client to share with other stores (pools, tokens, transfer limits).
    * Its credentials and retry settings apply; this store's are ignored. Not
@@ -101,7 +104,7 @@ export class RegistryStore implements ContentStore {
     const maxManifestBytes = opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     if (!Number.isInteger(maxManifestBytes) || maxManifestBytes <= 0) throw invalidArgument('maxManifestBytes must be a positive integer');
     this.ownsClient = !opts.client;
-    const client = opts.client ?? new RegistryClient({ ...opts.http, credentials: credentialProvider(opts), retry: opts.retry });
+    const client = opts.client ?? new RegistryClient({ ...opts.http, credentials: credentialProvider(opts), retry: opts.retry, timeouts: opts.timeouts });
     this.ctx = {
       client,
       endpoint,

@@ -5,7 +5,7 @@ import { BkError, dataLoss, resourceExhausted } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, digestBytes, isDigest } from '../../oci/digest.js';
 import { isManifestMediaType, MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
-import { readAll } from '../content.js';
+import { discard, readAll } from '../content.js';
 import { blobExists } from './blobs.js';
 import { header, type RegistryResponse } from './client.js';
 import { RegistryError } from './errcode/index.js';
@@ -43,6 +43,26 @@ export async function getManifest(ctx: RepoContext, ref: string, expected?: Desc
   if (expected && expected.size > limit) {
     throw resourceExhausted(`${wh}: ${expected.size} bytes is over the ${limit}-byte manifest limit`, { reason: 'too-large' });
   }
+  return withinDeadline(ctx, wh, signal, (sig) => getManifestOnce(ctx, ref, wh, limit, expected, sig));
+}
+
+/**
+ * Runs a manifest read under the overall deadline (timeouts.manifestMs):
+ * a manifest is small, so a registry that trickles it, or answers
+ * every retry slowly, is not worth waiting for. DEADLINE_EXCEEDED.
+ */
+async function withinDeadline<T>(ctx: RepoContext, wh: string, signal: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ms = ctx.client.timeouts.manifestMs;
+  const deadline = AbortSignal.timeout(ms);
+  try {
+    return await fn(signal ? AbortSignal.any([signal, deadline]) : deadline);
+  } catch (err) {
+    if (deadline.aborted && !signal?.aborted) throw new BkError('DEADLINE_EXCEEDED', `${wh}: no complete answer within ${ms} ms`, { cause: err, reason: 'too-slow' });
+    throw err;
+  }
+}
+
+async function getManifestOnce(ctx: RepoContext, ref: string, wh: string, limit: number, expected: Descriptor | undefined, signal: AbortSignal): Promise<ManifestBytes> {
   const res = await ctx.client.send({
     method: 'GET',
     url: apiUrl(ctx, 'manifests', ref),
@@ -55,8 +75,13 @@ export async function getManifest(ctx: RepoContext, ref: string, expected?: Desc
   });
   const declared = Number(header(res, 'content-length') ?? -1);
   if (declared > limit) {
-    res.body.destroy();
+    discard(res.body);
     throw resourceExhausted(`${wh}: ${declared} bytes is over the ${limit}-byte manifest limit`, { reason: 'too-large' });
+  }
+  // A length that disagrees with the descriptor is a lie now, not after a wait for bytes that never come.
+  if (expected && declared >= 0 && declared !== expected.size) {
+    discard(res.body);
+    throw dataLoss(`${wh}: Content-Length ${declared}, descriptor says ${expected.size}`, { reason: 'size-mismatch' });
   }
   const bytes = await readAll(res.body, limit, wh);
   const want = expected?.digest ?? (isDigest(ref) ? ref : header(res, 'docker-content-digest'));
@@ -77,17 +102,19 @@ export async function getManifest(ctx: RepoContext, ref: string, expected?: Desc
 /** HEAD a manifest; undefined on 404. Falls back to GET when the registry omits the digest. */
 export async function headManifest(ctx: RepoContext, ref: string, signal?: AbortSignal): Promise<Descriptor | undefined> {
   const wh = what(ctx, 'HEAD manifest', ref);
-  const res = await ctx.client.send({
-    method: 'HEAD',
-    url: apiUrl(ctx, 'manifests', ref),
-    registry: ctx.endpoint.registry,
-    scopes: pullScope(ctx),
-    headers: { accept: ACCEPT },
-    expect: [200, 404],
-    what: wh,
-    signal,
-  });
-  await res.body.dump().catch(() => {});
+  const res = await withinDeadline(ctx, wh, signal, (sig) =>
+    ctx.client.send({
+      method: 'HEAD',
+      url: apiUrl(ctx, 'manifests', ref),
+      registry: ctx.endpoint.registry,
+      scopes: pullScope(ctx),
+      headers: { accept: ACCEPT },
+      expect: [200, 404],
+      what: wh,
+      signal: sig,
+    }),
+  );
+  await ctx.client.finish(res);
   if (res.status === 404) return undefined;
   const digest = header(res, 'docker-content-digest');
   const size = Number(header(res, 'content-length') ?? NaN);
@@ -144,7 +171,7 @@ async function putOnce(ctx: RepoContext, ref: string, m: ManifestBytes, wh: stri
     what: wh,
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
   const stored = header(res, 'docker-content-digest');
   if (stored && isDigest(stored) && algorithmOf(stored) === algorithmOf(m.digest) && stored !== m.digest) {
     throw dataLoss(`${wh}: registry stored ${stored}, expected ${m.digest}`, { reason: 'digest-mismatch' });
@@ -179,7 +206,7 @@ export async function deleteManifest(ctx: RepoContext, digest: string, signal?: 
     what: what(ctx, 'DELETE manifest', digest),
     signal,
   });
-  await res.body.dump().catch(() => {});
+  await ctx.client.finish(res);
 }
 
 /**

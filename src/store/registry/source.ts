@@ -6,6 +6,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { BkError, dataLoss } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, newHasher, type Hasher } from '../../oci/digest.js';
+import { discard, holdErrors, pipeInto } from '../content.js';
 
 /** Content for a push: bytes, a one-shot stream, or a function that opens a fresh stream. */
 export type BlobSource = Readable | Uint8Array | (() => Readable | Promise<Readable>);
@@ -31,7 +32,9 @@ export class Source {
 /**
  * Hashes and counts bytes on their way to the registry, and holds back the
  * last chunk until the end is verified: on a digest or size mismatch the
- * registry never receives a complete body, so it cannot commit it.
+ * registry never receives a complete body, so it cannot commit it. Its
+ * errors are held from the start (holdErrors()): the request that reads it
+ * may not have begun when the content turns out wrong.
  */
 export class HoldbackVerify extends Transform {
   private readonly hasher: Hasher;
@@ -43,6 +46,7 @@ export class HoldbackVerify extends Transform {
     private readonly onBytes?: (seen: number) => void,
   ) {
     super();
+    holdErrors(this);
     this.hasher = newHasher(algorithmOf(desc.digest));
   }
 
@@ -109,14 +113,14 @@ export class ExactReader {
   }
 
   close(): void {
-    if (!this.stream.destroyed) this.stream.destroy();
+    if (!this.stream.destroyed) discard(this.stream);
   }
 }
 
 /** Drops the first `n` bytes (a server that ignored our Range header). */
 export function skipBytes(stream: Readable, n: number): Readable {
   let left = n;
-  const t = new Transform({
+  const skip = new Transform({
     transform(chunk: Buffer, _e, cb) {
       if (left >= chunk.length) {
         left -= chunk.length;
@@ -127,9 +131,5 @@ export function skipBytes(stream: Readable, n: number): Readable {
       cb(null, out);
     },
   });
-  stream.once('error', (e) => t.destroy(e));
-  t.once('close', () => {
-    if (!stream.destroyed) stream.destroy();
-  });
-  return stream.pipe(t);
+  return pipeInto(stream, skip);
 }

@@ -42,6 +42,11 @@ describe('codeFor', () => {
       expect(codeFor(s, ['UNAUTHORIZED', 'DENIED']), `status ${s}`).not.toBe('NOT_FOUND');
     }
   });
+
+  it('never gives INTERNAL: a status nobody expected (a redirect on an upload) is the registry misbehaving', () => {
+    for (let s = 100; s < 600; s++) expect(codeFor(s, []), `status ${s}`).not.toBe('INTERNAL');
+    expect(codeFor(302, [])).toBe('UNAVAILABLE');
+  });
 });
 
 describe('parseErrorBody and registryError', () => {

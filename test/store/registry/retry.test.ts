@@ -61,6 +61,10 @@ describe('backoffDelay', () => {
     expect(backoffDelay(1, OPTS, 7000)).toBe(7000);
     expect(backoffDelay(3, OPTS, 0)).toBe(0);
   });
+
+  it('never waits longer than the whole time budget, whatever Retry-After says', () => {
+    expect(backoffDelay(1, OPTS, 999_999_999_000)).toBe(OPTS.maxElapsedMs);
+  });
 });
 
 describe('withRetry', () => {

@@ -15,6 +15,7 @@ function storeFor(attrs: Record<string, string>, ctx: BackendContext): { store: 
     hosts: ctx.registry?.hosts,
     dockerConfig: ctx.registry?.dockerConfig,
     maxConcurrency: ctx.registry?.concurrency,
+    timeouts: ctx.registry?.timeouts,
   };
   const insecure = attrs['registry.insecure'];
   if (insecure !== undefined) opts.insecure = parseGoBool('registry.insecure', insecure);

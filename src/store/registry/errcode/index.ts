@@ -63,7 +63,9 @@ function byStatus(status: number): ErrorCode {
   if (status === 429) return 'RESOURCE_EXHAUSTED';
   if (status >= 500) return 'UNAVAILABLE';
   if (status >= 400) return 'INVALID_ARGUMENT';
-  return 'INTERNAL';
+  // A status the request does not expect (a redirect on an upload, a 200
+  // where 201 was due): the registry broke the protocol, not bkcache.
+  return 'UNAVAILABLE';
 }
 
 /**

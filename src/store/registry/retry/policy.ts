@@ -84,10 +84,12 @@ export function parseRetryAfter(value: string | undefined | null, now = Date.now
  * Exponential with "equal jitter" (half fixed, half random) so waits never
  * collapse to zero yet concurrent clients spread out.
  * https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
- * A server's Retry-After wins when present: it knows its own recovery time.
+ * A server's Retry-After wins when present: it knows its own recovery time,
+ * up to the whole time budget (a "Retry-After: 999999999" must not park a
+ * loop that does not check the budget itself).
  */
 export function backoffDelay(attempt: number, opts: RetryOptions, retryAfterMs?: number): number {
-  if (retryAfterMs !== undefined) return retryAfterMs;
+  if (retryAfterMs !== undefined) return Math.min(retryAfterMs, opts.maxElapsedMs);
   const exp = Math.min(opts.maxDelayMs, opts.baseDelayMs * 2 ** Math.max(0, attempt - 1));
   const random = opts.random ?? Math.random;
   return Math.round(exp / 2 + random() * (exp / 2));
