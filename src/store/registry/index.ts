@@ -26,6 +26,7 @@ import {
   putManifest,
 } from './manifests.js';
 import type { RepoContext } from './repo.js';
+import { listTags } from './tags.js';
 import type { RetryOptions } from './retry/policy.js';
 import { Source, type BlobSource } from './source.js';
 
@@ -225,6 +226,11 @@ export class RegistryStore implements ContentStore {
       }
       throw err;
     }
+  }
+
+  /** The repository's tags (tags/list, every page). */
+  async tags(opts: { signal?: AbortSignal } = {}): Promise<string[]> {
+    return listTags(this.ctx, opts.signal);
   }
 
   async close(): Promise<void> {
