@@ -27,7 +27,7 @@ function collect(loaded: LoadedCache): { parts: { title?: string; nodes: PNode[]
     parts: loaded.parts.map((part, p) => {
       const { config, provider } = part;
       const nodes: PNode[] = config.records.map((r, i) => {
-        const lines = [`#${i} ${short(r.digest)}`];
+        const lines = [`r${i} ${short(r.digest)}`];
         const res = r.results[0];
         if (res) {
           // Walk the parent chain from the result's top layer down to the base.
@@ -78,9 +78,10 @@ export function toDot(loaded: LoadedCache): string {
   return out.join('\n') + '\n';
 }
 
-/** Mermaid text in a quoted label: quotes become #quot; (Mermaid's entity syntax), no markup. */
+/** Mermaid text in a quoted label: `#`, quotes and angle brackets as entity codes (Mermaid's `#code;`), one line each. */
 function mermaidString(lines: string[]): string {
-  return `"${lines.map((l) => l.replace(/"/g, '#quot;').replace(/[<>]/g, (c) => (c === '<' ? '#lt;' : '#gt;'))).join('<br/>')}"`;
+  const esc = (l: string) => l.replace(/[#"<>]/g, (c) => `#${c.charCodeAt(0)};`).replace(/[\r\n]/g, ' ');
+  return `"${lines.map(esc).join('<br/>')}"`;
 }
 
 export function toMermaid(loaded: LoadedCache): string {
