@@ -4,6 +4,7 @@
 // whose chain lost a blob is better dropped, so the build sees a miss. That is
 // what `repair` writes. Everything goes through the ContentStore interface:
 // `exists` (a HEAD on registries, a stat on layouts) and `fetch`.
+import { setMaxListeners } from 'node:events';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BkError, failedPrecondition } from '../../errors.js';
@@ -88,6 +89,8 @@ async function checkAll(
     todo.push(d);
   }
   const inner = new AbortController();
+  // Each worker's request and stream listen on it: a few per worker is expected.
+  setMaxListeners(4 * limit + 10, inner.signal);
   const onAbort = () => inner.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
