@@ -1,6 +1,7 @@
 // trim: keep a cache within an age and a size. Results created within
 // `maxAge` stay; then the oldest results go until the blobs the remaining
-// results name fit in `maxSize`. Dropping a result drops the records that led
+// results name fit in `maxSize` (and those among them whose chains the kept
+// results still name in full come back: dropping them freed nothing). Dropping a result drops the records that led
 // only to it (keepResults), so the graph stays one BuildKit imports, and the
 // output is exactly what `copy` writes for the kept records.
 import type { CacheGraph, CacheNode } from '../graph.js';
@@ -61,16 +62,21 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
     }
   }
   if (opts.maxSize !== undefined) {
+    const bySize: CacheNode[] = [];
     for (const n of withResults) {
       if (total <= opts.maxSize) break;
       if (drop.has(n)) continue;
       drop.add(n);
+      bySize.push(n);
       for (const d of chainBlobs(n)) {
         const u = users.get(d.digest)! - 1;
         users.set(d.digest, u);
         if (u === 0) total -= sizes.get(d.digest)!;
       }
     }
+    // An old result whose whole chain the kept results still name frees
+    // nothing by going (a base step under newer steps): it stays.
+    for (const n of bySize) if (chainBlobs(n).every((d) => users.get(d.digest)! > 0)) drop.delete(n);
   }
   const before = sumSizes(namedBlobs(graph.nodes));
   const { graph: kept, dropped } = keepResults(graph, (n) => !drop.has(n));
