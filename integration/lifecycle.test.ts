@@ -17,6 +17,8 @@ import { BK } from '../test/fixtures.js';
 import { tempDir } from '../test/tmp.js';
 import { chainGraph, writeLocal } from '../test/cache/lifecycle/helpers.js';
 import { BIN, runCli, runJson } from './harness/cli.js';
+import { startDaemon } from './harness/daemon.js';
+import { connect } from '../src/client/index.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 const ACCEPT = [
@@ -167,6 +169,33 @@ describe('gc on a registry', () => {
       expect((await fetch(`${ro.url}/v2/gc/ro/manifests/old`, { method: 'HEAD', headers: { accept: ACCEPT } })).status).toBe(200);
     } finally {
       await ro.stop();
+    }
+  });
+});
+
+describe('gRPC Import with verify_blobs', () => {
+  it('drops the results whose chains lost a blob before answering; without the option the graph is as stored', async () => {
+    await push('registry-index-oci-max', 'grpc/lost:latest');
+    const v0 = await verifyCache(parseCacheSpec(ref('grpc/lost:latest')));
+    const victimNode = v0.opened!.graph.nodes.find((n) => n.result?.layers.length === 5)!;
+    const victim = victimNode.result!.layers[4]!.digest;
+    await v0.opened!.close();
+    await deleteBlob('grpc/lost', victim);
+    const d = await startDaemon({ env: { DOCKER_CONFIG: '/nonexistent-bkcache-docker-config' } });
+    const client = connect(d.addr);
+    try {
+      const plain = await client.import([ref('grpc/lost:latest')]);
+      expect(plain.dropped).toEqual([]);
+      expect(plain.graph.nodes.some((n) => n.result?.layers.some((l) => l.digest === victim))).toBe(true);
+      const checked = await client.import([ref('grpc/lost:latest')], { verifyBlobs: true });
+      expect(checked.hit?.index).toBe(0);
+      expect(checked.dropped).toEqual([victimNode.digest]);
+      expect(checked.graph.nodes.some((n) => n.result?.layers.some((l) => l.digest === victim))).toBe(false);
+      expect(checked.graph.nodes.filter((n) => n.result).length).toBe(5);
+    } finally {
+      client.close();
+      await d.stop();
+      d.cleanup();
     }
   });
 });

@@ -222,3 +222,22 @@ export async function repairCache(v: Verified, to: CacheSpec, ctx: BackendContex
   }
   return { dropped: [...new Set(dropped.filter((n) => v.broken.has(n)).map((n) => n.digest))].sort(), export: res };
 }
+
+/**
+ * The gRPC Import's `verify_blobs`: checks the blobs of an imported cache and
+ * returns `graph` without the results whose chains name a blob that is
+ * missing (or corrupt, with `deep`), and the keys of those records.
+ */
+export async function dropLostResults(
+  store: ContentStore,
+  manifest: Descriptor,
+  graph: CacheGraph,
+  opts: VerifyOptions = {},
+): Promise<{ graph: CacheGraph; dropped: string[]; report: VerifyReport }> {
+  const v = await verifyManifest(store, manifest, opts);
+  if (v.report.ok) return { graph, dropped: [], report: v.report };
+  const lost = new Set([...v.report.missing, ...v.report.corrupt]);
+  const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => lost.has(l.digest));
+  const kept = keepResults(graph, (n) => !isLost(n));
+  return { graph: kept.graph, dropped: [...new Set(kept.dropped.filter(isLost).map((n) => n.digest))].sort(), report: v.report };
+}
