@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyCache } from '../src/cache/operations.js';
 import { parseCacheSpec } from '../src/cache/spec.js';
 import { verifyCache } from '../src/cache/lifecycle/verify.js';
+import { MANIFEST_MEDIA_TYPES } from '../src/oci/media-types.js';
 import { LocalStore } from '../src/store/local/index.js';
 import { RegistryStore } from '../src/store/registry/index.js';
 import { BK } from '../test/fixtures.js';
@@ -21,12 +22,7 @@ import { startDaemon } from './harness/daemon.js';
 import { connect } from '../src/client/index.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
-const ACCEPT = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
+const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 let reg: StartedRegistry;
 const ref = (repoTag: string) => `type=registry,ref=${reg.host}/${repoTag},registry.insecure=true`;
 

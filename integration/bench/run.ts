@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { grpcBench } from './grpc.js';
 import { registryBench } from './registry.js';
+import { lifecycleBench } from './lifecycle.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -26,6 +27,6 @@ function graphBench(): void {
   }
 }
 
-const benches: Record<string, () => void | Promise<void>> = { graph: graphBench, registry: registryBench, grpc: grpcBench };
+const benches: Record<string, () => void | Promise<void>> = { graph: graphBench, registry: registryBench, grpc: grpcBench, lifecycle: lifecycleBench };
 const wanted = process.argv.slice(2);
 for (const [name, fn] of Object.entries(benches)) if (wanted.length === 0 || wanted.includes(name)) await fn();

@@ -6,11 +6,10 @@
 import type { ContentStore } from '../../store/types.js';
 import { CacheGraph, type CacheNode } from '../graph.js';
 import { addToGraph, type LoadedCache } from '../import.js';
-import { exportGraph, openLoaded, SourceBlobs, type ExportResult } from '../operations.js';
+import { exportGraph, exportMarshalledTo, openLoaded, SourceBlobs, type ExportResult } from '../operations.js';
 import type { BackendContext } from '../remote/index.js';
 import type { CacheSpec } from '../spec.js';
-import { emptyStats, pushCache, type TransferOptions } from '../transfer.js';
-import { buildCacheManifest } from '../export.js';
+import type { TransferOptions } from '../transfer.js';
 import type { MarshalResult } from '../marshal.js';
 import { openExport } from '../remote/index.js';
 
@@ -117,15 +116,19 @@ export async function exportFrom(
   ctx: BackendContext = {},
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
+  return exportGraph(graph, sourceOf(from), to, ctx, opts);
+}
+
+/** The opened cache's store as the source of its blobs (closed with the cache, not here). */
+function sourceOf(from: OpenedCache): SourceBlobs {
   const blobs = new SourceBlobs();
   blobs.add(from.store, from.loaded);
-  return exportGraph(graph, blobs, to, ctx, opts);
+  return blobs;
 }
 
 /**
  * exportFrom for a graph already marshalled (trim reports the marshalled
- * counts, and marshalling a large graph twice would double its cost). Same
- * order as every export: blobs, config, manifest, tag.
+ * counts, and marshalling a large graph twice would double its cost).
  */
 export async function exportMarshalled(
   from: OpenedCache,
@@ -136,15 +139,7 @@ export async function exportMarshalled(
 ): Promise<ExportResult> {
   const target = await openExport(to, ctx);
   try {
-    const { config, descriptors } = marshalled;
-    if (config.layers.length === 0) {
-      return { target: target.name, tag: target.tag, stats: emptyStats(), warnings: ['no cache record has layers; nothing exported'] };
-    }
-    const blobs = new SourceBlobs();
-    blobs.add(from.store, from.loaded);
-    const built = buildCacheManifest(config, descriptors, target.shape);
-    const stats = await pushCache(target.store, built, blobs, { ...opts, tag: target.tag });
-    return { manifest: built.manifest.desc, config: built.config.desc, target: target.name, tag: target.tag, stats, warnings: built.warnings };
+    return await exportMarshalledTo(target, marshalled, sourceOf(from), opts);
   } finally {
     await target.store.close?.();
   }
