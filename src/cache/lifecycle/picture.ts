@@ -67,6 +67,9 @@ function dotString(lines: string[]): string {
 export function toDot(loaded: LoadedCache): string {
   const out = ['digraph cache {', '  rankdir=TB;', '  node [shape=box, fontname="monospace", fontsize=10];', '  edge [fontname="monospace", fontsize=9];'];
   const { parts } = collect(loaded);
+  // dot's crossing minimisation and spline routing take minutes on a few
+  // hundred cross-linked records; bound them on large graphs.
+  if (parts.reduce((n, p) => n + p.nodes.length, 0) > 100) out.push('  splines=line; mclimit=0.2; nslimit=2;');
   parts.forEach((part, p) => {
     const indent = part.title ? '    ' : '  ';
     if (part.title) out.push(`  subgraph cluster_${p} {`, `    label=${dotString([part.title])};`);
