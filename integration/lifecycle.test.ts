@@ -225,4 +225,23 @@ describe('killed mid-run', () => {
     // The kill landed before the tag at least once (otherwise the test proved nothing).
     expect(outcomes.has('absent')).toBe(true);
   });
+
+  it('gc of a local layout killed at any moment leaves every remaining tag whole', async () => {
+    for (const ms of [120, 250, 400, 700]) {
+      const dir = tempDir('bkcache-killgc-');
+      for (let i = 0; i < 12; i++) {
+        const old = i % 2 === 0;
+        const c = chainGraph(3, { prefix: `k${ms}-${i}`, size: () => 64 << 10, start: new Date(old ? '2025-01-01T00:00:00Z' : Date.now()) });
+        await writeLocal(c.graph, c.blobs, dir, `t${i}`);
+      }
+      await runKilled(['gc', '--repository', `type=local,src=${dir}`, '--older-than', '30d'], ms);
+      const tags = await new LocalStore(dir).tags();
+      expect(tags.length).toBeGreaterThanOrEqual(6);
+      for (const t of tags) {
+        const v = await verifyCache(parseCacheSpec(`type=local,src=${dir},tag=${t.tag}`), {}, { deep: true });
+        await v.opened?.close();
+        expect(v.report.ok, `${t.tag} after a kill at ${ms} ms`).toBe(true);
+      }
+    }
+  });
 });

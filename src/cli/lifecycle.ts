@@ -165,7 +165,7 @@ same ref.
 };
 
 const gc: Command = {
-  summary: 'Delete whole caches (tags) that are older than a age, in a registry repository or local layout',
+  summary: 'Delete whole caches (tags) older than an age, in a registry repository or a local layout',
   help: `Usage: bkcache gc --repository SPEC [--older-than DUR] [--keep TAG-GLOB ...] [--dry-run] [--format json|text]
 
   --repository SPEC   type=registry,ref=HOST/REPO[,registry.insecure=true] or type=local,src=DIR
