@@ -27,10 +27,16 @@ import { generate } from './graph.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const sha = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');
 
-function time<T>(fn: () => T): { value: T; ms: number } {
+/**
+ * Mean time of `fn` over `runs` runs. Small sizes run more often (the same
+ * total work as one run at 20 000 records), so their per-record figures are
+ * not lost in timer and JIT noise.
+ */
+function time<T>(fn: () => T, runs: number): { value: T; ms: number } {
+  let value = fn(); // warm-up, not timed
   const t0 = process.hrtime.bigint();
-  const value = fn();
-  return { value, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+  for (let i = 0; i < runs; i++) value = fn();
+  return { value, ms: Number(process.hrtime.bigint() - t0) / 1e6 / runs };
 }
 
 /** One size: a generated cache A, and B with one record in the middle changed (its dependents diverge). */
@@ -48,18 +54,19 @@ export function measureOps(records: number): { records: number; trimMs: number; 
   // Keep about half the blobs: the generator's layers are shared, so this drops many results.
   let total = 0;
   for (const d of descriptors.values()) total += d.size;
+  const runs = Math.max(1, Math.round(20_000 / records));
   const trim = time(() => {
     const plan = planTrim(a, { maxSize: Math.floor(total / 2) });
     plan.graph.marshal();
     return plan.dropped.length;
-  });
-  const du = time(() => diskUsage(a));
-  const diff = time(() => diffGraphs(a, b));
+  }, runs);
+  const du = time(() => diskUsage(a), runs);
+  const diff = time(() => diffGraphs(a, b), runs);
   return {
     records,
-    trimMs: Math.round(trim.ms),
-    duMs: Math.round(du.ms),
-    diffMs: Math.round(diff.ms),
+    trimMs: Math.round(trim.ms * 100) / 100,
+    duMs: Math.round(du.ms * 100) / 100,
+    diffMs: Math.round(diff.ms * 100) / 100,
     dropped: trim.value,
     divergences: diff.value.divergences.length,
   };
@@ -144,8 +151,8 @@ export async function lifecycleBench(): Promise<void> {
   }
   const [small, , big] = rows as [ReturnType<typeof measureOps>, unknown, ReturnType<typeof measureOps>];
   for (const op of ['trimMs', 'duMs', 'diffMs'] as const) {
-    // Per-record cost at 20 000 over that at 1 000 (1 = linear); small sizes are noisy, so floor them at 1 ms.
-    const ratio = big[op] / 20 / Math.max(small[op], 1);
+    // Per-record cost at 20 000 over that at 1 000 (1 = linear).
+    const ratio = big[op] / 20 / Math.max(small[op], 0.01);
     console.log(`  ${op.replace('Ms', '')}: per-record cost at 20 000 is ${ratio.toFixed(2)}x that at 1 000  ${ratio <= 2 ? 'near-linear' : 'NOT LINEAR'}`);
   }
 }
