@@ -155,6 +155,20 @@ describe('gc on a registry', () => {
     for (const t of tags.tags) expect(await expectNoDanglingTag(`gc/app:${t}`)).toBe('ok');
   });
 
+  it('lists the tags of a repository, and a repository that does not exist has none', async () => {
+    for (const t of ['p1', 'p2', 'p3', 'p4', 'p5']) await push('registry-index-oci-max', `gc/pages:${t}`);
+    const store = new RegistryStore(`${reg.host}/gc/pages`, { insecure: true });
+    const none = new RegistryStore(`${reg.host}/gc/none`, { insecure: true });
+    try {
+      // Distribution 2.8 answers every tag at once; paging is tested against a stub in test/store/registry/tags.test.ts.
+      expect((await store.tags({ pageSize: 2 })).sort()).toEqual(['p1', 'p2', 'p3', 'p4', 'p5']);
+      expect(await none.tags()).toEqual([]);
+    } finally {
+      await store.close();
+      await none.close();
+    }
+  });
+
   it('a registry that refuses deletes: a clear error, nothing deleted', async () => {
     const ro = await startRegistry({ deleteEnabled: false });
     try {

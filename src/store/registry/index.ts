@@ -228,9 +228,9 @@ export class RegistryStore implements ContentStore {
     }
   }
 
-  /** The repository's tags (tags/list, every page). */
-  async tags(opts: { signal?: AbortSignal } = {}): Promise<string[]> {
-    return listTags(this.ctx, opts.signal);
+  /** The repository's tags (tags/list, every page; `pageSize` tags a request). */
+  async tags(opts: { signal?: AbortSignal; pageSize?: number } = {}): Promise<string[]> {
+    return listTags(this.ctx, opts.signal, opts.pageSize);
   }
 
   async close(): Promise<void> {

@@ -13,9 +13,9 @@ const PAGE = 1000;
 const MAX_PAGE_BYTES = 4 << 20;
 export const MAX_TAGS = 100_000;
 
-export async function listTags(ctx: RepoContext, signal?: AbortSignal): Promise<string[]> {
+export async function listTags(ctx: RepoContext, signal?: AbortSignal, pageSize = PAGE): Promise<string[]> {
   const tags: string[] = [];
-  let url: URL | undefined = new URL(`${ctx.endpoint.origin}/v2/${ctx.repository}/tags/list?n=${PAGE}`);
+  let url: URL | undefined = new URL(`${ctx.endpoint.origin}/v2/${ctx.repository}/tags/list?n=${pageSize}`);
   while (url) {
     const res = await ctx.client.send({
       method: 'GET',
