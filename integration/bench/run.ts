@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { grpcBench } from './grpc.js';
 import { localBench } from './local.js';
 import { registryBench } from './registry.js';
+import { lifecycleBench } from './lifecycle.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -27,6 +28,6 @@ function graphBench(): void {
   }
 }
 
-const benches: Record<string, () => void | Promise<void>> = { graph: graphBench, registry: registryBench, grpc: grpcBench, local: localBench };
+const benches: Record<string, () => void | Promise<void>> = { graph: graphBench, registry: registryBench, grpc: grpcBench, local: localBench, lifecycle: lifecycleBench };
 const wanted = process.argv.slice(2);
 for (const [name, fn] of Object.entries(benches)) if (wanted.length === 0 || wanted.includes(name)) await fn();

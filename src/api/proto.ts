@@ -144,6 +144,7 @@ export interface WireSummary {
 export interface WireImportRequest {
   sources: WireSpec[];
   ignore_error: boolean;
+  verify_blobs?: boolean;
 }
 
 export interface WireImportResponse {
@@ -155,6 +156,7 @@ export interface WireImportResponse {
   graph: WireGraph | null;
   misses: { index: number; spec: string; code: string; message: string }[];
   warnings: string[];
+  dropped?: string[];
 }
 
 export interface WireFetchBlobRequest {

@@ -6,6 +6,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentStore, FetchOptions } from '../store/types.js';
 import { buildCacheManifest } from './export.js';
 import { CacheGraph } from './graph.js';
+import type { MarshalResult } from './marshal.js';
 import { addToGraph, loadCache, type LoadedCache } from './import.js';
 import { openExport, openImport, type BackendContext } from './remote/index.js';
 import { formatCacheSpec, type CacheSpec } from './spec.js';
@@ -197,13 +198,22 @@ export async function exportGraph(
   }
 }
 
-async function exportTo(
+function exportTo(
   target: Awaited<ReturnType<typeof openExport>>,
   graph: CacheGraph,
   blobs: BlobSource,
   opts: Omit<TransferOptions, 'tag'>,
 ): Promise<ExportResult> {
-  const { config, descriptors } = graph.marshal();
+  return exportMarshalledTo(target, graph.marshal(), blobs, opts);
+}
+
+/** exportTo for a graph already marshalled, for callers that also report on the marshalled config (trim). */
+export async function exportMarshalledTo(
+  target: Awaited<ReturnType<typeof openExport>>,
+  { config, descriptors }: MarshalResult,
+  blobs: BlobSource,
+  opts: Omit<TransferOptions, 'tag'>,
+): Promise<ExportResult> {
   if (config.layers.length === 0) {
     return {
       target: target.name,

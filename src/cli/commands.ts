@@ -10,6 +10,7 @@ import { connect } from '../client/index.js';
 import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
 import { parseFlags } from './args.js';
 import { UsageError } from './usage-error.js';
+import { lifecycleCommands, picture } from './lifecycle.js';
 
 export interface Command {
   summary: string;
@@ -25,8 +26,10 @@ Reads one cache and infers its shape: index, image-manifest or inline.
 
   --import-cache SPEC   type=local,src=DIR[,tag=T|,digest=D]
                         type=registry,ref=HOST/REPO[:TAG][,registry.insecure=true]
-  --format json|table   json prints one object:
-                        {"kind","mediaType","manifest","config","layers","records"}
+  --format json|table|dot|mermaid
+                        json prints one object:
+                        {"kind","mediaType","manifest","config","layers","records"};
+                        dot (Graphviz) and mermaid print the records graph
   --addr ADDR           run through a bkcache daemon (unix:///path.sock or tcp://host:port)
                         instead of in this process; the output is the same
 `,
@@ -35,11 +38,13 @@ Reads one cache and infers its shape: index, image-manifest or inline.
     if (values.help) return printHelp(this.help);
     if (!values['import-cache']) throw new UsageError('inspect needs --import-cache');
     const format = values.format ?? 'table';
-    if (format !== 'json' && format !== 'table') throw new UsageError(`unknown --format ${format}`);
+    if (!['json', 'table', 'dot', 'mermaid'].includes(format)) throw new UsageError(`unknown --format ${format}`);
     const spec = parseCacheSpec(values['import-cache']);
     const { summary, loaded } = values.addr ? await remoteInspect(values.addr, spec) : await inspectCache(spec);
     for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
-    if (format === 'json') process.stdout.write(JSON.stringify(summary) + '\n');
+    const pic = picture(format, loaded);
+    if (pic) process.stdout.write(pic);
+    else if (format === 'json') process.stdout.write(JSON.stringify(summary) + '\n');
     else process.stdout.write(`${formatSummary(summary)}\n\nrecords:\n${formatRecordsTree(loaded)}\n`);
     return 0;
   },
@@ -173,7 +178,7 @@ function printHelp(help: string): number {
   return 0;
 }
 
-export const commands: Record<string, Command> = { serve, inspect, copy, prune, health, token };
+export const commands: Record<string, Command> = { serve, inspect, copy, prune, health, token, ...lifecycleCommands };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;

@@ -60,6 +60,8 @@ export interface ImportOutcome {
   graph: CacheGraphT;
   misses: { index: number; spec: string; code: string; message: string }[];
   warnings: string[];
+  /** With `verifyBlobs`: records whose results were dropped because a blob of their chain is missing. */
+  dropped: string[];
 }
 
 export interface InspectOutcome {
@@ -167,8 +169,14 @@ export class CacheClient {
   }
 
   /** Imports the first of `sources` that exists (NOT_FOUND moves on; other errors fail unless ignoreError). */
-  async import(sources: Spec[], opts: CallOptions & { ignoreError?: boolean } = {}): Promise<ImportOutcome> {
-    const res = await this.unary<WireImportResponse>(this.client, 'Import', { sources: sources.map(specToWire), ignore_error: !!opts.ignoreError }, opts);
+  /** `verifyBlobs`: the daemon checks the hit cache's blobs and drops results whose chains lost one. */
+  async import(sources: Spec[], opts: CallOptions & { ignoreError?: boolean; verifyBlobs?: boolean } = {}): Promise<ImportOutcome> {
+    const res = await this.unary<WireImportResponse>(
+      this.client,
+      'Import',
+      { sources: sources.map(specToWire), ignore_error: !!opts.ignoreError, verify_blobs: !!opts.verifyBlobs },
+      opts,
+    );
     return {
       hit: res.hit
         ? { index: res.hit_index, manifest: descriptorFromWire(res.manifest, 'manifest'), kind: res.kind as CacheSummary['kind'], summary: summaryFromWire(res.summary) }
@@ -176,6 +184,7 @@ export class CacheClient {
       graph: graphFromWire(res.graph),
       misses: res.misses ?? [],
       warnings: res.warnings ?? [],
+      dropped: res.dropped ?? [],
     };
   }
 

@@ -6,6 +6,7 @@ import type { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData } f
 import { CacheGraph } from '../cache/graph.js';
 import { addToGraph, loadCache, type LoadedCache } from '../cache/import.js';
 import { copyCache, importChain, inspectCache, loadFirst, summarize } from '../cache/operations.js';
+import { dropLostResults } from '../cache/lifecycle/verify.js';
 import { openImport, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
 import { drained } from '../drain.js';
@@ -110,7 +111,12 @@ export function importHandler(ctx: ServerContext) {
     },
     async ({ specs, origin }, req, signal, t) => {
       const res = await importChain(specs, ctx.cfg.backend, { ignoreErrors: req.ignore_error, signal });
-      await res.blobs.close();
+      let checked: Awaited<ReturnType<typeof dropLostResults>> | undefined;
+      try {
+        if (req.verify_blobs && res.hit) checked = await dropLostResults(res.hit.store, res.hit.loaded.manifest, res.graph, { signal, concurrency: ctx.cfg.backend.registry?.concurrency });
+      } finally {
+        await res.blobs.close();
+      }
       const hit = res.hit;
       // hit_index and miss indexes are positions in the request, whatever a tier expanded to.
       const hitIndex = hit ? origin[hit.index]! : -1;
@@ -123,9 +129,10 @@ export function importHandler(ctx: ServerContext) {
         manifest: loaded ? descriptorToWire(loaded.manifest) : null,
         kind: loaded?.kind ?? '',
         summary: loaded ? summaryOf(loaded) : null,
-        graph: graphToWire(res.graph),
+        graph: graphToWire(checked?.graph ?? res.graph),
         misses: res.misses.map((m) => ({ ...m, index: origin[m.index]! })),
         warnings: loaded?.warnings ?? [],
+        dropped: checked?.dropped ?? [],
       };
     },
   );

@@ -27,6 +27,7 @@ import {
   putManifest,
 } from './manifests.js';
 import type { RepoContext } from './repo.js';
+import { listTags } from './tags.js';
 import type { RetryOptions } from './retry/policy.js';
 import { Source, type BlobSource } from './source.js';
 
@@ -228,6 +229,11 @@ export class RegistryStore implements ContentStore {
       }
       throw err;
     }
+  }
+
+  /** The repository's tags (tags/list, every page; `pageSize` tags a request). */
+  async tags(opts: { signal?: AbortSignal; pageSize?: number } = {}): Promise<string[]> {
+    return listTags(this.ctx, opts.signal, opts.pageSize);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,146 @@
+// What every lifecycle tool starts from: one cache opened through the
+// content-store interface (so local layouts, registries and anything else a
+// backend provides work alike) and imported into the solver-side graph, and
+// the one way they all write a smaller cache back: a subgraph that keeps some
+// results, exported like `copy` exports.
+import type { ContentStore } from '../../store/types.js';
+import { CacheGraph, type CacheNode } from '../graph.js';
+import { addToGraph, type LoadedCache } from '../import.js';
+import { exportGraph, exportMarshalledTo, openLoaded, SourceBlobs, type ExportResult } from '../operations.js';
+import type { BackendContext } from '../remote/index.js';
+import type { CacheSpec } from '../spec.js';
+import type { TransferOptions } from '../transfer.js';
+import type { MarshalResult } from '../marshal.js';
+import { openExport } from '../remote/index.js';
+
+export interface OpenedCache {
+  store: ContentStore;
+  loaded: LoadedCache;
+  /** The records as BuildKit parses them (one node per record, results with layer descriptors). */
+  graph: CacheGraph;
+  close(): Promise<void>;
+}
+
+export async function openCache(spec: CacheSpec, ctx: BackendContext = {}, signal?: AbortSignal): Promise<OpenedCache> {
+  const { store, loaded } = await openLoaded(spec, ctx, signal);
+  const graph = new CacheGraph();
+  try {
+    addToGraph(graph, loaded);
+  } catch (err) {
+    await store.close?.();
+    throw err;
+  }
+  return { store, loaded, graph, close: async () => store.close?.() };
+}
+
+/** Result of `n`, if it names at least one layer (a result without layers names nothing). */
+export function resultOf(n: CacheNode): CacheNode['result'] {
+  return n.result && n.result.layers.length > 0 ? n.result : undefined;
+}
+
+/** Distinct blobs (digest -> size) the results of `nodes` name: what a cache's layers weigh. */
+export function namedBlobs(nodes: Iterable<CacheNode>): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const n of nodes) for (const l of resultOf(n)?.layers ?? []) out.set(l.digest, l.size);
+  return out;
+}
+
+export function sumSizes(blobs: Map<string, number>): number {
+  let s = 0;
+  for (const v of blobs.values()) s += v;
+  return s;
+}
+
+/**
+ * A copy of `graph` that keeps the results `keep` accepts, and exactly the
+ * records BuildKit needs to reach them: those results' records and every
+ * record upstream of them through links. Records that lead to no kept result
+ * go, so the graph shrinks with its results and stays valid (every kept
+ * record's inputs are kept). Order and source hints are copied, so the
+ * marshalled bytes are what `copy` writes for the same records.
+ */
+export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean): { graph: CacheGraph; dropped: CacheNode[] } {
+  const keptResult = new Set<CacheNode>();
+  const dropped: CacheNode[] = [];
+  for (const n of graph.nodes) {
+    if (!resultOf(n)) continue;
+    if (keep(n)) keptResult.add(n);
+    else dropped.push(n);
+  }
+  // Everything upstream of a kept result, without recursion.
+  const needed = new Set<CacheNode>(keptResult);
+  const stack = [...keptResult];
+  while (stack.length) {
+    const n = stack.pop()!;
+    for (const m of n.links) {
+      for (const l of m.values()) {
+        if (!needed.has(l.src)) {
+          needed.add(l.src);
+          stack.push(l.src);
+        }
+      }
+    }
+  }
+  const out = new CacheGraph();
+  for (const [k, v] of graph.layerHints) out.layerHints.set(k, v);
+  // Hints name sources of the original graph; keep the numbering.
+  for (let i = 0; i < graphSources(graph); i++) out.newSource();
+  const copies = new Map<CacheNode, CacheNode>();
+  for (const n of graph.nodes) {
+    if (!needed.has(n)) continue;
+    const c = out.add(n.digest) as CacheNode;
+    c.hint = n.hint;
+    if (keptResult.has(n)) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
+    copies.set(n, c);
+  }
+  for (const [n, c] of copies) {
+    n.links.forEach((m, index) => {
+      for (const l of m.values()) c.linkFrom(copies.get(l.src)!, index, l.selector);
+    });
+  }
+  return { graph: out, dropped };
+}
+
+function graphSources(graph: CacheGraph): number {
+  let max = -1;
+  for (const n of graph.nodes) if (n.hint) max = Math.max(max, n.hint[0]);
+  for (const h of graph.layerHints.values()) max = Math.max(max, h[0]);
+  return max + 1;
+}
+
+/** Exports `graph`, reading the blobs it names from the store `from` was loaded from. */
+export async function exportFrom(
+  from: OpenedCache,
+  graph: CacheGraph,
+  to: CacheSpec,
+  ctx: BackendContext = {},
+  opts: Omit<TransferOptions, 'tag'> = {},
+): Promise<ExportResult> {
+  return exportGraph(graph, sourceOf(from), to, ctx, opts);
+}
+
+/** The opened cache's store as the source of its blobs (closed with the cache, not here). */
+function sourceOf(from: OpenedCache): SourceBlobs {
+  const blobs = new SourceBlobs();
+  blobs.add(from.store, from.loaded);
+  return blobs;
+}
+
+/**
+ * exportFrom for a graph already marshalled (trim reports the marshalled
+ * counts, and marshalling a large graph twice would double its cost).
+ */
+export async function exportMarshalled(
+  from: OpenedCache,
+  marshalled: MarshalResult,
+  to: CacheSpec,
+  ctx: BackendContext = {},
+  opts: Omit<TransferOptions, 'tag'> = {},
+): Promise<ExportResult> {
+  const target = await openExport(to, ctx);
+  try {
+    return await exportMarshalledTo(target, marshalled, sourceOf(from), opts);
+  } finally {
+    await target.store.close?.();
+  }
+}

@@ -1,0 +1,243 @@
+// verify: does every blob a cache names exist in its store (and, with
+// `deep`, hash to its digest)? BuildKit fails a whole build when a cache names
+// a blob the registry lost (moby/buildkit#2332, docker/buildx#681); a result
+// whose chain lost a blob is better dropped, so the build sees a miss. That is
+// what `repair` writes. Everything goes through the ContentStore interface:
+// `exists` (a HEAD on registries, a stat on layouts) and `fetch`.
+import { setMaxListeners } from 'node:events';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BkError, failedPrecondition } from '../../errors.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import { parseJsonBytes } from '../../oci/go-json.js';
+import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
+import { isIndexMediaType } from '../../oci/media-types.js';
+import { fetchBytes, verified } from '../../store/content.js';
+import type { ContentStore } from '../../store/types.js';
+import type { CacheNode } from '../graph.js';
+import { addToGraph, loadCache, type LoadedCache } from '../import.js';
+import type { ExportResult } from '../operations.js';
+import { openImport, type BackendContext } from '../remote/index.js';
+import type { CacheSpec } from '../spec.js';
+import { mapLimit } from '../transfer.js';
+import { CacheGraph } from '../graph.js';
+import { exportFrom, keepResults, resultOf, type OpenedCache } from './cache.js';
+
+/** HEADs (or reads, with `deep`) in flight at once when no registry concurrency is configured. */
+export const DEFAULT_VERIFY_CONCURRENCY = 8;
+
+export interface VerifyReport {
+  ok: boolean;
+  manifest: string;
+  /** Distinct blobs the manifest names (config, layers, child manifests), checked. */
+  blobs: number;
+  missing: string[];
+  corrupt: string[];
+  records: number;
+  /** Records whose result chain names a missing or corrupt blob. */
+  brokenRecords: number;
+}
+
+export interface VerifyOptions {
+  /** Read every blob and check its digest and size (streamed). */
+  deep?: boolean;
+  concurrency?: number;
+  signal?: AbortSignal;
+}
+
+export interface Verified {
+  report: VerifyReport;
+  /** The cache as imported, when its manifest and config could be read (for repair). */
+  opened?: OpenedCache;
+  broken: Set<CacheNode>;
+}
+
+type Check = 'ok' | 'missing' | 'corrupt';
+
+/** Checks one blob: present (and intact, when deep). Outages and auth errors propagate. */
+async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, signal?: AbortSignal): Promise<Check> {
+  if (!(await store.exists(d, { signal }))) return 'missing';
+  if (!deep) return 'ok';
+  try {
+    const stream = await store.fetch(d, { signal });
+    await pipeline(verified(stream, d), new Writable({ write: (_c, _e, cb) => cb() }), { signal });
+    return 'ok';
+  } catch (err) {
+    if (err instanceof BkError && err.code === 'DATA_LOSS') return 'corrupt';
+    if (err instanceof BkError && err.code === 'NOT_FOUND') return 'missing';
+    throw err;
+  }
+}
+
+/**
+ * Checks every descriptor once, at most `limit` at a time (a fixed pool of
+ * workers, so 10 000 blobs never mean 10 000 pending waiters); the first hard
+ * error cancels the checks in flight and ends the run.
+ */
+async function checkAll(
+  store: ContentStore,
+  descs: Iterable<Descriptor>,
+  deep: boolean,
+  limit: number,
+  results: Map<string, Check>,
+  signal?: AbortSignal,
+): Promise<void> {
+  const todo: Descriptor[] = [];
+  for (const d of descs) {
+    if (results.has(d.digest)) continue;
+    results.set(d.digest, 'ok');
+    todo.push(d);
+  }
+  const inner = new AbortController();
+  // Each worker's request and stream listen on it: a few per worker is expected.
+  setMaxListeners(4 * limit + 10, inner.signal);
+  const onAbort = () => inner.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await mapLimit(todo, limit, async (d) => {
+      try {
+        results.set(d.digest, await checkBlob(store, d, deep, inner.signal));
+      } catch (err) {
+        inner.abort(err);
+        throw err;
+      }
+    });
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The descriptors a manifest names directly: index children, or config and layers. */
+function childrenOf(bytes: Buffer, digest: string): Descriptor[] {
+  const doc = parseJsonBytes(bytes, `manifest ${digest}`);
+  if (isIndexMediaType(detectManifestMediaType(doc))) return decodeIndex(doc).manifests;
+  const m = decodeManifest(doc);
+  return m.config.digest ? [m.config, ...m.layers] : m.layers;
+}
+
+export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opts: VerifyOptions = {}): Promise<Verified> {
+  const target = await openImport(spec, ctx);
+  const store = target.store;
+  let keepOpen = false;
+  try {
+    const manifest = await target.resolve({ signal: opts.signal });
+    const res = await verifyManifest(store, manifest, { concurrency: ctx.registry?.concurrency, ...opts });
+    keepOpen = !!res.opened;
+    return res;
+  } finally {
+    if (!keepOpen) await store.close?.();
+  }
+}
+
+/** Verifies the cache `manifest` names in `store`. The caller closes `store` (also through `opened`). */
+export async function verifyManifest(store: ContentStore, manifest: Descriptor, opts: VerifyOptions = {}): Promise<Verified> {
+  const deep = opts.deep === true;
+  const limit = opts.concurrency ?? DEFAULT_VERIFY_CONCURRENCY;
+  const results = new Map<string, Check>();
+  const report = (loaded?: LoadedCache, graph?: CacheGraph): Verified => {
+    const missing: string[] = [];
+    const corrupt: string[] = [];
+    for (const [d, c] of results) {
+      if (c === 'missing') missing.push(d);
+      else if (c === 'corrupt') corrupt.push(d);
+    }
+    const broken = new Set<CacheNode>();
+    for (const n of graph?.nodes ?? []) {
+      if (resultOf(n)?.layers.some((l) => results.get(l.digest) !== undefined && results.get(l.digest) !== 'ok')) broken.add(n);
+    }
+    const checked = [...results.keys()].filter((d) => d !== manifest.digest).length;
+    return {
+      report: {
+        ok: missing.length === 0 && corrupt.length === 0,
+        manifest: manifest.digest,
+        blobs: checked,
+        missing: missing.sort(),
+        corrupt: corrupt.sort(),
+        records: loaded?.recordCount ?? 0,
+        brokenRecords: broken.size,
+      },
+      broken,
+      opened: loaded && graph ? { store, loaded, graph, close: async () => store.close?.() } : undefined,
+    };
+  };
+
+  // The manifest itself, then what it names directly: config, layers, child manifests.
+  let bytes: Buffer;
+  try {
+    bytes = await fetchBytes(store, manifest, undefined, opts.signal);
+  } catch (err) {
+    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
+      results.set(manifest.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      return report();
+    }
+    throw err;
+  }
+  results.set(manifest.digest, 'ok');
+  await checkAll(store, childrenOf(bytes, manifest.digest), deep, limit, results, opts.signal);
+  let loaded: LoadedCache;
+  try {
+    loaded = await loadCache(store, manifest, { signal: opts.signal });
+  } catch (err) {
+    // Without the config (or a platform's manifest) there are no records to judge.
+    const lost = [...results.values()].some((c) => c !== 'ok');
+    if (lost && err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) return report();
+    throw err;
+  }
+  return finish(loaded);
+
+  async function finish(loaded: LoadedCache): Promise<Verified> {
+    // Inline caches of multi-platform images name layers one level further down.
+    const layers: Descriptor[] = [];
+    for (const part of loaded.parts) for (const d of part.provider.values()) layers.push(d);
+    await checkAll(store, layers, deep, limit, results, opts.signal);
+    const graph = new CacheGraph();
+    addToGraph(graph, loaded);
+    return report(loaded, graph);
+  }
+}
+
+export interface RepairResult {
+  /** Records whose results were dropped, by cache key. */
+  dropped: string[];
+  export: ExportResult;
+}
+
+/**
+ * Writes the verified cache without the results whose chains lost a blob.
+ * Blobs go first, then config and manifest, then the tag (pushCache's order),
+ * so a repair to the same ref replaces the tag in one step and a repair cut
+ * short leaves the old tag as it was.
+ */
+export async function repairCache(v: Verified, to: CacheSpec, ctx: BackendContext = {}, opts: { signal?: AbortSignal } = {}): Promise<RepairResult> {
+  if (!v.opened) {
+    throw failedPrecondition(
+      `cannot repair ${v.report.manifest}: its manifest or cache config is missing or corrupt, so no record can be recovered`,
+      { reason: 'unrepairable' },
+    );
+  }
+  const { graph, dropped } = keepResults(v.opened.graph, (n) => !v.broken.has(n));
+  const res = await exportFrom(v.opened, graph, to, ctx, { signal: opts.signal });
+  if (!res.manifest) {
+    throw failedPrecondition(`nothing left to keep: every result of ${v.report.manifest} lost a blob; nothing was written`, { reason: 'unrepairable' });
+  }
+  return { dropped: [...new Set(dropped.filter((n) => v.broken.has(n)).map((n) => n.digest))].sort(), export: res };
+}
+
+/**
+ * The gRPC Import's `verify_blobs`: checks the blobs of an imported cache and
+ * returns `graph` without the results whose chains name a blob that is
+ * missing (or corrupt, with `deep`), and the keys of those records.
+ */
+export async function dropLostResults(
+  store: ContentStore,
+  manifest: Descriptor,
+  graph: CacheGraph,
+  opts: VerifyOptions = {},
+): Promise<{ graph: CacheGraph; dropped: string[]; report: VerifyReport }> {
+  const v = await verifyManifest(store, manifest, opts);
+  if (v.report.ok) return { graph, dropped: [], report: v.report };
+  const lost = new Set([...v.report.missing, ...v.report.corrupt]);
+  const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => lost.has(l.digest));
+  const kept = keepResults(graph, (n) => !isLost(n));
+  return { graph: kept.graph, dropped: [...new Set(kept.dropped.filter(isLost).map((n) => n.digest))].sort(), report: v.report };
+}

@@ -1,0 +1,299 @@
+// The cache lifecycle commands: verify (and repair), trim, gc, diff, du, and
+// the pictures `inspect --format dot|mermaid` prints. Each parses its flags,
+// calls src/cache/lifecycle, and prints text, or one JSON object with
+// `--format json`. Exit codes: 0 ok; EXIT_BROKEN (1) when verify finds the
+// cache broken (and no repair was asked for); errors map in run.ts.
+import { diffGraphs, type DiffReport } from '../cache/lifecycle/diff.js';
+import { diskUsage } from '../cache/lifecycle/du.js';
+import { gcRepository } from '../cache/lifecycle/gc.js';
+import { openCache, type OpenedCache } from '../cache/lifecycle/cache.js';
+import { renderPicture, type PictureFormat } from '../cache/lifecycle/picture.js';
+import { trimOpened } from '../cache/lifecycle/trim.js';
+import { exportMarshalled } from '../cache/lifecycle/cache.js';
+import { parseDuration, parseSize } from '../cache/lifecycle/units.js';
+import { repairCache, verifyCache } from '../cache/lifecycle/verify.js';
+import type { LoadedCache } from '../cache/import.js';
+import { parseCacheSpec } from '../cache/spec.js';
+import { parseFlags } from './args.js';
+import { humanBytes } from './format.js';
+import { UsageError } from './usage-error.js';
+import type { Command } from './commands.js';
+
+/** verify found missing or corrupt blobs. */
+export const EXIT_BROKEN = 1;
+
+const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
+const short = (d: string) => (d.startsWith('sha256:') ? d.slice(7, 19) : d);
+
+function textOrJson(v: string | undefined): 'text' | 'json' {
+  const f = v ?? 'text';
+  if (f !== 'text' && f !== 'json') throw new UsageError(`unknown --format ${f} (json or text)`);
+  return f;
+}
+
+function help(text: string): number {
+  process.stdout.write(text);
+  return 0;
+}
+
+function warn(loaded: LoadedCache): void {
+  for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+}
+
+/** `inspect --format dot|mermaid`: the picture of a loaded cache, or undefined for other formats. */
+export function picture(format: string, loaded: LoadedCache): string | undefined {
+  return format === 'dot' || format === 'mermaid' ? renderPicture(loaded, format as PictureFormat) : undefined;
+}
+
+const verify: Command = {
+  summary: 'Check that every blob a cache names exists (and, with --deep, is intact); repair it',
+  help: `Usage: bkcache verify --import-cache SPEC [--deep] [--repair --export-cache SPEC] [--format json|text]
+
+Checks every blob the cache names: HEAD on registries, stat on local layouts,
+in parallel (--concurrency, default 8). --deep also reads every blob and checks
+its digest and size.
+
+  --repair --export-cache SPEC   write the cache without the results whose layer
+                                 chains lost a blob (SPEC may be the same ref: the
+                                 tag moves only once the new cache is complete)
+  --format json                  {"ok","manifest","blobs","missing","corrupt","records","brokenRecords"}
+                                 (with --repair also "repair": {"manifest","dropped"})
+
+Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or corrupt.
+`,
+  async run(args) {
+    const { values } = parseFlags(args, {
+      'import-cache': { type: 'string' },
+      'export-cache': { type: 'string' },
+      deep: { type: 'boolean' },
+      repair: { type: 'boolean' },
+      concurrency: { type: 'string' },
+      format: { type: 'string' },
+    });
+    if (values.help) return help(this.help);
+    const format = textOrJson(values.format);
+    if (!values['import-cache']) throw new UsageError('verify needs --import-cache');
+    if (values.repair && !values['export-cache']) throw new UsageError('--repair needs --export-cache (it may be the same ref)');
+    if (!values.repair && values['export-cache']) throw new UsageError('--export-cache is only used with --repair');
+    const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
+    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0 && concurrency <= 256)) {
+      throw new UsageError('--concurrency must be an integer from 1 to 256');
+    }
+    const spec = parseCacheSpec(values['import-cache']);
+    const target = values['export-cache'] ? parseCacheSpec(values['export-cache']) : undefined;
+    const v = await verifyCache(spec, {}, { deep: values.deep, concurrency });
+    try {
+      if (v.opened) warn(v.opened.loaded);
+      let repair: { manifest: string; dropped: string[] } | undefined;
+      if (target && !v.report.ok) {
+        const r = await repairCache(v, target, {});
+        repair = { manifest: r.export.manifest!.digest, dropped: r.dropped };
+      }
+      const r = v.report;
+      if (format === 'json') out(JSON.stringify(repair ? { ...r, repair } : r));
+      else {
+        out(
+          `${r.ok ? 'ok' : 'BROKEN'}: manifest ${r.manifest}, ${r.blobs} blobs checked${values.deep ? ' (deep)' : ''}, ` +
+            `${r.records} records, ${r.brokenRecords} broken`,
+        );
+        for (const d of r.missing) out(`missing ${d}`);
+        for (const d of r.corrupt) out(`corrupt ${d}`);
+        if (repair) {
+          out(`repaired: wrote ${repair.manifest} without ${repair.dropped.length} results:`);
+          for (const d of repair.dropped) out(`  dropped ${d}`);
+        } else if (target) out('nothing to repair');
+      }
+      return r.ok || repair ? 0 : EXIT_BROKEN;
+    } finally {
+      await v.opened?.close();
+    }
+  },
+};
+
+const trim: Command = {
+  summary: 'Drop old results from a cache until it fits an age and a size',
+  help: `Usage: bkcache trim --import-cache SPEC --export-cache SPEC [--max-age DUR] [--max-size SIZE] [--dry-run] [--format json|text]
+
+Keeps the results created within --max-age (30d, 12h, 1h30m), then drops the
+oldest results until the blobs the cache names fit in --max-size (20GiB, 500MB,
+1.5G, bytes). Records that lead only to dropped results go with them. The
+export is what \`copy\` writes for the kept records; --export-cache may be the
+same ref.
+
+  --format json   {"before":{"records","layers","bytes"},"after":{...},"droppedResults"}
+`,
+  async run(args) {
+    const { values } = parseFlags(args, {
+      'import-cache': { type: 'string' },
+      'export-cache': { type: 'string' },
+      'max-age': { type: 'string' },
+      'max-size': { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      format: { type: 'string' },
+    });
+    if (values.help) return help(this.help);
+    const format = textOrJson(values.format);
+    if (!values['import-cache']) throw new UsageError('trim needs --import-cache');
+    if (!values['export-cache'] && !values['dry-run']) throw new UsageError('trim needs --export-cache (or --dry-run)');
+    if (values['max-age'] === undefined && values['max-size'] === undefined) throw new UsageError('trim needs --max-age or --max-size');
+    const maxAge = values['max-age'] === undefined ? undefined : parseDuration(values['max-age']);
+    const maxSize = values['max-size'] === undefined ? undefined : parseSize(values['max-size']);
+    const target = values['export-cache'] ? parseCacheSpec(values['export-cache']) : undefined;
+    const opened = await openCache(parseCacheSpec(values['import-cache']));
+    try {
+      warn(opened.loaded);
+      const { report, plan, marshalled } = trimOpened(opened, { maxAge, maxSize });
+      let manifest: string | undefined;
+      if (!values['dry-run'] && target) {
+        const res = await exportMarshalled(opened, marshalled, target);
+        for (const w of res.warnings) process.stderr.write(`warning: ${w}\n`);
+        manifest = res.manifest?.digest;
+      }
+      if (format === 'json') out(JSON.stringify(report));
+      else {
+        const c = (x: typeof report.before) => `${x.records} records, ${x.layers} layers, ${humanBytes(x.bytes)}`;
+        out(`before: ${c(report.before)}\nafter:  ${c(report.after)}\ndropped ${report.droppedResults} results`);
+        for (const n of plan.dropped) out(`  ${n.result!.createdAt} ${n.digest}`);
+        if (values['dry-run']) out('dry run: nothing written');
+        else out(manifest ? `wrote ${manifest}` : 'nothing left to write: no result was kept; the target was not changed');
+      }
+      return 0;
+    } finally {
+      await opened.close();
+    }
+  },
+};
+
+const gc: Command = {
+  summary: 'Delete whole caches (tags) older than an age, in a registry repository or a local layout',
+  help: `Usage: bkcache gc --repository SPEC [--older-than DUR] [--keep TAG-GLOB ...] [--dry-run] [--format json|text]
+
+  --repository SPEC   type=registry,ref=HOST/REPO[,registry.insecure=true] or type=local,src=DIR
+  --older-than DUR    delete caches whose newest record is older (30d, 12h)
+  --keep GLOB         never delete tags matching GLOB (* and ?); repeatable
+
+Only tags naming a BuildKit cache (index or image-manifest shape) are deleted;
+images and other artifacts are never touched, nor any manifest a kept tag names.
+A registry must allow deletes; its own garbage collection then frees the blobs.
+A local layout loses the index.json entries (replaced atomically), then unreachable
+blobs are pruned. One of --older-than and --keep is required.
+
+  --format json   {"deleted":[tag...],"kept":[tag...]}
+`,
+  async run(args) {
+    const { values } = parseFlags(args, {
+      repository: { type: 'string' },
+      'older-than': { type: 'string' },
+      keep: { type: 'string', multiple: true },
+      'dry-run': { type: 'boolean' },
+      format: { type: 'string' },
+    });
+    if (values.help) return help(this.help);
+    const format = textOrJson(values.format);
+    if (!values.repository) throw new UsageError('gc needs --repository');
+    if (values['older-than'] === undefined && !values.keep?.length) {
+      throw new UsageError('gc needs --older-than or --keep (refusing to delete every cache)');
+    }
+    const olderThan = values['older-than'] === undefined ? undefined : parseDuration(values['older-than']);
+    const spec = parseCacheSpec(values.repository);
+    const r = await gcRepository(spec, {}, { olderThan, keep: values.keep, dryRun: values['dry-run'] });
+    if (format === 'json') out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag) }));
+    else {
+      const verb = r.dryRun ? 'would delete' : 'deleted';
+      for (const t of r.deleted) out(`${verb} ${t.tag} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);
+      for (const t of r.kept) out(`kept ${t.tag} ${short(t.digest)} (${t.reason})`);
+      if (r.prune) out(`pruned ${r.prune.deleted} blobs (${humanBytes(r.prune.deletedBytes)})`);
+      if (r.note) out(`note: ${r.note}`);
+    }
+    return 0;
+  },
+};
+
+const diff: Command = {
+  summary: 'Show why a build with one cache misses another: common records and first divergences',
+  help: `Usage: bkcache diff --import-cache A --import-cache B [--format json|text]
+
+Aligns the two caches by cache key, as BuildKit matches records, counts the
+records both hold and those only one holds, and lists the first divergences:
+records of B that A lacks although all their inputs are in A, with their depth,
+result layers, description, and the record of A each most likely replaces.
+
+  --format json   {"common","onlyA","onlyB","divergences":[...]}
+`,
+  async run(args) {
+    const { values } = parseFlags(args, { 'import-cache': { type: 'string', multiple: true }, format: { type: 'string' } });
+    if (values.help) return help(this.help);
+    const format = textOrJson(values.format);
+    const specs = values['import-cache'] ?? [];
+    if (specs.length !== 2) throw new UsageError('diff needs exactly two --import-cache (A, then B)');
+    const opened: OpenedCache[] = [];
+    try {
+      for (const s of specs) opened.push(await openCache(parseCacheSpec(s)));
+      opened.forEach((o) => warn(o.loaded));
+      const r = diffGraphs(opened[0]!.graph, opened[1]!.graph);
+      if (format === 'json') out(JSON.stringify(r));
+      else out(formatDiff(r));
+      return 0;
+    } finally {
+      for (const o of opened) await o.close();
+    }
+  },
+};
+
+export function formatDiff(r: DiffReport): string {
+  const lines = [`common ${r.common}, only in A ${r.onlyA}, only in B ${r.onlyB}`];
+  if (r.divergences.length === 0) lines.push(r.onlyB === 0 ? 'B is fully in A' : 'no first divergence');
+  for (const d of r.divergences) {
+    const size = d.layers.reduce((s, l) => s + l.size, 0);
+    lines.push(`diverges at depth ${d.depth}: ${d.record}${d.description ? `  ${d.description}` : ''}`);
+    if (d.layers.length) lines.push(`  result: ${d.layers.length} layers, ${humanBytes(size)}, top ${short(d.layers[d.layers.length - 1]!.digest)}`);
+    if (d.replaces) {
+      lines.push(`  replaces A's ${d.replaces.record}`);
+      for (const x of d.replaces.differences) {
+        const where = x.input === undefined ? '' : ` of input ${x.input}`;
+        lines.push(`    ${x.what}${where}: ${x.a === '' ? '(none)' : x.a} -> ${x.b === '' ? '(none)' : x.b}`);
+      }
+    }
+  }
+  return lines.join('\n');
+}
+
+const du: Command = {
+  summary: 'Show what makes a cache big: bytes per result chain, shared and unique',
+  help: `Usage: bkcache du --import-cache SPEC [--top N] [--format json|text]
+
+Bytes of every result's layer chain, and how much of it no other result
+names (what dropping that result alone frees); the total counts every blob
+once. Text shows the --top N (default 10) largest results.
+
+  --format json   {"blobs","bytes","results":[{"record","layers","bytes","uniqueBytes"}...]}
+`,
+  async run(args) {
+    const { values } = parseFlags(args, { 'import-cache': { type: 'string' }, top: { type: 'string' }, format: { type: 'string' } });
+    if (values.help) return help(this.help);
+    const format = textOrJson(values.format);
+    if (!values['import-cache']) throw new UsageError('du needs --import-cache');
+    const top = values.top === undefined ? 10 : Number(values.top);
+    if (!Number.isInteger(top) || top < 0) throw new UsageError('--top must be a non-negative integer');
+    const opened = await openCache(parseCacheSpec(values['import-cache']));
+    try {
+      warn(opened.loaded);
+      const r = diskUsage(opened.graph);
+      if (format === 'json') {
+        out(JSON.stringify({ blobs: r.blobs, bytes: r.bytes, results: r.results.map(({ record, layers, bytes, uniqueBytes }) => ({ record, layers, bytes, uniqueBytes })) }));
+      } else {
+        const shared = r.results.reduce((s, x) => s + x.uniqueBytes, 0);
+        out(`total ${humanBytes(r.bytes)} in ${r.blobs} blobs, ${r.results.length} results (${humanBytes(r.bytes - shared)} shared between results)`);
+        out(`${'BYTES'.padStart(10)} ${'UNIQUE'.padStart(10)} LAYERS RECORD`);
+        for (const x of r.results.slice(0, top)) {
+          out(`${humanBytes(x.bytes).padStart(10)} ${humanBytes(x.uniqueBytes).padStart(10)} ${String(x.layers).padStart(6)} ${short(x.record)}${x.description ? `  ${x.description}` : ''}`);
+        }
+      }
+      return 0;
+    } finally {
+      await opened.close();
+    }
+  },
+};
+
+export const lifecycleCommands: Record<string, Command> = { verify, trim, gc, diff, du };

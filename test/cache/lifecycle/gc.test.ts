@@ -1,0 +1,89 @@
+import { cpSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { gcRepository, globToRegExp } from '../../../src/cache/lifecycle/gc.js';
+import { verifyCache } from '../../../src/cache/lifecycle/verify.js';
+import { parseCacheSpec } from '../../../src/cache/spec.js';
+import { LocalStore } from '../../../src/store/local/index.js';
+import { BK } from '../../fixtures.js';
+import { tempDir } from '../../tmp.js';
+import { chainGraph, writeLocal } from './helpers.js';
+
+const DAY = 86_400_000;
+const NOW = new Date('2026-03-01T00:00:00Z');
+
+/** A layout with caches tagged old-1 (Jan), old-2 (Jan, same manifest as keep-me), new (Feb 28), and an image with inline cache. */
+async function layout(): Promise<string> {
+  const dir = tempDir('bkcache-gc-');
+  const jan = chainGraph(2, { prefix: 'jan', start: new Date('2026-01-01T00:00:00Z') });
+  await writeLocal(jan.graph, jan.blobs, dir, 'old-1');
+  const jan2 = chainGraph(2, { prefix: 'jan2', start: new Date('2026-01-02T00:00:00Z') });
+  await writeLocal(jan2.graph, jan2.blobs, dir, 'old-2');
+  await writeLocal(jan2.graph, jan2.blobs, dir, 'keep-me');
+  const feb = chainGraph(2, { prefix: 'feb', start: new Date('2026-02-28T00:00:00Z') });
+  await writeLocal(feb.graph, feb.blobs, dir, 'new');
+  // An image (carrying inline cache) in the same layout: never gc's to delete.
+  const img = path.join(BK, 'inline-image');
+  cpSync(path.join(img, 'blobs'), path.join(dir, 'blobs'), { recursive: true });
+  const entry = JSON.parse(readFileSync(path.join(img, 'index.json'), 'utf8')).manifests[0];
+  const store = new LocalStore(dir);
+  await store.tag({ mediaType: entry.mediaType, digest: entry.digest, size: entry.size }, 'image');
+  return dir;
+}
+
+const blobCount = (dir: string) => readdirSync(path.join(dir, 'blobs', 'sha256')).length;
+
+describe('gc of a local layout', () => {
+  it('globs match whole tags with * and ?', () => {
+    expect(globToRegExp('main').test('main')).toBe(true);
+    expect(globToRegExp('release-*').test('release-1.2')).toBe(true);
+    expect(globToRegExp('release-*').test('xrelease-1')).toBe(false);
+    expect(globToRegExp('v?').test('v1')).toBe(true);
+    expect(globToRegExp('a.b').test('axb')).toBe(false);
+  });
+
+  it('dry run: says what would go, changes nothing', async () => {
+    const dir = await layout();
+    const before = readFileSync(path.join(dir, 'index.json'), 'utf8');
+    const r = await gcRepository(parseCacheSpec(`type=local,src=${dir}`), {}, { olderThan: 30 * DAY, keep: ['keep-*'], dryRun: true, now: NOW });
+    expect(r.deleted.map((t) => t.tag)).toEqual(['old-1']);
+    expect(Object.fromEntries(r.kept.map((t) => [t.tag, t.reason]))).toEqual({
+      image: 'not-a-cache',
+      'keep-me': 'keep-glob',
+      new: 'recent',
+      'old-2': 'shares-manifest',
+    });
+    expect(readFileSync(path.join(dir, 'index.json'), 'utf8')).toBe(before);
+  });
+
+  it('deletes expired cache tags, prunes their blobs, and leaves every kept tag whole', async () => {
+    const dir = await layout();
+    const blobs = blobCount(dir);
+    const r = await gcRepository(parseCacheSpec(`type=local,src=${dir}`), {}, { olderThan: 30 * DAY, keep: ['keep-*'], now: NOW });
+    expect(r.deleted.map((t) => t.tag)).toEqual(['old-1']);
+    const tags = (await new LocalStore(dir).tags()).map((t) => t.tag).sort();
+    expect(tags).toEqual(['image', 'keep-me', 'new', 'old-2']);
+    // old-1's two layers, its config and its manifest.
+    expect(r.prune!.deleted).toBe(4);
+    expect(blobCount(dir)).toBe(blobs - 4);
+    for (const tag of ['keep-me', 'new', 'old-2']) {
+      const v = await verifyCache(parseCacheSpec(`type=local,src=${dir},tag=${tag}`), {}, { deep: true });
+      await v.opened?.close();
+      expect(v.report.ok, tag).toBe(true);
+    }
+    const img = await verifyCache(parseCacheSpec(`type=local,src=${dir},tag=image`), {}, { deep: true });
+    await img.opened?.close();
+    expect(img.report.ok).toBe(true);
+  });
+
+  it('without --keep a manifest two expired tags name goes with both', async () => {
+    const dir = await layout();
+    const r = await gcRepository(parseCacheSpec(`type=local,src=${dir}`), {}, { olderThan: 30 * DAY, now: NOW });
+    expect(r.deleted.map((t) => t.tag)).toEqual(['keep-me', 'old-1', 'old-2']);
+    expect((await new LocalStore(dir).tags()).map((t) => t.tag).sort()).toEqual(['image', 'new']);
+  });
+
+  it('refuses other store types', async () => {
+    await expect(gcRepository(parseCacheSpec('type=gha,scope=x'))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+});

@@ -1,0 +1,85 @@
+// Caches on disk for the lifecycle tests: fixture copies that may be broken
+// on purpose, and synthetic graphs written as real local caches.
+import { cpSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { CacheGraph, type CacheNode } from '../../../src/cache/graph.js';
+import { exportGraph } from '../../../src/cache/operations.js';
+import type { BlobSource } from '../../../src/cache/transfer.js';
+import type { Descriptor } from '../../../src/oci/descriptor.js';
+import { BK } from '../../fixtures.js';
+import { tempDir } from '../../tmp.js';
+
+export const sha = (s: string) => 'sha256:' + createHash('sha256').update(s).digest('hex');
+
+/** A writable copy of a fixture layout. */
+export function fixtureCopy(name: string): string {
+  const dir = path.join(tempDir('bkcache-lc-'), name);
+  cpSync(path.join(BK, name), dir, { recursive: true });
+  return dir;
+}
+
+/** A layer whose content is `layer-<name>` repeated `repeat` times. */
+export function layer(name: string | number, repeat = 1): { desc: Descriptor; content: Buffer } {
+  const content = Buffer.from(`layer-${name}`.repeat(repeat));
+  const digest = 'sha256:' + createHash('sha256').update(content).digest('hex');
+  return {
+    content,
+    desc: {
+      mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+      digest,
+      size: content.length,
+      annotations: { 'containerd.io/uncompressed': sha(`diff-${name}`), 'buildkit/description': `RUN step ${name}` },
+    },
+  };
+}
+
+/** Blobs served from memory. */
+export class MemoryBlobs implements BlobSource {
+  readonly map = new Map<string, Buffer>();
+  add(l: { desc: Descriptor; content: Buffer }): Descriptor {
+    this.map.set(l.desc.digest, l.content);
+    return l.desc;
+  }
+  async fetch(d: Descriptor): Promise<Readable> {
+    const b = this.map.get(d.digest);
+    if (!b) throw new Error(`no blob ${d.digest}`);
+    return Readable.from([b]);
+  }
+}
+
+/**
+ * A chain of `steps` records (step i links from step i-1), each with a result
+ * of its own layer on top of the previous ones, created one hour apart
+ * starting at `start`; layer i is `size(i)` bytes.
+ */
+export function chainGraph(
+  steps: number,
+  opts: { start?: Date; size?: (i: number) => number; prefix?: string; graph?: CacheGraph; blobs?: MemoryBlobs } = {},
+): {
+  graph: CacheGraph;
+  nodes: CacheNode[];
+  blobs: MemoryBlobs;
+} {
+  const graph = opts.graph ?? new CacheGraph();
+  const blobs = opts.blobs ?? new MemoryBlobs();
+  const nodes: CacheNode[] = [];
+  const start = (opts.start ?? new Date('2026-01-01T00:00:00Z')).getTime();
+  const layers: Descriptor[] = [];
+  for (let i = 0; i < steps; i++) {
+    const n = graph.add(sha(`${opts.prefix ?? ''}step-${i}`)) as CacheNode;
+    if (i > 0) n.linkFrom(nodes[i - 1]!, 0);
+    const text = `${opts.prefix ?? ''}${i}`;
+    layers.push(blobs.add(layer(text, Math.max(1, Math.ceil((opts.size?.(i) ?? 10) / `layer-${text}`.length)))));
+    n.addResult(new Date(start + i * 3_600_000), [...layers]);
+    nodes.push(n);
+  }
+  return { graph, nodes, blobs };
+}
+
+/** Writes a graph as a local cache (image-manifest shape) and returns its spec string. */
+export async function writeLocal(graph: CacheGraph, blobs: BlobSource, dir = tempDir('bkcache-lc-'), tag = 'latest'): Promise<string> {
+  await exportGraph(graph, blobs, { type: 'local', attrs: { dest: dir, tag } });
+  return `type=local,src=${dir},tag=${tag}`;
+}
