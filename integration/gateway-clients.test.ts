@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BK } from '../test/fixtures.js';
 import { tempDir } from '../test/tmp.js';
 import { runJson } from './harness/cli.js';
-import { insecureHosts, startGateway, type GatewayProcess } from './harness/gateway.js';
+import { insecureHosts, startGateway, startGatewayFromConfig, type GatewayProcess } from './harness/gateway.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json';
@@ -30,10 +30,7 @@ beforeAll(async () => {
     path.join(dir, 'im.yaml'),
     insecureHosts(reg.host) + `gateway:\n  listen: tcp://127.0.0.1:0\n  upstream: ${reg.host}/ecr\n  imageManifestOnly: true\n`,
   );
-  const d = await import('./harness/daemon.js');
-  const proc = await d.startDaemon({ args: ['--config', path.join(dir, 'im.yaml')], env: { DOCKER_CONFIG: '/nonexistent-bkcache-docker-config' } });
-  const addr = String(proc.logs.find((l) => l.msg === 'listening')?.gateway).replace('tcp://', '');
-  gwIm = { d: proc, host: addr, url: `http://${addr}` };
+  gwIm = await startGatewayFromConfig(path.join(dir, 'im.yaml'));
 });
 
 afterAll(async () => {

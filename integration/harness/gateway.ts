@@ -30,3 +30,16 @@ export async function startGateway(opts: { upstream: string; args?: string[]; en
 export function insecureHosts(...hosts: string[]): string {
   return `registry:\n  hosts:\n${hosts.map((h) => `    "${h}": { insecure: true }\n`).join('')}`;
 }
+
+/** Starts a daemon from a config file (whose gateway section listens on tcp://127.0.0.1:0) and finds its gateway. */
+export async function startGatewayFromConfig(cfgFile: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const d = await startDaemon({ args: ['--config', cfgFile], env: { DOCKER_CONFIG: '/nonexistent-bkcache-docker-config', ...env } });
+  const addr = String(d.logs.find((l) => l.msg === 'listening')?.gateway ?? '');
+  if (!addr.startsWith('tcp://')) {
+    await d.stop('SIGKILL');
+    d.cleanup();
+    throw new Error(`the daemon logged no gateway address`);
+  }
+  const host = addr.slice('tcp://'.length);
+  return { d, host, url: `http://${host}` };
+}

@@ -84,6 +84,8 @@ export class GatewayAuth {
     private readonly sealer: Sealer,
     /** Gateway repository → the upstream resource name grants are matched against. */
     private readonly nameOf: (repo: string) => string,
+    /** Repositories a read of `repo` may fall back to (the global tier): pull there rides along in a narrowed token. */
+    private readonly fallbacks: (tenant: string, repo: string) => string[] = () => [],
     private readonly now: () => number = () => Math.floor(Date.now() / 1000),
   ) {}
 
@@ -157,6 +159,12 @@ export class GatewayAuth {
       }
       const actions = s.actions.filter((a) => allows(identity, a, name));
       if (actions.length) grants.push([name, actions]);
+      if (actions.includes('pull')) {
+        for (const f of this.fallbacks(identity.tenant, s.repo)) {
+          const fname = this.nameOf(f);
+          if (allows(identity, 'pull', fname)) grants.push([fname, ['pull']]);
+        }
+      }
     }
     // _catalog lists what the caller may pull: the catalog scope keeps the pull grants as patterns.
     if (scopes.catalog) for (const g of identity.grants) if (g.actions.has('pull')) grants.push([g.pattern.source, ['pull']]);

@@ -2,8 +2,8 @@
 // only if the upstream links it to R (distribution's per-repository links;
 // the embedded store keeps one blob directory per repository), or, for a
 // tenant-tier repository, if the global tier of the same cache holds it and
-// the caller may pull there: what a manifest that fell back to the global
-// tier names must be readable through the same repository.
+// the caller may pull there (GET only, see headBlob): what a manifest that
+// fell back to the global tier names must be readable through the same repository.
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pulling-blobs
 import { pipeline } from 'node:stream/promises';
 import { metered, type Call, type GatewayContext } from './context.js';
@@ -19,15 +19,14 @@ function readPlaces(ctx: GatewayContext, call: Call, repo: string): string[] {
 // RFC 9110 §14.1.2: one range, "first-" or "first-last". Anything else is ignored (a 200 of everything).
 const RANGE_RE = /^bytes=(\d{1,15})-(\d{0,15})$/;
 
+/**
+ * HEAD answers for the repository itself, never the global tier: pushers ask
+ * HEAD to decide what to upload, and a blob the repository lacks must be sent.
+ */
 export async function headBlob(ctx: GatewayContext, call: Call, repo: string, digest: string): Promise<void> {
-  for (const place of readPlaces(ctx, call, repo)) {
-    const size = await ctx.upstream.blobSize(place, digest, call.signal);
-    if (size !== undefined) {
-      call.send(200, { 'content-type': 'application/octet-stream', 'content-length': String(size), 'docker-content-digest': digest, 'accept-ranges': 'bytes' });
-      return;
-    }
-  }
-  throw new DistError('BLOB_UNKNOWN');
+  const size = await ctx.upstream.blobSize(repo, digest, call.signal);
+  if (size === undefined) throw new DistError('BLOB_UNKNOWN');
+  call.send(200, { 'content-type': 'application/octet-stream', 'content-length': String(size), 'docker-content-digest': digest, 'accept-ranges': 'bytes' });
 }
 
 export async function getBlob(ctx: GatewayContext, call: Call, repo: string, digest: string): Promise<void> {

@@ -23,27 +23,23 @@ function manifestHeaders(m: ManifestRead): Record<string, string> {
 
 export async function getManifest(ctx: GatewayContext, call: Call, repo: string, ref: string): Promise<void> {
   const accept = call.header('accept') ?? '';
+  const byTag = !isDigest(ref);
   let m = await ctx.upstream.getManifest(repo, ref, accept, call.signal);
   let answered: TierName | undefined;
-  const tier = isDigest(ref) ? undefined : tierOf(ctx.tiers, call.tenant, ctx.upstream, repo);
-  if (tier) {
-    const isCache = m !== undefined && cacheManifestOf(m.bytes) !== undefined;
-    if (m) {
-      answered = tier.tier;
-      if (isCache) ctx.metrics.cacheManifest(tier.tier, 'hit');
-    } else {
-      ctx.metrics.cacheManifest(tier.tier, 'miss');
-      if (tier.global !== undefined && ctx.auth.may(call.identity, 'pull', tier.global)) {
-        m = await ctx.upstream.getManifest(tier.global, ref, accept, call.signal);
-        if (m) {
-          answered = 'global';
-          ctx.metrics.cacheManifest('global', cacheManifestOf(m.bytes) ? 'hit' : 'miss');
-        } else ctx.metrics.cacheManifest('global', 'miss');
-      }
-    }
-  } else if (!isDigest(ref)) {
-    if (!m) ctx.metrics.cacheManifest('none', 'miss');
-    else if (cacheManifestOf(m.bytes)) ctx.metrics.cacheManifest('none', 'hit');
+  const tier = tierOf(ctx.tiers, call.tenant, ctx.upstream, repo);
+  // Hits and misses count cache lookups by tag: what a build's import asks first.
+  const note = (t: string, found: ManifestRead | undefined) => {
+    if (!byTag) return;
+    if (!found) ctx.metrics.cacheManifest(t, 'miss');
+    else if (cacheManifestOf(found.bytes)) ctx.metrics.cacheManifest(t, 'hit');
+  };
+  note(tier?.tier ?? 'none', m);
+  if (m) answered = tier?.tier;
+  else if (tier?.global !== undefined && ctx.auth.may(call.identity, 'pull', tier.global)) {
+    // A tenant-tier miss reads the global tier: by tag, and by digest for what a fallen-back tag named.
+    m = await ctx.upstream.getManifest(tier.global, ref, accept, call.signal);
+    note('global', m);
+    if (m) answered = 'global';
   }
   if (!m) throw new DistError('MANIFEST_UNKNOWN');
   const headers = manifestHeaders(m);

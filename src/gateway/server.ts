@@ -24,6 +24,7 @@ import { deleteManifest, getManifest, putManifest } from './manifests.js';
 import { GatewayMetrics } from './metrics.js';
 import { route, type Route } from './router.js';
 import { ephemeralSecret, Sealer } from './seal.js';
+import { tierOf } from './tiers.js';
 import { tokenEndpoint } from './token-endpoint.js';
 import { cancelUpload, patchUpload, putUpload, startUpload, uploadStatus } from './uploads.js';
 import { LocalUpstream } from './upstream/local.js';
@@ -134,7 +135,15 @@ export class Gateway {
       cfg,
       upstream,
       sealer,
-      auth: new GatewayAuth(deps.auth, sealer, (repo) => upstream.nameOf(repo)),
+      auth: new GatewayAuth(
+        deps.auth,
+        sealer,
+        (repo) => upstream.nameOf(repo),
+        (tenant, repo) => {
+          const g = tierOf(deps.auth.tiers, tenant, upstream, repo)?.global;
+          return g === undefined ? [] : [g];
+        },
+      ),
       log: deps.log,
       metrics: new GatewayMetrics(),
       tiers: deps.auth.tiers,
