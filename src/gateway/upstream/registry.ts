@@ -68,7 +68,9 @@ export class RegistryUpstream implements Upstream {
 
   async getManifest(repo: string, ref: string, accept: string, signal?: AbortSignal): Promise<ManifestRead | undefined> {
     const what = `GET manifest ${this.nameOf(repo)}`;
-    const res = await this.send({ method: 'GET', url: this.url(repo, 'manifests', ref), scopes: this.pull(repo), headers: { accept: accept || ACCEPT_ALL }, expect: [200, 404], what, signal });
+    // "*/*" (or nothing) means any type; distribution answers 404 for an OCI manifest unless its type is listed.
+    const wide = !accept || accept.split(',').some((a) => a.split(';')[0]!.trim() === '*/*');
+    const res = await this.send({ method: 'GET', url: this.url(repo, 'manifests', ref), scopes: this.pull(repo), headers: { accept: wide ? ACCEPT_ALL : accept }, expect: [200, 404], what, signal });
     if (res.status === 404) {
       await res.body.dump().catch(() => {});
       return undefined;
