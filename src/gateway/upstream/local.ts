@@ -57,7 +57,13 @@ export class LocalUpstream implements Upstream {
     const s = this.store(repo, true);
     const desc = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
     await s.push(desc, m.bytes);
-    if (!isDigest(ref)) await s.tag(desc, ref);
+    try {
+      if (!isDigest(ref)) await s.tag(desc, ref);
+    } catch (err) {
+      // tag() checks, under the index lock, that every blob the manifest reaches is here.
+      if (isNotFound(err)) throw new BkError('FAILED_PRECONDITION', (err as Error).message, { reason: 'manifest-blob-unknown' });
+      throw err;
+    }
   }
 
   async deleteManifest(): Promise<boolean> {
