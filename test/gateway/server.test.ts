@@ -45,7 +45,7 @@ async function req(p: string, init: RequestInit = {}): Promise<{ status: number;
 
 async function pushBlob(repo: string, data: Buffer): Promise<string> {
   const d = sha(data);
-  const r = await req(`/v2/${repo}/blobs/uploads/?digest=${d}`, { method: 'POST', body: data, headers: { 'content-type': 'application/octet-stream' } });
+  const r = await req(`/v2/${repo}/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(data), headers: { 'content-type': 'application/octet-stream' } });
   expect(r.status).toBe(201);
   return d;
 }
