@@ -108,10 +108,11 @@ describe('identity', () => {
       return { status: res.status, doc: (await res.json()) as { token?: string; access_token?: string; expires_in?: number } };
     };
     const scope = 'repository:cache/tenant-a/app:pull,push';
-    for (const form of [
+    const forms: Record<string, string>[] = [
       { grant_type: 'password', client_id: 'buildkit-client', username: 'ci', password: tok.a, scope, service: 'bkcache-gw' },
       { grant_type: 'refresh_token', client_id: 'buildkit-client', refresh_token: tok.a, scope, service: 'bkcache-gw' },
-    ]) {
+    ];
+    for (const form of forms) {
       const r = await post(form);
       expect(r.status).toBe(200);
       expect(r.doc.access_token).toBe(r.doc.token);
