@@ -1,5 +1,6 @@
 // `bkcache serve`: runs the gRPC sidecar until SIGTERM or SIGINT, then shuts
 // down gracefully (stop accepting, let calls finish within the grace period).
+import { applyGatewayFlags } from '../gateway/config.js';
 import { applyConfigFile, defaultConfig, isLogLevel } from '../server/config.js';
 import { Daemon } from '../server/server.js';
 import { tuneHeap } from '../server/tuning.js';
@@ -28,6 +29,10 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
   --tls-ca FILE          require client certificates signed by this CA (mTLS)
   --grace SECONDS        how long calls in flight may take after SIGTERM (default 30)
   --log-level LEVEL      debug, info, error or off (default info)
+  --gateway-addr ADDR    also serve the OCI distribution API (a registry gateway) on
+                         tcp://host:port or unix:///path (config: gateway.listen)
+  --gateway-upstream U   what the gateway stores into: HOST[:PORT][/PREFIX] of a registry,
+                         or local for the embedded store (config: gateway.upstream)
   --insecure-no-auth-tcp listen on tcp:// although no auth key is configured: every
                          caller then has the daemon's full access (config:
                          auth.allowUnauthenticatedTcp). Without auth (auth.hmacSecretFile
@@ -53,6 +58,8 @@ export const serve: Command = {
       grace: { type: 'string' },
       'log-level': { type: 'string' },
       'insecure-no-auth-tcp': { type: 'boolean' },
+      'gateway-addr': { type: 'string' },
+      'gateway-upstream': { type: 'string' },
     });
     if (values.help) {
       process.stdout.write(help);
@@ -76,6 +83,11 @@ export const serve: Command = {
       const g = Number(values.grace);
       if (!(g >= 0)) throw new UsageError(`invalid --grace ${values.grace}`);
       cfg.shutdownGraceMs = g * 1000;
+    }
+    try {
+      cfg.gateway = applyGatewayFlags(cfg.gateway, values['gateway-addr'], values['gateway-upstream']);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
     }
     if (values['insecure-no-auth-tcp']) cfg.auth = { ...cfg.auth, allowUnauthenticatedTcp: true };
     if (values['log-level']) {
