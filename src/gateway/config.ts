@@ -10,6 +10,7 @@
 //                                         # between daemons behind one load balancer
 import { invalidArgument } from '../errors.js';
 import { parseReferenceLoose } from '../oci/reference.js';
+import { parsePolicies, type RepositoryPolicy } from './policies/config.js';
 
 export interface GatewayConfig {
   /** tcp://HOST:PORT or unix:///path. */
@@ -20,6 +21,10 @@ export interface GatewayConfig {
   imageManifestOnly: boolean;
   /** Key material for sealed upload locations and gateway tokens (at least 32 bytes). */
   secretFile?: string;
+  /** Per repository pattern, first match wins: merge, repairOnRead, maxAge, maxSize (policies/config.ts). */
+  policies?: RepositoryPolicy[];
+  /** Label the policy counters of /metrics by repository too (bounded; off by default). */
+  metricsRepositoryLabel?: boolean;
 }
 
 export const LOCAL_UPSTREAM = 'local';
@@ -61,7 +66,7 @@ function str(v: unknown, where: string): string {
 /** Parses the `gateway:` mapping of a config file; `rel` resolves paths against the file. */
 export function parseGatewayConfig(v: unknown, rel: (p: string) => string): GatewayConfig {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw invalid('gateway must be a mapping');
-  const known = ['listen', 'upstream', 'tls', 'imageManifestOnly', 'secretFile'];
+  const known = ['listen', 'upstream', 'tls', 'imageManifestOnly', 'secretFile', 'policies', 'metricsRepositoryLabel'];
   for (const k of Object.keys(v)) if (!known.includes(k)) throw invalid(`gateway: unknown key ${JSON.stringify(k)} (known: ${known.join(', ')})`);
   const o = v as Obj;
   const out: GatewayConfig = { listen: str(o.listen, 'gateway.listen'), upstream: str(o.upstream, 'gateway.upstream'), imageManifestOnly: false };
@@ -76,6 +81,11 @@ export function parseGatewayConfig(v: unknown, rel: (p: string) => string): Gate
     out.imageManifestOnly = o.imageManifestOnly;
   }
   if (o.secretFile !== undefined) out.secretFile = rel(str(o.secretFile, 'gateway.secretFile'));
+  if (o.policies !== undefined) out.policies = parsePolicies(o.policies);
+  if (o.metricsRepositoryLabel !== undefined) {
+    if (typeof o.metricsRepositoryLabel !== 'boolean') throw invalid('gateway.metricsRepositoryLabel must be true or false');
+    out.metricsRepositoryLabel = o.metricsRepositoryLabel;
+  }
   return out;
 }
 

@@ -12,6 +12,8 @@ import { DEFAULT_MAX_MANIFEST_BYTES } from '../store/registry/manifests.js';
 import { cacheManifestOf, toImageManifest } from './cache-shape.js';
 import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
+import { afterPut, putTarget, readTag } from './policies/hooks.js';
+import { PolicyMetrics } from './policies/metrics.js';
 import { tierOf, type TierName } from './tiers.js';
 import type { ManifestRead } from './upstream/types.js';
 
@@ -24,7 +26,7 @@ function manifestHeaders(m: ManifestRead): Record<string, string> {
 export async function getManifest(ctx: GatewayContext, call: Call, repo: string, ref: string): Promise<void> {
   const accept = call.header('accept') ?? '';
   const byTag = !isDigest(ref);
-  let m = await ctx.upstream.getManifest(repo, ref, accept, call.signal);
+  let m = await readTag(ctx, call, repo, ref, accept);
   let answered: TierName | undefined;
   const tier = tierOf(ctx.tiers, call.tenant, ctx.upstream, repo);
   // Hits and misses count cache lookups by tag: what a build's import asks first.
@@ -32,6 +34,7 @@ export async function getManifest(ctx: GatewayContext, call: Call, repo: string,
     if (!byTag) return;
     if (!found) ctx.metrics.cacheManifest(t, 'miss');
     else if (cacheManifestOf(found.bytes)) ctx.metrics.cacheManifest(t, 'hit');
+    PolicyMetrics.lookup(call, !found ? 'miss' : cacheManifestOf(found.bytes) ? 'hit' : 'miss');
   };
   note(tier?.tier ?? 'none', m);
   if (m) answered = tier?.tier;
@@ -76,8 +79,9 @@ export async function putManifest(ctx: GatewayContext, call: Call, repo: string,
     }
   }
   // Pushed by digest and converted: stored under its own digest (the tag form is what caches use).
-  const target = isDigest(ref) ? stored.digest : ref;
+  const target = isDigest(ref) ? stored.digest : putTarget(ctx, repo, ref, digest, !!cache);
   await ctx.upstream.putManifest(repo, target, stored, call.signal);
+  await afterPut(ctx, call, repo, ref, target);
   // containerd checks that this is the digest of the bytes it sent, whatever was stored.
   call.send(201, { location: `/v2/${repo}/manifests/${digest}`, 'docker-content-digest': digest });
 }

@@ -3,6 +3,8 @@
 // tier and outcome, which tell how often the tenant tier misses and the
 // global tier catches it. Rendered into the daemon's own /metrics.
 
+import { PolicyMetrics } from './policies/metrics.js';
+
 type Counter = Map<string, number>;
 
 function key(labels: Record<string, string>): string {
@@ -20,6 +22,12 @@ export class GatewayMetrics {
   private readonly requests: Counter = new Map();
   private readonly bytes: Counter = new Map();
   private readonly cache: Counter = new Map();
+  /** Per-tenant cache use and policy work (policies/metrics.ts). */
+  readonly policy = new PolicyMetrics();
+
+  constructor(repositoryLabel = false) {
+    this.policy.repositoryLabel = repositoryLabel;
+  }
 
   request(route: string, method: string, status: number): void {
     inc(this.requests, { route, method, status: String(status) });
@@ -43,6 +51,6 @@ export class GatewayMetrics {
     counter('bkcache_gateway_requests_total', 'Registry gateway requests by route, method and HTTP status.', this.requests);
     counter('bkcache_gateway_bytes_total', 'Registry gateway body bytes received from and sent to clients.', this.bytes);
     counter('bkcache_gateway_cache_manifests_total', 'Cache manifest lookups by tag, by tier and result.', this.cache);
-    return out.join('\n') + '\n';
+    return out.join('\n') + '\n' + this.policy.render();
   }
 }

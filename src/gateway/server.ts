@@ -145,7 +145,7 @@ export class Gateway {
         },
       ),
       log: deps.log,
-      metrics: new GatewayMetrics(),
+      metrics: new GatewayMetrics(cfg.metricsRepositoryLabel),
       tiers: deps.auth.tiers,
     };
   }
@@ -178,6 +178,7 @@ export class Gateway {
     }
     const status = call.status || (err?.status ?? 0);
     this.ctx.metrics.request(call.route, call.method, status);
+    this.ctx.metrics.policy.observe(call, status);
     this.ctx.metrics.addBytes('received', call.bytesIn);
     this.ctx.metrics.addBytes('sent', call.bytesOut);
     const line: Record<string, unknown> = {
