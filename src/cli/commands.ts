@@ -11,6 +11,7 @@ import { formatRecordsTree, formatSummary, humanBytes } from './format.js';
 import { parseFlags } from './args.js';
 import { UsageError } from './usage-error.js';
 import { lifecycleCommands, picture } from './lifecycle.js';
+import { stats } from './stats.js';
 
 export interface Command {
   summary: string;
@@ -178,7 +179,7 @@ function printHelp(help: string): number {
   return 0;
 }
 
-export const commands: Record<string, Command> = { serve, inspect, copy, prune, health, token, ...lifecycleCommands };
+export const commands: Record<string, Command> = { serve, inspect, copy, prune, health, token, ...lifecycleCommands, stats };
 
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length)) + 2;
