@@ -34,7 +34,7 @@ export async function getManifest(ctx: GatewayContext, call: Call, repo: string,
     if (!byTag) return;
     if (!found) ctx.metrics.cacheManifest(t, 'miss');
     else if (cacheManifestOf(found.bytes)) ctx.metrics.cacheManifest(t, 'hit');
-    PolicyMetrics.lookup(call, !found ? 'miss' : cacheManifestOf(found.bytes) ? 'hit' : 'miss');
+    if (!found || cacheManifestOf(found.bytes)) PolicyMetrics.lookup(call, found ? 'hit' : 'miss');
   };
   note(tier?.tier ?? 'none', m);
   if (m) answered = tier?.tier;

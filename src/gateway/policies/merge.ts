@@ -21,6 +21,8 @@ import { bestEffortTag, shapeOf, writeGraph } from './write.js';
 
 /** Members read per merge at most: a family is bounded (memory, time) whatever the upstream lists. */
 export const MAX_MEMBERS = 512;
+/** Manifest and config bytes one merge holds at most (each is at most 16 MiB; BuildKit's own limit is 1 MiB). */
+export const MAX_FAMILY_BYTES = 64 << 20;
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 
 export interface MergeOutcome {
@@ -55,10 +57,17 @@ export async function mergeFamily(
   const store = new UpstreamRepoStore(ctx.upstream, repo);
   const cutoff = policy.maxAge !== undefined ? Date.now() - policy.maxAge : undefined;
   const members: FamilyMember[] = [];
+  let held = 0;
   const load = async (name: string, isBase: boolean) => {
     try {
       const desc = await store.resolve(name, { signal });
       const loaded = await loadCache(store, desc, { signal });
+      // Past the budget the rest are left out, in name order, the same way on every daemon.
+      held += desc.size + (loaded.config?.size ?? 0);
+      if (held > MAX_FAMILY_BYTES) {
+        ctx.log.info('gateway merge: family over the size budget; leaving out a member', { repository: repo, tag: name });
+        return;
+      }
       const graph = new CacheGraph();
       addToGraph(graph, loaded);
       // Wholly older than maxAge: trim would drop every record of it anyway.
