@@ -11,19 +11,17 @@ import { CacheGraph } from '../../cache/graph.js';
 import { addToGraph, loadCache } from '../../cache/import.js';
 import { expired, familyOf, mergeOrder, type FamilyMember } from '../../cache/lifecycle/family.js';
 import { planTrim } from '../../cache/lifecycle/trim.js';
-import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { cacheManifestOf } from '../cache-shape.js';
 import type { GatewayContext } from '../context.js';
 import type { ManifestRead } from '../upstream/types.js';
 import { trims, type RepositoryPolicy } from './config.js';
-import { UpstreamRepoStore } from './store.js';
+import { ACCEPT, UpstreamRepoStore } from './store.js';
 import { bestEffortTag, shapeOf, writeGraph } from './write.js';
 
 /** Members read per merge at most: a family is bounded (memory, time) whatever the upstream lists. */
 export const MAX_MEMBERS = 512;
 /** Manifest and config bytes one merge holds at most (each is at most 16 MiB; BuildKit's own limit is 1 MiB). */
 export const MAX_FAMILY_BYTES = 64 << 20;
-const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 
 export interface MergeOutcome {
   manifest: ManifestRead;
@@ -62,6 +60,8 @@ export async function mergeFamily(
     try {
       const desc = await store.resolve(name, { signal });
       const loaded = await loadCache(store, desc, { signal });
+      // Only caches join a family: an image under a member-like tag (its inline cache) does not.
+      if (loaded.kind === 'inline') return;
       // Past the budget the rest are left out, in name order, the same way on every daemon.
       held += desc.size + (loaded.config?.size ?? 0);
       if (held > MAX_FAMILY_BYTES) {

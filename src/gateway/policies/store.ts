@@ -12,7 +12,8 @@ import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import type { ContentStore, FetchOptions, PushResult } from '../../store/types.js';
 import type { Upstream } from '../upstream/types.js';
 
-const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
+/** Every manifest type, so no upstream down-converts what a merge or repair reads. */
+export const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 
 export class UpstreamRepoStore implements ContentStore {
   readonly location: string;
