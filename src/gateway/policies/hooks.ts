@@ -1,22 +1,24 @@
-// Where the policies meet the manifest handlers (manifests.ts calls these two
+// Where the policies meet the manifest handlers (manifests.ts calls these
 // hooks and nothing else): which tag a cache push lands on, and what a read
-// of a tag serves. Reads of one tag on one daemon share one merge at a time
-// (single flight), so a burst of pulls costs one merge; that merge is not
-// tied to the first caller's connection, so its going away fails no one else.
+// of a tag serves. Reads of one tag on one daemon that list the same members
+// share one merge (single flight), so a burst of pulls costs one merge, and a
+// read after a completed push never joins a merge that lacks that push (its
+// member list differs). The shared merge is not tied to the first caller's
+// connection, so that caller going away fails no one else.
 import { isDigest } from '../../oci/digest.js';
 import { memberTag } from '../../cache/lifecycle/family.js';
 import { cacheManifestOf } from '../cache-shape.js';
 import type { Call, GatewayContext } from '../context.js';
 import type { ManifestRead } from '../upstream/types.js';
 import { policyFor } from './config.js';
-import { mergeFamily, type MergeOutcome } from './merge.js';
+import { familyNames, mergeFamily, type MergeOutcome } from './merge.js';
 import { repairRead } from './repair.js';
 
 const inflight = new Map<string, Promise<MergeOutcome | 'empty' | undefined>>();
 
-function merged(ctx: GatewayContext, repo: string, tag: string, run: () => Promise<MergeOutcome | 'empty' | undefined>) {
-  // Keyed by the upstream name: two gateways in one process never share a merge across upstreams.
-  const key = `${ctx.upstream.nameOf(repo)}:${tag}`;
+function merged(ctx: GatewayContext, repo: string, tag: string, names: string[], run: () => Promise<MergeOutcome | 'empty' | undefined>) {
+  // Keyed by the upstream name (two gateways in one process never share a merge) and the members.
+  const key = `${ctx.upstream.nameOf(repo)}:${tag}:${names.join(',')}`;
   let p = inflight.get(key);
   if (!p) {
     p = run().finally(() => inflight.delete(key));
@@ -48,7 +50,8 @@ export async function readTag(ctx: GatewayContext, call: Call, repo: string, ref
   let m: ManifestRead | undefined;
   let fromMerge = false;
   if (policy.merge) {
-    const r = await merged(ctx, repo, ref, () => mergeFamily(ctx, repo, ref, policy));
+    const names = await familyNames(ctx, repo, ref, call.signal);
+    const r = names.length ? await merged(ctx, repo, ref, names, () => mergeFamily(ctx, repo, ref, policy, undefined, names)) : undefined;
     if (r === 'empty') return undefined;
     if (r) {
       ctx.metrics.policy.event(call, 'merge');

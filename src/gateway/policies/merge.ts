@@ -35,8 +35,13 @@ function unusable(err: unknown): boolean {
   return err instanceof BkError && ['NOT_FOUND', 'INVALID_ARGUMENT', 'DATA_LOSS', 'FAILED_PRECONDITION'].includes(err.code);
 }
 
+/** The member tags of `tag` the upstream lists now, sorted, at most MAX_MEMBERS. */
+export async function familyNames(ctx: GatewayContext, repo: string, tag: string, signal?: AbortSignal): Promise<string[]> {
+  return familyOf((await ctx.upstream.tags(repo, signal)) ?? [], tag).slice(0, MAX_MEMBERS);
+}
+
 /**
- * The merged cache of `tag`, written upstream; undefined when there is no
+ * The merged cache of `tag` (of the members `listed`, or listed now), written upstream; undefined when there is no
  * family to merge (no member tags) or when T holds something that is not a
  * cache (that passes through untouched), or when every result was trimmed.
  */
@@ -46,9 +51,9 @@ export async function mergeFamily(
   tag: string,
   policy: RepositoryPolicy,
   signal?: AbortSignal,
+  listed?: string[],
 ): Promise<MergeOutcome | 'empty' | undefined> {
-  const tags = (await ctx.upstream.tags(repo, signal)) ?? [];
-  const names = familyOf(tags, tag).slice(0, MAX_MEMBERS);
+  const names = listed ?? (await familyNames(ctx, repo, tag, signal));
   if (names.length === 0) return undefined;
   const base = await ctx.upstream.getManifest(repo, tag, ACCEPT, signal);
   if (base && !cacheManifestOf(base.bytes)) return undefined;
