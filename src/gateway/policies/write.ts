@@ -4,11 +4,10 @@
 // digest — pushCache's order, so nothing ever names what is missing. The
 // manifest is content-addressed, so any number of daemons writing the same
 // result write the same bytes: idempotent without coordination.
-import type { ExportResult } from '../../cache/operations.js';
 import { buildCacheManifest, type ShapeOptions } from '../../cache/export.js';
 import type { CacheGraph } from '../../cache/graph.js';
 import type { LoadedCache } from '../../cache/import.js';
-import { SourceBlobs } from '../../cache/operations.js';
+import { SourceBlobs, type ExportResult } from '../../cache/operations.js';
 import { pushCache } from '../../cache/transfer.js';
 import { MT } from '../../oci/media-types.js';
 import type { GatewayContext } from '../context.js';
