@@ -36,6 +36,11 @@ export class UpstreamRepoStore implements ContentStore {
       if (!m) throw notFound(`manifest ${desc.digest} not found in ${this.location}`);
       return Readable.from([m.bytes.subarray(opts.offset ?? 0)]);
     }
+    // A range from the end is unsatisfiable in HTTP (416); as a store read it is the empty rest.
+    if (opts.offset && opts.offset >= desc.size) {
+      if (!(await this.exists(desc, opts))) throw notFound(`blob ${desc.digest} not found in ${this.location}`);
+      return Readable.from([]);
+    }
     const range = opts.offset ? `bytes=${opts.offset}-` : undefined;
     const r = await this.upstream.getBlob(this.repo, desc.digest, range, opts.signal);
     if (r === undefined || r === 'range-invalid') throw notFound(`blob ${desc.digest} not found in ${this.location}`);
