@@ -95,6 +95,11 @@ export class CacheGraph {
     return this.sources++;
   }
 
+  /** Makes the next newSource() return at least `n` (hinted sources 0..n-1 exist); O(1) whatever `n` is. */
+  reserveSources(n: number): void {
+    if (n > this.sources) this.sources = n;
+  }
+
   /** Normalizes, then marshals to a config plus the descriptor of every layer blob. */
   marshal(): MarshalResult {
     return marshalGraph(this);

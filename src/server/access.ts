@@ -15,7 +15,7 @@ import { localName, refuseDaemonOnlyAttrs, specResource } from './auth/scope.js'
 import { expandTier, isTierSpec, type TierSettings } from './auth/tiers.js';
 import { bearerToken, TokenError, verifyToken, type VerifyKeys, type VerifyOptions } from './auth/token.js';
 import type { DaemonConfig } from './config.js';
-import { resolveSpec, type ServerContext } from './context.js';
+import { resolveSpec, type CallTracker, type ServerContext } from './context.js';
 import type { WireSpec } from '../api/proto.js';
 import { specFromWire } from '../api/wire.js';
 
@@ -55,24 +55,32 @@ function storeName(store: ContentStore, root: string): string | undefined {
 
 /** A call's verified caller. With auth off, `identity` is undefined and everything is allowed (refs are still audited). */
 export class Caller {
+  private readonly audit: AuditRecord;
+
   constructor(
     private readonly ctx: ServerContext,
     readonly identity: Identity | undefined,
-    private readonly audit: AuditRecord,
-  ) {}
+    private readonly t: CallTracker,
+  ) {
+    this.audit = t.audit;
+  }
 
   private check(spec: CacheSpec, action: Action, where: string): void {
+    const mode = action === 'push' ? 'export' : 'import';
+    // A local place the caller named is shown back to it as it wrote it (redact.ts).
+    const place = spec.type === 'local' ? spec.attrs[mode === 'import' ? 'src' : 'dest'] : undefined;
+    if (place) this.t.redact.named(place);
     if (!this.identity) {
       // Auth off: nothing to decide; name what we can for the log, and let the core report bad specs as before.
       try {
-        noteRef(this.audit, action, specResource(spec, this.ctx.cfg.root));
+        noteRef(this.audit, action, specResource(spec, this.ctx.cfg.root, mode));
       } catch {
         // the core rejects it with its own message
       }
       return;
     }
     refuseDaemonOnlyAttrs(spec);
-    const name = specResource(spec, this.ctx.cfg.root);
+    const name = specResource(spec, this.ctx.cfg.root, mode);
     noteRef(this.audit, action, name);
     if (!allows(this.identity, action, name)) {
       this.audit.denied = `${action} ${name}`;
@@ -119,6 +127,7 @@ export class Caller {
   contentDir(dir: string): string {
     const abs = path.resolve(this.ctx.cfg.root, dir);
     const name = localName(abs, this.ctx.cfg.root);
+    this.t.redact.named(abs);
     noteRef(this.audit, 'pull', name);
     if (this.identity && !allows(this.identity, 'pull', name)) {
       this.audit.denied = `pull ${name}`;
@@ -131,12 +140,30 @@ export class Caller {
     if (!this.identity) return true;
     try {
       refuseDaemonOnlyAttrs(spec);
-      const name = specResource(spec, this.ctx.cfg.root);
+      const name = specResource(spec, this.ctx.cfg.root, 'import');
       if (!allows(this.identity, 'pull', name)) return false;
       noteRef(this.audit, 'pull', name);
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * Called with the store an export or copy opened to write, before anything
+   * is written: the audit records the place actually written (`wrote`), and
+   * a store that is not the place the target spec was authorized as is
+   * refused. specResource and the backend read the same attribute, so this
+   * never fires unless they drift apart; it is the guard that they cannot
+   * drift silently.
+   */
+  confirmWrite(store: ContentStore, authorized: CacheSpec): void {
+    const wrote = storeName(store, this.ctx.cfg.root);
+    if (wrote !== undefined) this.audit.wrote = wrote;
+    const expected = specResource(authorized, this.ctx.cfg.root, 'export');
+    if (wrote !== expected) {
+      this.audit.denied = `push ${wrote ?? store.location} (authorized: ${expected})`;
+      throw new BkError('PERMISSION_DENIED', 'permission denied: the export target opened is not the place that was authorized', { reason: 'permission-denied' });
     }
   }
 
@@ -152,9 +179,10 @@ export class Caller {
  * The caller of a call, from its `authorization` metadata. Throws the one
  * UNAUTHENTICATED error; why a token failed goes to the audit record only.
  */
-export function authenticate(ctx: ServerContext, metadata: Metadata, audit: AuditRecord): Caller {
+export function authenticate(ctx: ServerContext, metadata: Metadata, t: CallTracker): Caller {
+  const audit = t.audit;
   const keys = ctx.auth.keys;
-  if (!keys) return new Caller(ctx, undefined, audit);
+  if (!keys) return new Caller(ctx, undefined, t);
   let identity: Identity;
   try {
     identity = verifyToken(bearerToken(metadata.get('authorization')), keys, ctx.auth.verify);
@@ -163,5 +191,5 @@ export function authenticate(ctx: ServerContext, metadata: Metadata, audit: Audi
     throw unauthenticated();
   }
   noteIdentity(audit, identity);
-  return new Caller(ctx, identity, audit);
+  return new Caller(ctx, identity, t);
 }
