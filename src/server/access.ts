@@ -10,6 +10,7 @@ import { BkError } from '../errors.js';
 import type { ContentStore } from '../store/types.js';
 import { noteIdentity, noteRef, type AuditRecord } from './auth/audit.js';
 import { loadVerifyKeys } from './auth/keys.js';
+import { checkMetadataSize } from './header-guard.js';
 import { allows, type Action, type Identity } from './auth/policy.js';
 import { localName, refuseDaemonOnlyAttrs, specResource } from './auth/scope.js';
 import { expandTier, isTierSpec, type TierSettings } from './auth/tiers.js';
@@ -180,6 +181,8 @@ export class Caller {
  * UNAUTHENTICATED error; why a token failed goes to the audit record only.
  */
 export function authenticate(ctx: ServerContext, metadata: Metadata, t: CallTracker): Caller {
+  // Before anything reads the metadata: an oversized header list is refused, typed, at once.
+  checkMetadataSize(metadata, ctx.cfg.limits.maxMetadataBytes);
   const audit = t.audit;
   const keys = ctx.auth.keys;
   if (!keys) return new Caller(ctx, undefined, t);

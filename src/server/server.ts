@@ -26,6 +26,7 @@ import { Metrics } from './metrics.js';
 import { cacheProto } from '../api/proto.js';
 import { Semaphore } from './semaphore.js';
 import { tuneHttp2 } from './tuning.js';
+import { guardHeaderBlocks } from './header-guard.js';
 
 export const SERVICE_NAME = 'bkcache.v1.CacheService';
 
@@ -107,6 +108,7 @@ export class Daemon {
         this.server.bindAsync(grpcTarget(a), this.credentials(a), (err, p) => (err ? reject(err) : resolve(p))),
       );
       tuneHttp2(this.server, 'bound');
+      guardHeaderBlocks(this.server, (why) => this.ctx.log.error('connection closed', { why }));
       if (a.kind === 'unix') this.sockets.push(a.path);
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }

@@ -1,0 +1,15 @@
+import http2 from 'node:http2';
+import net from 'node:net';
+const [,, sock, size] = process.argv;
+const s = http2.connect('http://localhost', { createConnection: () => net.connect(sock), maxSendHeaderBlockLength: 1e9 });
+s.on('remoteSettings', (st) => console.log('server settings', st));
+s.on('error', (e) => console.log('session error', e.code, e.message));
+s.on('goaway', (c) => console.log('goaway', c));
+const t0 = Date.now();
+const r = s.request({ ':method': 'POST', ':path': '/bkcache.v1.CacheService/Inspect', 'content-type': 'application/grpc', te: 'trailers', authorization: 'Bearer ' + 'a'.repeat(Number(size)) });
+r.on('frameError', (...a) => console.log('frameError', a)); r.on('response', (h) => console.log('response', h));
+r.on('trailers', (h) => console.log('trailers', h));
+r.on('error', (e) => console.log('stream error', e.code, e.message, Date.now() - t0));
+r.on('close', () => { console.log('closed rst', r.rstCode, Date.now() - t0); s.close(); });
+r.end(Buffer.from([0,0,0,0,0]));
+setTimeout(() => { console.log('timeout'); process.exit(0); }, 5000);

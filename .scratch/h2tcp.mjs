@@ -1,0 +1,12 @@
+import http2 from 'node:http2';
+const [,, port, size] = process.argv;
+const s = http2.connect('http://127.0.0.1:' + port, { maxSendHeaderBlockLength: 1e9 });
+s.on('error', (e) => console.log('session error', e.code));
+s.on('goaway', (c) => console.log('goaway', c));
+const t0 = Date.now();
+const r = s.request({ ':method': 'POST', ':path': '/x', authorization: 'a'.repeat(Number(size)) });
+r.on('response', (h) => console.log('response'));
+r.on('error', (e) => console.log('stream error', e.code, Date.now() - t0));
+r.on('close', () => { console.log('closed rst', r.rstCode, Date.now() - t0); s.close(); });
+r.end();
+setTimeout(() => { console.log('timeout'); process.exit(0); }, 3000);
