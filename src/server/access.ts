@@ -16,7 +16,8 @@ import { localName, refuseDaemonOnlyAttrs, specResource } from './auth/scope.js'
 import { expandTier, isTierSpec, type TierSettings } from './auth/tiers.js';
 import { bearerToken, TokenError, verifyToken, type VerifyKeys, type VerifyOptions } from './auth/token.js';
 import type { DaemonConfig } from './config.js';
-import { resolveSpec, type CallTracker, type ServerContext } from './context.js';
+import { resolveSpec, type ServerContext } from './context.js';
+import { Redactor } from './redact.js';
 import type { WireSpec } from '../api/proto.js';
 import { specFromWire } from '../api/wire.js';
 
@@ -56,21 +57,19 @@ function storeName(store: ContentStore, root: string): string | undefined {
 
 /** A call's verified caller. With auth off, `identity` is undefined and everything is allowed (refs are still audited). */
 export class Caller {
-  private readonly audit: AuditRecord;
-
   constructor(
     private readonly ctx: ServerContext,
     readonly identity: Identity | undefined,
-    private readonly t: CallTracker,
-  ) {
-    this.audit = t.audit;
-  }
+    private readonly audit: AuditRecord,
+    /** Learns the local places this call names, to show them back as the caller wrote them. */
+    private readonly redact: Redactor = new Redactor(ctx.cfg.root),
+  ) {}
 
   private check(spec: CacheSpec, action: Action, where: string): void {
     const mode = action === 'push' ? 'export' : 'import';
     // A local place the caller named is shown back to it as it wrote it (redact.ts).
     const place = spec.type === 'local' ? spec.attrs[mode === 'import' ? 'src' : 'dest'] : undefined;
-    if (place) this.t.redact.named(place);
+    if (place) this.redact.named(place);
     if (!this.identity) {
       // Auth off: nothing to decide; name what we can for the log, and let the core report bad specs as before.
       try {
@@ -128,7 +127,7 @@ export class Caller {
   contentDir(dir: string): string {
     const abs = path.resolve(this.ctx.cfg.root, dir);
     const name = localName(abs, this.ctx.cfg.root);
-    this.t.redact.named(abs);
+    this.redact.named(abs);
     noteRef(this.audit, 'pull', name);
     if (this.identity && !allows(this.identity, 'pull', name)) {
       this.audit.denied = `pull ${name}`;
@@ -180,12 +179,11 @@ export class Caller {
  * The caller of a call, from its `authorization` metadata. Throws the one
  * UNAUTHENTICATED error; why a token failed goes to the audit record only.
  */
-export function authenticate(ctx: ServerContext, metadata: Metadata, t: CallTracker): Caller {
+export function authenticate(ctx: ServerContext, metadata: Metadata, audit: AuditRecord, redact?: Redactor): Caller {
   // Before anything reads the metadata: an oversized header list is refused, typed, at once.
   checkMetadataSize(metadata, ctx.cfg.limits.maxMetadataBytes);
-  const audit = t.audit;
   const keys = ctx.auth.keys;
-  if (!keys) return new Caller(ctx, undefined, t);
+  if (!keys) return new Caller(ctx, undefined, audit, redact);
   let identity: Identity;
   try {
     identity = verifyToken(bearerToken(metadata.get('authorization')), keys, ctx.auth.verify);
@@ -194,5 +192,5 @@ export function authenticate(ctx: ServerContext, metadata: Metadata, t: CallTrac
     throw unauthenticated();
   }
   noteIdentity(audit, identity);
-  return new Caller(ctx, identity, t);
+  return new Caller(ctx, identity, audit, redact);
 }

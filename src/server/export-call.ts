@@ -82,7 +82,7 @@ class ExportSession {
     call.on('cancelled', () => this.stop(cancellation(call, 'export')));
     call.on('error', () => undefined);
     try {
-      this.caller = authenticate(ctx, call.metadata, this.tracker);
+      this.caller = authenticate(ctx, call.metadata, this.tracker.audit, this.tracker.redact);
     } catch (err) {
       this.fail(err);
     }

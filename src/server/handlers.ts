@@ -47,7 +47,7 @@ async function withCall<P, T>(
   call.on('cancelled', () => ac.abort(cancellation(call, method)));
   let release: (() => void) | undefined;
   try {
-    const caller = authenticate(ctx, call.metadata, t);
+    const caller = authenticate(ctx, call.metadata, t.audit, t.redact);
     const plan = authorize(caller, t);
     // Per tenant too: one tenant cannot hold every slot of the pool (server/semaphore.ts).
     release = await pool.acquire(ac.signal, caller.identity?.tenant);

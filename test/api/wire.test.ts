@@ -122,8 +122,8 @@ describe('graph over the wire', () => {
   });
 
   it('refuses graphs over the record limit with RESOURCE_EXHAUSTED', () => {
-    const a = new GraphAssembler({ maxRecords: 3, maxLinks: 10, maxLayersPerResult: 10, maxInputs: 10 });
-    const e = errOf(() => a.add({ records: [0, 1, 2, 3].map((id) => ({ id, digest: `sha256:${id}` })), links: [], results: [] }));
+    const a = new GraphAssembler({ maxRecords: 3, maxLinks: 10, maxLayersPerResult: 10, maxInputs: 10, maxGraphBytes: 1 << 20 });
+    const e = errOf(() => a.add({ records: [0, 1, 2, 3].map((id) => ({ id, digest: digestBytes(`r${id}`) })), links: [], results: [] }));
     expect(e.code).toBe('RESOURCE_EXHAUSTED');
   });
 });

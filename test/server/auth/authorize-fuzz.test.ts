@@ -82,8 +82,15 @@ function localReq(r: ReturnType<typeof rng>, key: 'src' | 'dest'): Req {
   const segs = Array.from({ length: r.int(0, 5) }, () => r.pick(SEGS));
   const base = r.pick(['', '/', `${ROOT}/`, '/nonexistent-bkcache-fuzz/srv/']);
   const p = base + segs.join('/') + (r.chance(0.1) ? '/' : '');
-  const attrs: Record<string, string> = p ? { [key]: p } : {};
-  return { wire: { spec: '', type: r.chance(0.9) ? 'local' : '', attrs }, model: { names: [refLocalName(p, ROOT)] } };
+  // Keys are case-insensitive, as in buildctl: DEST= is dest=.
+  const attrs: Record<string, string> = p ? { [r.chance(0.1) ? key.toUpperCase() : key]: p } : {};
+  const wire = { spec: '', type: r.chance(0.9) ? 'local' : '', attrs };
+  // The other place attribute (src= on a target, dest= on a source) is a usage error, never a second place.
+  if (r.chance(0.1)) {
+    attrs[key === 'src' ? 'dest' : 'src'] = r.pick(['', `${ROOT}/`, '/tmp/']) + r.pick(SEGS);
+    return { wire, model: { invalid: true } };
+  }
+  return { wire, model: { names: [refLocalName(p, ROOT)] } };
 }
 
 function tierReq(r: ReturnType<typeof rng>, tenant: string, mode: 'import' | 'export'): Req {
