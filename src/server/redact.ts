@@ -48,13 +48,14 @@ export class Redactor {
   /** Absolute places outside the root that the caller named itself (admin grants): shown as they are. */
   private readonly own = new Set<string>();
 
-  /** The root where it starts a path: "ROOT/" (dropped, leaving the root-relative rest) or ROOT alone. */
+  /** The root where it starts a path. */
   private readonly rootText?: RegExp;
 
   constructor(root: string) {
     this.root = path.resolve(root);
     const esc = this.root.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    if (this.root !== '/') this.rootText = new RegExp(`(?<![\\w.~\\-/])${esc}(?:/|(?![\\w.~\\-]))`, 'g');
+    // ROOT/… (the root-relative rest stays), ROOT alone, or ROOTsibling/… (another daemon path).
+    if (this.root !== '/') this.rootText = new RegExp(`(?<![\\w.~\\-/])${esc}(/|[^\\s'",;)\\]}>]+)?`, 'g');
   }
 
   /** Records a local place the call's specs named (already resolved to an absolute path). */
@@ -87,8 +88,12 @@ export class Redactor {
       return where.length ? `${what}: ${where.join(' -> ')}` : what;
     });
     // Paths under the root, literally (a root with spaces or commas in it is still found whole).
-    if (this.rootText) out = out.replace(this.rootText, (m) => (m.endsWith('/') ? '' : "the daemon's store"));
-    return out.replace(ABS_PATH, (p) => this.shown(p));
+    if (this.rootText) out = out.replace(this.rootText, (_m, rest?: string) => (rest === undefined ? "the daemon's store" : rest === '/' ? '' : '<daemon path>'));
+    // A path that ends a clause ("…/config.json: bad", "…/x.") keeps its punctuation outside.
+    return out.replace(ABS_PATH, (m) => {
+      const [, p, tail] = /^(.*?)([:.]*)$/.exec(m)!;
+      return this.shown(p!) + tail;
+    });
   }
 
   /**
