@@ -44,7 +44,7 @@ describe('cache specs', () => {
   });
 
   it('formats specs so that they parse back to the same attributes', () => {
-    for (const attrs of [{ dest: '/a,b' }, { dest: 'x"y' }, { tag: 'plain', dest: 'a\nb' }]) {
+    for (const attrs of [{ dest: '/a,b' }, { dest: 'x"y' }, { tag: 'plain', dest: 'a\nb' }] as Record<string, string>[]) {
       const spec = { type: 'local', attrs };
       expect(parseCacheSpec(formatCacheSpec(spec))).toEqual(spec);
     }
