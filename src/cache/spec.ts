@@ -12,8 +12,12 @@ export interface CacheSpec {
   attrs: Record<string, string>;
 }
 
+/** Longer than any real spec (buildctl's attributes, a path, a reference) by far; bounds what is parsed and echoed. */
+const MAX_SPEC_CHARS = 16 << 10;
+
 function bad(s: string, why: string) {
-  return invalidArgument(`invalid cache spec ${JSON.stringify(s)}: ${why}`, { reason: 'invalid-spec' });
+  const shown = s.length > 120 ? `${s.slice(0, 120)}…` : s;
+  return invalidArgument(`invalid cache spec ${JSON.stringify(shown)}: ${why}`, { reason: 'invalid-spec' });
 }
 
 /** Splits one CSV record as Go's encoding/csv reads it (no lazy quotes, comma separator). */
@@ -62,6 +66,7 @@ function setAttr(attrs: Record<string, string>, rawKey: string, value: string, s
 
 export function parseCacheSpec(s: string): CacheSpec {
   if (!s.trim()) throw invalidArgument('empty cache spec', { reason: 'invalid-spec' });
+  if (s.length > MAX_SPEC_CHARS) throw bad(s, `longer than ${MAX_SPEC_CHARS} characters`);
   // Like buildctl, a bare reference means a registry cache.
   if (!s.includes('=')) return { type: 'registry', attrs: { ref: s } };
   const attrs: Record<string, string> = {};
@@ -84,7 +89,10 @@ export function parseCacheSpec(s: string): CacheSpec {
 export function cacheSpecOf(type: string, given: Record<string, string>): CacheSpec {
   const attrs: Record<string, string> = {};
   const label = `type=${type}`;
+  let chars = type.length;
   for (const [k, v] of Object.entries(given)) {
+    chars += k.length + String(v).length + 2;
+    if (chars > MAX_SPEC_CHARS) throw bad(label, `longer than ${MAX_SPEC_CHARS} characters`);
     if (k.trim().toLowerCase() === 'type') throw bad(label, 'type is given among the attributes');
     setAttr(attrs, k, String(v), label);
   }

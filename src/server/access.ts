@@ -6,7 +6,7 @@
 import path from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import type { CacheSpec } from '../cache/spec.js';
-import { BkError } from '../errors.js';
+import { BkError, invalidArgument } from '../errors.js';
 import type { ContentStore } from '../store/types.js';
 import { noteIdentity, noteRef, type AuditRecord } from './auth/audit.js';
 import { loadVerifyKeys } from './auth/keys.js';
@@ -125,6 +125,8 @@ export class Caller {
    * path is what the export then reads, so the check and the read agree.
    */
   contentDir(dir: string): string {
+    // PATH_MAX: no directory is named by more, and the name is matched and echoed below.
+    if (dir.length > 4096) throw invalidArgument('content_store_dir is longer than 4096 characters', { reason: 'invalid-spec' });
     const abs = path.resolve(this.ctx.cfg.root, dir);
     const name = localName(abs, this.ctx.cfg.root);
     this.redact.named(abs);

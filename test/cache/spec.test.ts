@@ -56,3 +56,12 @@ describe('cache specs', () => {
     expect(() => cacheSpecOf('local', { type: 'registry' })).toThrow(/type is given among the attributes/);
   });
 });
+
+describe('spec size', () => {
+  it('refuses a spec longer than any real one, echoing only its start', () => {
+    const e = refused(`type=local,dest=${'a'.repeat(1 << 20)}`);
+    expect(e.message).toMatch(/longer than 16384 characters/);
+    expect(e.message.length).toBeLessThan(300);
+    expect(() => cacheSpecOf('local', { dest: 'a'.repeat(1 << 20) })).toThrow(/longer than 16384/);
+  });
+});
