@@ -85,6 +85,8 @@ export class CacheGraph {
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
     if (digest.startsWith('random:')) return new DiscardedRecord();
+    // A cache key is a digest, whoever built the graph (a solver, the wire, a parsed config).
+    parseDigest(digest);
     const node = new CacheNode(this, digest);
     this.nodes.push(node);
     return node;
