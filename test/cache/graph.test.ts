@@ -156,7 +156,7 @@ describe('properties over random graphs', () => {
 describe('record keys', () => {
   it('are digests whoever builds the graph; random: keys are dropped', () => {
     const g = new CacheGraph();
-    for (const bad of ['../../etc/passwd', 'sha256:short', '']) expect(() => g.add(bad), bad).toThrow(/invalid digest/);
+    for (const bad of ['../../etc/passwd', 'sha256:short', '']) expect(() => g.add(bad), bad).toThrow(/invalid (sha256 )?digest/);
     expect(g.add('random:abc').constructor.name).toBe('DiscardedRecord');
     expect(g.nodes).toHaveLength(0);
   });
