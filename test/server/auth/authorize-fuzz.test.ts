@@ -224,3 +224,20 @@ describe('authorization layer vs the reference model', () => {
     expect(new Caller(ctx, undefined, newAudit()).mayPullStore(stores.other)).toBe(true);
   });
 });
+
+describe('the place written is the place authorized', () => {
+  it('confirmWrite records the store opened and refuses one that is not the authorized place', async () => {
+    const grants = [{ pattern: 'local/cache/b/**', actions: ['pull', 'push'] }];
+    const audit = newAudit();
+    const caller = new Caller(ctx, { tenant: 'b', grants: grantsFromClaim(claim(grants)) }, audit);
+    const { spec } = caller.writeTarget({ spec: 'type=local,dest=cache/b/app', type: '', attrs: {} }, 'the export target');
+    caller.confirmWrite(new LocalStore(`${ROOT}/cache/b/app`), spec);
+    expect(audit.wrote).toBe('local/cache/b/app');
+    // A store elsewhere (were a backend ever to open another attribute than the one checked): refused before any write.
+    expect(() => caller.confirmWrite(new LocalStore(`${ROOT}/cache/a/app`), spec)).toThrow(/not the place that was authorized/);
+    expect(audit.denied).toBe('push local/cache/a/app (authorized: local/cache/b/app)');
+    const reg = new RegistryStore('reg.io/cache/b/app');
+    expect(() => caller.confirmWrite(reg, spec)).toThrow(/not the place that was authorized/);
+    await reg.close();
+  });
+});
