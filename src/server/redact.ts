@@ -15,6 +15,8 @@ const ERRNO_TEXT = /\b(E[A-Z0-9]{2,}): ([^,\n]+?), [a-z_]+(?: '([^'\n]*)')?(?: -
 /** An absolute path where it starts a token: after nothing, a space, a quote, '=', ':' or '('; never a URL's "//" or a path's inner '/'. */
 const ABS_PATH = /(?<![\w.~\-/])\/(?!\/)[^\s'",;)\]}>]*/g;
 
+const MAX_TEXT = 8192;
+
 /** Errno codes that are facts about the place, not daemon faults. */
 const ERRNO_CODES: Record<string, ErrorCode> = {
   ENOSPC: 'RESOURCE_EXHAUSTED',
@@ -82,6 +84,8 @@ export class Redactor {
   /** A message or result string, as the caller may see it. */
   text(s: string): string {
     if (!s) return s;
+    // Bounded work whatever the input: nothing sent is longer (status details are cut at 1 KiB).
+    if (s.length > MAX_TEXT) s = `${s.slice(0, MAX_TEXT)}…`;
     // Errno text first, while its quoted paths are still whole.
     let out = s.replace(ERRNO_TEXT, (_m, _code: string, what: string, p1?: string, p2?: string) => {
       const where = [p1, p2].filter((p): p is string => !!p).map((p) => this.shown(path.resolve(p)));
@@ -91,8 +95,9 @@ export class Redactor {
     if (this.rootText) out = out.replace(this.rootText, (_m, rest?: string) => (rest === undefined ? "the daemon's store" : rest === '/' ? '' : '<daemon path>'));
     // A path that ends a clause ("…/config.json: bad", "…/x.") keeps its punctuation outside.
     return out.replace(ABS_PATH, (m) => {
-      const [, p, tail] = /^(.*?)([:.]*)$/.exec(m)!;
-      return this.shown(p!) + tail;
+      let end = m.length;
+      while (end > 1 && (m[end - 1] === ':' || m[end - 1] === '.')) end--;
+      return this.shown(m.slice(0, end)) + m.slice(end);
     });
   }
 

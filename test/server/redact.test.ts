@@ -41,6 +41,12 @@ describe('Redactor', () => {
     expect([wrapped.code, wrapped.message]).toEqual(['FAILED_PRECONDITION', 'export failed: permission denied: <daemon path>']);
   });
 
+  it('bounds its work and output whatever the input', () => {
+    const r = new Redactor(ROOT);
+    expect(r.text(`/${'.'.repeat(1 << 20)}`).length).toBeLessThan(9000);
+    expect(r.text(`EACCES: ${'x'.repeat(1 << 20)}`).length).toBeLessThan(9000);
+  });
+
   it('leaves messages without paths as they are, to the byte', () => {
     const r = new Redactor(ROOT);
     const e = new BkError('PERMISSION_DENIED', 'permission denied: the token does not grant push on the export target', { reason: 'permission-denied' });
