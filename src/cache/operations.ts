@@ -230,6 +230,8 @@ export async function exportMarshalledTo(
 export interface CopyOptions extends Omit<TransferOptions, 'tag'> {
   /** Stores blobs may be mounted from (default: any); others are read and uploaded. */
   mayMountFrom?: (store: ContentStore) => boolean;
+  /** Sees the target store once it is opened, before anything is read or written; throwing stops the copy. */
+  onTarget?: (store: ContentStore) => void;
 }
 
 /**
@@ -243,12 +245,13 @@ export async function copyCache(
   ctx: BackendContext = {},
   opts: CopyOptions = {},
 ): Promise<ExportResult & { sources: { spec: string; summary: CacheSummary }[] }> {
-  const { mayMountFrom, ...transfer } = opts;
+  const { mayMountFrom, onTarget, ...transfer } = opts;
   // Opened first, so the target's options are validated before anything is read.
   const target = await openExport(to, ctx);
   let res: ExportResult;
   let sources: ImportedSource[];
   try {
+    onTarget?.(target.store);
     const merged = await importMerged(
       from.map((f) => (Array.isArray(f) ? f : [f])),
       ctx,

@@ -17,9 +17,9 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentStore } from '../store/types.js';
 import { authenticate, type Caller } from './access.js';
 import { ClientBlobs, inContentStore } from './client-blobs.js';
+import { idleError } from './idle.js';
 import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
-import { toStatus } from '../api/status.js';
 import { descriptorToWire, GraphAssembler, specLabel, statsToWire } from '../api/wire.js';
 
 type Call = ServerDuplexStream<WireExportRequest, WireExportResponse>;
@@ -51,6 +51,7 @@ class ExportSession {
   private pushing?: Promise<unknown>;
   private lastProgress = new Map<string, number>();
   private caller?: Caller;
+  private idleTimer?: NodeJS.Timeout;
   /** Other tiers of a tier target that the caller may pull: blobs found there are mounted, not asked for. */
   private mountFrom: CacheSpec[] = [];
   /** Stores opened for mounting, by digest they hold; closed with the session. */
@@ -65,9 +66,12 @@ class ExportSession {
     this.assembler = new GraphAssembler(ctx.cfg.limits);
     call.on('data', (m: WireExportRequest) => {
       call.pause();
+      this.busy();
       this.handle(m).then(
         () => {
-          if (this.state !== 'closed') call.resume();
+          if (this.state === 'closed') return;
+          call.resume();
+          this.waitForClient();
         },
         (err) => this.fail(err),
       );
@@ -78,10 +82,30 @@ class ExportSession {
     call.on('cancelled', () => this.stop(cancellation(call, 'export')));
     call.on('error', () => undefined);
     try {
-      this.caller = authenticate(ctx, call.metadata, this.tracker.audit);
+      this.caller = authenticate(ctx, call.metadata, this.tracker.audit, this.tracker.redact);
     } catch (err) {
       this.fail(err);
     }
+    this.waitForClient();
+  }
+
+  /**
+   * The daemon now waits for the client (its next message, before graph_done
+   * or for blobs still to come): the idle timer runs until a message
+   * arrives. Not while a message is handled, nor once every blob is in and
+   * the push is the daemon's own work.
+   */
+  private waitForClient(): void {
+    this.busy();
+    if (this.state === 'closed' || (this.state === 'blobs' && this.blobs?.allReceived)) return;
+    const ms = this.ctx.cfg.limits.idleTimeoutSeconds * 1000;
+    const waitingFor = this.state === 'start' ? 'start' : this.state === 'graph' ? 'the graph' : 'blobs';
+    this.idleTimer = setTimeout(() => this.fail(idleError(`export: the client sent nothing while the daemon waited for ${waitingFor}`, ms)), ms);
+  }
+
+  private busy(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   private async handle(m: WireExportRequest): Promise<void> {
@@ -104,10 +128,16 @@ class ExportSession {
     this.mountFrom = mountFrom;
     this.tracker.fields.target = specLabel(spec);
     // The slot is taken before anything is opened, so a queue of exports holds no resources.
-    const release = await this.ctx.exportSlots.acquire(this.ac.signal);
+    const release = await this.ctx.exportSlots.acquire(this.ac.signal, this.caller!.identity?.tenant);
     if (this.state === 'closed') return release();
     this.release = release;
     this.target = await openExport(spec, this.ctx.cfg.backend);
+    try {
+      this.caller!.confirmWrite(this.target.store, spec);
+    } catch (err) {
+      await this.target.store.close?.();
+      throw err;
+    }
     this.state = 'graph';
   }
 
@@ -220,10 +250,10 @@ class ExportSession {
       done: {
         manifest: done.manifest ? descriptorToWire(done.manifest) : null,
         config: done.config ? descriptorToWire(done.config) : null,
-        target: done.target,
+        target: this.tracker.redact.text(done.target),
         tag: done.tag,
         stats: done.stats ?? null,
-        warnings: done.warnings,
+        warnings: done.warnings.map((w) => this.tracker.redact.text(w)),
       },
     });
     this.state = 'closed';
@@ -240,7 +270,7 @@ class ExportSession {
     if (this.state === 'closed') return;
     const e = asBkError(err);
     this.stop(e);
-    if (!this.call.cancelled) this.call.emit('error', toStatus(e));
+    if (!this.call.cancelled) this.call.emit('error', this.tracker.status(e));
   }
 
   /** Stops all work: no manifest is written after this (pushCache checks the signal before it). */
@@ -272,6 +302,7 @@ class ExportSession {
 
   /** Frees the export slot once pushCache has settled, so the cap counts real work. */
   private cleanup(): void {
+    this.busy();
     const stores = this.mountStores.splice(0);
     const closeStores = () => void Promise.all(stores.map((s) => s.close?.())).catch(() => undefined);
     if (this.pushing) this.pushing.then(closeStores, closeStores);
