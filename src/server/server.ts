@@ -19,7 +19,7 @@ import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultList
 import type { DaemonConfig } from './config.js';
 import type { ServerContext } from './context.js';
 import { exportHandler } from './export-call.js';
-import { copyHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
+import { copyHandler, copyStreamHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
 import { HealthService, healthProto } from './health.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -71,6 +71,7 @@ export class Daemon {
       FetchBlob: fetchBlobHandler(this.ctx),
       Inspect: inspectHandler(this.ctx),
       Copy: copyHandler(this.ctx),
+      CopyStream: copyStreamHandler(this.ctx),
     });
     this.health.addTo(this.server);
     new ReflectionService({ ...def, ...healthProto().def }).addToServer(this.server);
