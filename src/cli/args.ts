@@ -3,7 +3,8 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError } from './usage-error.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+export type FlagOptions = NonNullable<ParseArgsConfig['options']>;
+type Options = FlagOptions;
 type WithHelp<T extends Options> = { args: string[]; options: T & { help: { type: 'boolean'; short: 'h' } }; strict: true; allowPositionals: false };
 
 export function parseFlags<T extends Options>(args: string[], options: T): ReturnType<typeof parseArgs<WithHelp<T>>> {

@@ -1,7 +1,7 @@
 // The CLI's commands. Each parses its flags, calls src/cache (or a daemon),
 // and prints. What a command needs beyond its flags is imported inside its
 // run(), so loading this list (for --help) loads no gRPC, HTTP or cache code.
-import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, parseFlags, parseFormat } from './args.js';
+import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, parseFlags, parseFormat, type FlagOptions } from './args.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
 import { serve } from './serve.js';
 import { token } from './token.js';
@@ -11,8 +11,21 @@ import { version as versionText } from './version.js';
 export interface Command {
   summary: string;
   help: string;
+  /** The flags run() parses; each must appear in `help` (test/cli/help.test.ts checks). */
+  flags?: FlagOptions;
   run(args: string[]): Promise<number>;
 }
+
+const INSPECT_FLAGS = { ...CLIENT_FLAGS, 'import-cache': { type: 'string', multiple: true }, format: { type: 'string' } } as const satisfies FlagOptions;
+const COPY_FLAGS = {
+  ...CLIENT_FLAGS,
+  'import-cache': { type: 'string', multiple: true },
+  'export-cache': { type: 'string' },
+  format: { type: 'string' },
+  progress: { type: 'string' },
+} as const satisfies FlagOptions;
+const HEALTH_FLAGS = { ...CLIENT_FLAGS, format: { type: 'string' } } as const satisfies FlagOptions;
+const VERSION_FLAGS = { format: { type: 'string' } } as const satisfies FlagOptions;
 
 /** The daemon to use: --addr, else $BKCACHE_ADDR; undefined means in this process. */
 function daemonAddr(flag: string | undefined): string | undefined {
@@ -21,6 +34,7 @@ function daemonAddr(flag: string | undefined): string | undefined {
 
 const inspect: Command = {
   summary: 'Show what a cache holds: its shape, manifest, config and records',
+  flags: INSPECT_FLAGS,
   help: `Usage: bkcache inspect --import-cache SPEC [--format json|text] [--addr ADDR] [TLS flags]
 
 Reads one cache and infers its shape: index, image-manifest or inline.
@@ -34,7 +48,7 @@ Reads one cache and infers its shape: index, image-manifest or inline.
 ${CLIENT_FLAGS_HELP}
 ${EXIT_CODES_HELP}`,
   async run(args) {
-    const { values } = parseFlags(args, { ...CLIENT_FLAGS, 'import-cache': { type: 'string', multiple: true }, format: { type: 'string' } });
+    const { values } = parseFlags(args, INSPECT_FLAGS);
     if (values.help) return printHelp(this.help);
     const from = values['import-cache'] ?? [];
     if (from.length === 0) throw new UsageError('inspect needs --import-cache');
@@ -64,6 +78,7 @@ ${EXIT_CODES_HELP}`,
 
 const copy: Command = {
   summary: 'Copy, convert or merge caches between local layouts and registries',
+  flags: COPY_FLAGS,
   help: `Usage: bkcache copy --import-cache SPEC [--import-cache SPEC ...] --export-cache SPEC
                     [--format json|text] [--progress MODE] [--addr ADDR] [TLS flags]
 
@@ -82,13 +97,7 @@ shapes, or between Docker and OCI media types, is this same command.
 ${CLIENT_FLAGS_HELP}
 ${EXIT_CODES_HELP}`,
   async run(args) {
-    const { values } = parseFlags(args, {
-      ...CLIENT_FLAGS,
-      'import-cache': { type: 'string', multiple: true },
-      'export-cache': { type: 'string' },
-      format: { type: 'string' },
-      progress: { type: 'string' },
-    });
+    const { values } = parseFlags(args, COPY_FLAGS);
     if (values.help) return printHelp(this.help);
     const from = values['import-cache'] ?? [];
     if (from.length === 0) throw new UsageError('copy needs at least one --import-cache');
@@ -152,6 +161,7 @@ has claimed; deletes the rest.
 
 const health: Command = {
   summary: "Check a running daemon's health (grpc.health.v1)",
+  flags: HEALTH_FLAGS,
   help: `Usage: bkcache health [--addr ADDR] [TLS flags] [--format json|text]
 
 Exits 0 when the daemon answers SERVING, 1 otherwise. Used by the container
@@ -160,7 +170,7 @@ HEALTHCHECK. ADDR defaults to $BKCACHE_ADDR, else the default socket.
 ${CLIENT_FLAGS_HELP}  --format json|text    json prints {"status":"SERVING"}
 `,
   async run(args) {
-    const { values } = parseFlags(args, { ...CLIENT_FLAGS, format: { type: 'string' } });
+    const { values } = parseFlags(args, HEALTH_FLAGS);
     if (values.help) return printHelp(this.help);
     const format = parseFormat(values.format);
     const [{ connectFromFlags }, { defaultClientAddress }] = await Promise.all([import('./remote.js'), import('../api/address.js')]);
@@ -177,12 +187,13 @@ ${CLIENT_FLAGS_HELP}  --format json|text    json prints {"status":"SERVING"}
 
 const version: Command = {
   summary: "Print bkcache's version (also: bkcache --version)",
+  flags: VERSION_FLAGS,
   help: `Usage: bkcache version [--format json|text]
 
   --format json|text    json prints {"version","node"}
 `,
   async run(args) {
-    const { values } = parseFlags(args, { format: { type: 'string' } });
+    const { values } = parseFlags(args, VERSION_FLAGS);
     if (values.help) return printHelp(this.help);
     const v = versionText();
     process.stdout.write(parseFormat(values.format) === 'json' ? JSON.stringify({ version: v, node: process.version }) + '\n' : `bkcache ${v}\n`);

@@ -3,22 +3,13 @@
 import { applyConfigFile, defaultConfig, isLogLevel } from '../server/config.js';
 import { Daemon } from '../server/server.js';
 import { tuneHeap } from '../server/tuning.js';
+import { groupId, parseSocketMode } from '../api/address.js';
 import { parseFlags } from './args.js';
+import { SERVE_FLAGS } from './serve.js';
 import { UsageError } from './usage-error.js';
 
 export async function runServe(args: string[], help: string): Promise<number> {
-  const { values } = parseFlags(args, {
-    addr: { type: 'string', multiple: true },
-    config: { type: 'string' },
-    root: { type: 'string' },
-    'metrics-addr': { type: 'string' },
-    'tls-cert': { type: 'string' },
-    'tls-key': { type: 'string' },
-    'tls-ca': { type: 'string' },
-    grace: { type: 'string' },
-    'log-level': { type: 'string' },
-    'insecure-no-auth-tcp': { type: 'boolean' },
-  });
+  const { values } = parseFlags(args, SERVE_FLAGS);
   if (values.help) {
     process.stdout.write(help);
     return 0;
@@ -41,6 +32,17 @@ export async function runServe(args: string[], help: string): Promise<number> {
     const g = Number(values.grace);
     if (!(g >= 0)) throw new UsageError(`invalid --grace ${values.grace}`);
     cfg.shutdownGraceMs = g * 1000;
+  }
+  if (values['socket-mode'] !== undefined || values['socket-group'] !== undefined) {
+    try {
+      cfg.socket = {
+        mode: values['socket-mode'] !== undefined ? parseSocketMode(values['socket-mode']) : undefined,
+        group: values['socket-group'],
+      };
+      if (cfg.socket.group !== undefined) groupId(cfg.socket.group);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
   }
   if (values['insecure-no-auth-tcp']) cfg.auth = { ...cfg.auth, allowUnauthenticatedTcp: true };
   if (values['log-level']) {

@@ -1,5 +1,6 @@
 // `bkcache serve`: runs the gRPC sidecar until SIGTERM or SIGINT, then shuts
 // down gracefully (stop accepting, let calls finish within the grace period).
+import type { FlagOptions } from './args.js';
 import type { Command } from './commands.js';
 
 const help = `Usage: bkcache serve [--addr ADDR ...] [--config FILE] [--root DIR] [--metrics-addr HOST:PORT]
@@ -17,6 +18,10 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
   --root DIR             the embedded default store (an OCI layout directory) used by
                          specs without a place (type=local with no src/dest).
                          Default: ~/.local/share/bkcache/store
+  --socket-mode MODE     permissions of unix sockets, octal (e.g. 0660): connecting needs
+                         write permission. Default: the umask's (owner only, usually)
+  --socket-group GROUP   group of unix sockets (a name or gid), so a solver running as
+                         another user in that group can connect (with --socket-mode 0660)
   --metrics-addr H:P     serve Prometheus metrics on http://H:P/metrics
   --tls-cert FILE        TLS certificate for tcp:// listeners (with --tls-key)
   --tls-key FILE
@@ -33,9 +38,25 @@ Environment: BKCACHE_HEAP_GROWING_PERCENT sets V8's heap growing factor for
 the daemon (default 300, 0 leaves V8's own; see src/server/tuning.ts).
 `;
 
+export const SERVE_FLAGS = {
+  addr: { type: 'string', multiple: true },
+  config: { type: 'string' },
+  root: { type: 'string' },
+  'metrics-addr': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  grace: { type: 'string' },
+  'log-level': { type: 'string' },
+  'insecure-no-auth-tcp': { type: 'boolean' },
+  'socket-mode': { type: 'string' },
+  'socket-group': { type: 'string' },
+} as const satisfies FlagOptions;
+
 export const serve: Command = {
   summary: 'Run the gRPC sidecar daemon',
   help,
+  flags: SERVE_FLAGS,
   async run(args: string[]): Promise<number> {
     // Loaded only when run: the daemon code is not needed for --help.
     const { runServe } = await import('./serve-run.js');

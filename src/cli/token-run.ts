@@ -8,6 +8,7 @@ import { ACTIONS, parsePattern, patternsOverlap, type Action, type Pattern } fro
 import { templatePattern, templatesFor } from '../server/auth/tiers.js';
 import { signToken, TENANT_RE, type AccessClaim, type Claims } from '../server/auth/token.js';
 import { parseFlags } from './args.js';
+import { TOKEN_FLAGS } from './token.js';
 import { UsageError } from './usage-error.js';
 
 function duration(s: string, flag: string): number {
@@ -31,18 +32,7 @@ function accessFlag(v: string): AccessClaim {
 }
 
 export async function runToken(args: string[], help: string): Promise<number> {
-  const { values } = parseFlags(args, {
-    config: { type: 'string' },
-    sub: { type: 'string' },
-    access: { type: 'string', multiple: true },
-    admin: { type: 'boolean' },
-    ttl: { type: 'string' },
-    'not-before': { type: 'string' },
-    audience: { type: 'string' },
-    alg: { type: 'string' },
-    id: { type: 'string' },
-    format: { type: 'string' },
-  });
+  const { values } = parseFlags(args, TOKEN_FLAGS);
   if (values.help) {
     process.stdout.write(help);
     return 0;

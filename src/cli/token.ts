@@ -1,6 +1,7 @@
 // `bkcache token`: mints a bearer token for `bkcache serve`, signed with the
 // key in the daemon's config (auth.privateKeyFile, else auth.hmacSecretFile).
 // For operators: whoever can read that key can mint any token, admin included.
+import type { FlagOptions } from './args.js';
 import type { Command } from './commands.js';
 
 const help = `Usage: bkcache token --config FILE --sub TENANT [--access PATTERN=ACTIONS ...] [--admin]
@@ -30,9 +31,23 @@ read it from $BKCACHE_TOKEN.
   --format text|json   json prints {"token":…,"claims":…}
 `;
 
+export const TOKEN_FLAGS = {
+  config: { type: 'string' },
+  sub: { type: 'string' },
+  access: { type: 'string', multiple: true },
+  admin: { type: 'boolean' },
+  ttl: { type: 'string' },
+  'not-before': { type: 'string' },
+  audience: { type: 'string' },
+  alg: { type: 'string' },
+  id: { type: 'string' },
+  format: { type: 'string' },
+} as const satisfies FlagOptions;
+
 export const token: Command = {
   summary: 'Mint a bearer token for a daemon with auth on (operators)',
   help,
+  flags: TOKEN_FLAGS,
   async run(args: string[]): Promise<number> {
     // Loaded only when run: the signing code is not needed for --help.
     const { runToken } = await import('./token-run.js');

@@ -13,7 +13,9 @@ function lastError(message: string): string {
 }
 
 function tlsReason(detail: string): string | undefined {
-  if (/self[- ]signed|unable to (get|verify)|certificate|wrong version number|handshake|SSL|TLS|ERR_TLS|altnames/i.test(detail)) return detail.replace(/^Error: /, '');
+  if (/self[- ]signed|unable to (get|verify)|certificate|wrong version number|handshake|SSL|TLS|ERR_TLS|altnames/i.test(detail)) {
+    return detail.replace(/^Error( \[[A-Z_]+\])?: /, '').replace(/[\s:]+$/, '');
+  }
   return undefined;
 }
 

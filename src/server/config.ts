@@ -33,6 +33,7 @@ import { defaultAuthSettings, type AuthSettings } from './auth/keys.js';
 import { checkTemplate, type TierSettings, type TierTemplates } from './auth/tiers.js';
 import { TENANT_RE } from './auth/token.js';
 import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from '../api/wire.js';
+import type { SocketAccess } from '../api/address.js';
 
 export interface TlsFiles {
   cert: string;
@@ -59,6 +60,8 @@ export const isLogLevel = (v: string): v is LogLevel => (LOG_LEVELS as readonly 
 export interface DaemonConfig {
   /** Empty: the default unix socket. */
   listen: string[];
+  /** Mode and group of unix sockets (bkcache serve --socket-mode, --socket-group). */
+  socket?: SocketAccess;
   root: string;
   metricsAddr?: string;
   tls?: TlsFiles;

@@ -15,7 +15,7 @@ import { algForKey } from './auth/token.js';
 import type http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from '../api/address.js';
+import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, setSocketAccess, type ListenAddress } from '../api/address.js';
 import type { DaemonConfig } from './config.js';
 import type { ServerContext } from './context.js';
 import { exportHandler } from './export-call.js';
@@ -100,7 +100,10 @@ export class Daemon {
         this.server.bindAsync(grpcTarget(a), this.credentials(a), (err, p) => (err ? reject(err) : resolve(p))),
       );
       tuneHttp2(this.server, 'bound');
-      if (a.kind === 'unix') this.sockets.push(a.path);
+      if (a.kind === 'unix') {
+        this.sockets.push(a.path);
+        await setSocketAccess(a.path, this.cfg.socket);
+      }
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }
     if (this.cfg.metricsAddr) {
