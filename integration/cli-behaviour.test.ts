@@ -3,7 +3,7 @@
 // grpc-js's), JSON errors, and the documented exit codes, all against real
 // daemon and registry processes.
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BK } from '../test/fixtures.js';
@@ -180,6 +180,21 @@ describe('bad input is refused with a suggestion, in process and in the daemon',
     expect(r.stderr).toContain(`${dir} is not an OCI layout (it has no index.json)`);
   });
 
+  it('a digest mismatch names the source cache and the blob (exit 1)', async () => {
+    const dir = tempDir('bkcache-cli-corrupt-');
+    cpSync(path.join(BK, 'local-index-max'), dir, { recursive: true });
+    const blobs = path.join(dir, 'blobs', 'sha256');
+    const victim = readdirSync(blobs).sort((a, b) => statSync(path.join(blobs, b)).size - statSync(path.join(blobs, a)).size)[0]!;
+    const file = path.join(blobs, victim);
+    chmodSync(file, 0o644);
+    const bytes = readFileSync(file);
+    bytes[100] ^= 0xff;
+    writeFileSync(file, bytes);
+    const r = await runCli(['copy', '--import-cache', `type=local,src=${dir}`, '--export-cache', `type=local,dest=${tempDir('bkcache-cli-')}`, '--progress', 'quiet']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`bkcache: error: local:${dir}: blob sha256:${victim}: digest mismatch: expected sha256:${victim}, got sha256:`);
+  });
+
   it('a misspelled command gets a suggestion', async () => {
     const r = await runCli(['inspct']);
     expect(r.code).toBe(2);
@@ -292,5 +307,25 @@ describe('formats, versions and exit codes', () => {
       env: { DOCKER_CONFIG: '/nonexistent-bkcache-docker-config' },
     });
     expect(denied.code, denied.stderr).toBe(4);
+  });
+});
+
+describe('lazy loading (the timing is in npm run bench; this checks what loads)', () => {
+  /** The gRPC, protobuf, HTTP and YAML modules a CLI run loaded. */
+  async function heavyModules(args: string[]): Promise<number> {
+    const dir = tempDir('bkcache-cli-preload-');
+    const preload = path.join(dir, 'preload.cjs');
+    writeFileSync(
+      preload,
+      "process.on('exit', () => process.stderr.write('HEAVY ' + Object.keys(require.cache).filter((k) => /node_modules\\/(undici|@grpc|protobufjs|yaml)\\//.test(k)).length + '\\n'));\n",
+    );
+    const r = await runCli(args, { env: { NODE_OPTIONS: `--require ${preload}`, BKCACHE_ADDR: '' } });
+    return Number(/HEAVY (\d+)/.exec(r.stderr)![1]);
+  }
+
+  it('--help and inspect of a local cache load none of them; a daemon call does', async () => {
+    expect(await heavyModules(['--help'])).toBe(0);
+    expect(await heavyModules(['inspect', '--import-cache', SRC])).toBe(0);
+    expect(await heavyModules(['health', '--addr', 'unix:///nonexistent/x.sock'])).toBeGreaterThan(0);
   });
 });
