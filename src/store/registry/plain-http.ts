@@ -9,7 +9,8 @@ import { BkError } from '../../errors.js';
 
 /** localhost, 127.0.0.0/8 or ::1, with or without a port ("127.0.0.1:5000", "[::1]:5000"). */
 export function isLoopbackHost(host: string): boolean {
-  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  // "[v6]:port", a bare v6 address (more than one colon), or "name:port".
+  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':').length > 2 ? host : host.replace(/:\d+$/, '');
   if (name === 'localhost' || name === '::1') return true;
   const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(name);
   return !!m && m.slice(1).every((o) => Number(o) <= 255);
