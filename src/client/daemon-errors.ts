@@ -25,7 +25,16 @@ function tlsReason(detail: string): string | undefined {
  * they are.
  */
 export function describeDaemonError(err: BkError, address: string): BkError {
-  if (err.code !== 'UNAVAILABLE' || !/No connection established|daemon connection failed|Failed to connect|connect E|getaddrinfo|Connection dropped/i.test(err.message)) {
+  const wrapAs = (code: BkError['code'], message: string) => new BkError(code, message, { cause: err, reason: err.reason });
+  if (err.code === 'DEADLINE_EXCEEDED' && /^Deadline exceeded/i.test(err.message)) {
+    return wrapAs('DEADLINE_EXCEEDED', `the daemon at ${address} did not finish before the deadline`);
+  }
+  const big = /^Received message larger than max \((\d+) vs\.? (\d+)\)/.exec(err.message);
+  if (err.code === 'RESOURCE_EXHAUSTED' && big) {
+    return wrapAs('RESOURCE_EXHAUSTED', `the daemon's answer (${big[1]} bytes) is larger than this client accepts (${big[2]} bytes: connect's maxReceiveBytes)`);
+  }
+  // Only grpc-js's and node:http2's own connection texts: a registry outage the daemon reports ("connect ECONNREFUSED …") is not ours to reword.
+  if (err.code !== 'UNAVAILABLE' || !/^(No connection established|daemon connection failed|Failed to connect|Connection dropped)/i.test(err.message)) {
     return err;
   }
   const detail = lastError(err.message);
