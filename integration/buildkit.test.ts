@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../src/client/index.js';
 import { runJson } from './harness/cli.js';
 import { startDaemon, type DaemonProcess } from './harness/daemon.js';
-import { assertAllCached, buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { allCached, assertAllCached, buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 const MANIFEST_ACCEPT = [
@@ -86,9 +86,12 @@ describe('a real BuildKit (dockerd 20.10) consumes the caches bkcache writes', (
   it('without a cache, a pruned builder runs every step (the control)', async () => {
     await inlineImage('control');
     await dockerd.pruneBuilderCache();
-    const steps = buildSteps(await dockerd.build(context('control')));
+    const progress = await dockerd.build(context('control'));
+    const steps = buildSteps(progress);
     expect(steps.length).toBe(3);
     expect(steps.some((s) => s.cached)).toBe(false);
+    expect(allCached(progress)).toBe(false);
+    expect(() => assertAllCached(progress)).toThrow(/these ran: \[2\/4\] RUN echo control/);
   }, 300_000);
 
   for (const oci of [true, false]) {

@@ -89,6 +89,12 @@ export function buildSteps(progress: string): BuildStep[] {
   return [...steps.values()];
 }
 
+/** Whether the build had steps and every one was CACHED. */
+export function allCached(progress: string): boolean {
+  const steps = buildSteps(progress);
+  return steps.length > 0 && steps.every((s) => s.cached);
+}
+
 /** Throws, listing the steps that ran, unless the build had steps and every one was CACHED. */
 export function assertAllCached(progress: string): BuildStep[] {
   const steps = buildSteps(progress);

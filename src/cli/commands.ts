@@ -113,7 +113,8 @@ ${EXIT_CODES_HELP}`,
     try {
       if (addr) {
         const { remoteCopy, connectFromFlags } = await import('./remote.js');
-        res = await remoteCopy(connectFromFlags(addr, values), sources, target, progress.onEvent);
+        // Quiet needs no events: the plain Copy call then.
+        res = await remoteCopy(connectFromFlags(addr, values), sources, target, progress.mode === 'quiet' ? undefined : progress.onEvent);
       } else {
         const { copyCache } = await import('../cache/operations.js');
         res = await copyCache(sources, target, {}, { onProgress: progress.onEvent });
