@@ -36,7 +36,7 @@ export function absolutizeLocal(spec: Spec, cwd = process.cwd()): CacheSpec {
   return s;
 }
 
-/** inspectCache over the daemon. `loaded` holds one part rebuilt from the graph (one per cache, also for inline). */
+/** inspectCache over the daemon (closes `client`). `loaded` holds one part rebuilt from the graph (one per cache, also for inline). */
 export async function remoteInspect(client: CacheClient, spec: Spec): Promise<{ summary: CacheSummary; loaded: LoadedCache }> {
   try {
     const res = await client.inspect(absolutizeLocal(spec), { includeGraph: true });
@@ -57,7 +57,7 @@ export async function remoteInspect(client: CacheClient, spec: Spec): Promise<{ 
   }
 }
 
-/** copyCache over the daemon: every source merged into one graph, exported to `to`. */
+/** copyCache over the daemon (closes `client`): every source merged into one graph, exported to `to`; progress events as they come. */
 export async function remoteCopy(
   client: CacheClient,
   from: Spec[],
