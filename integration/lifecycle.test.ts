@@ -89,7 +89,7 @@ describe('verify and repair on a registry', () => {
     await deleteBlob('verify/lost', victim);
 
     const broken = await runCli(['verify', '--format', 'json', '--import-cache', ref('verify/lost:latest')]);
-    expect(broken.code).toBe(1);
+    expect(broken.code).toBe(5);
     expect(JSON.parse(broken.stdout)).toMatchObject({ ok: false, missing: [victim], brokenRecords: 1 });
 
     const repaired = await runCli(['verify', '--repair', '--import-cache', ref('verify/lost:latest'), '--export-cache', ref('verify/lost:latest')]);

@@ -38,6 +38,7 @@ import { checkTemplate, type TierSettings, type TierTemplates } from './auth/tie
 import { TENANT_RE } from './auth/token.js';
 import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from '../api/wire.js';
 import { MAX_METADATA_BYTES } from '../store/content.js';
+import type { SocketAccess } from '../api/address.js';
 
 export interface TlsFiles {
   cert: string;
@@ -86,6 +87,8 @@ export const isLogLevel = (v: string): v is LogLevel => (LOG_LEVELS as readonly 
 export interface DaemonConfig {
   /** Empty: the default unix socket. */
   listen: string[];
+  /** Mode and group of unix sockets (bkcache serve --socket-mode, --socket-group). */
+  socket?: SocketAccess;
   root: string;
   metricsAddr?: string;
   tls?: TlsFiles;

@@ -19,7 +19,8 @@ import { authenticate, type Caller } from './access.js';
 import { ClientBlobs, inContentStore } from './client-blobs.js';
 import { idleError } from './idle.js';
 import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
-import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
+import type { WireExportRequest, WireExportResponse } from '../api/proto.js';
+import { ProgressToWire } from '../api/progress.js';
 import { descriptorToWire, GraphAssembler, specLabel, statsToWire } from '../api/wire.js';
 
 type Call = ServerDuplexStream<WireExportRequest, WireExportResponse>;
@@ -49,7 +50,7 @@ class ExportSession {
   private blobs?: ClientBlobs;
   private release?: () => void;
   private pushing?: Promise<unknown>;
-  private lastProgress = new Map<string, number>();
+  private readonly toWire = new ProgressToWire();
   private caller?: Caller;
   private idleTimer?: NodeJS.Timeout;
   /** Other tiers of a tier target that the caller may pull: blobs found there are mounted, not asked for. */
@@ -222,21 +223,8 @@ class ExportSession {
 
   private progress(e: ProgressEvent): void {
     if (this.state === 'closed') return;
-    const p: WireProgress = { kind: e.type, digest: e.digest, size: 'size' in e ? e.size : 0, status: '', sent: 0, tag: '' };
-    if (e.type === 'tag') {
-      p.status = 'tagged';
-      p.tag = e.tag;
-    } else {
-      p.status = e.status;
-      if (e.type === 'blob' && e.status === 'uploading' && e.sent) {
-        // Byte counts come per chunk; a few updates a second per blob is plenty.
-        const now = Date.now();
-        if (now - (this.lastProgress.get(e.digest) ?? 0) < 200) return;
-        this.lastProgress.set(e.digest, now);
-        p.sent = e.sent;
-      }
-    }
-    this.send({ msg: 'progress', progress: p });
+    const p = this.toWire.convert(e);
+    if (p) this.send({ msg: 'progress', progress: p });
   }
 
   private send(m: WireExportResponse): void {

@@ -1,4 +1,4 @@
-// The unary and server-streaming calls: Import, Inspect, FetchBlob, Copy.
+// The unary and server-streaming calls: Import, Inspect, FetchBlob, Copy, CopyStream.
 // Each authenticates the caller, authorizes every spec it names (no store is
 // touched until then), takes an import slot, runs the core operation, and
 // maps any failure to a status in one place.
@@ -9,6 +9,7 @@ import { copyCache, importChain, inspectCache, loadFirst, summarize } from '../c
 import { dropLostResults } from '../cache/lifecycle/verify.js';
 import { openImport, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
+import type { ProgressEvent } from '../cache/transfer.js';
 import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { verified } from '../store/content.js';
@@ -19,6 +20,7 @@ import { cancellation, trackCall, type CallTracker, type ServerContext } from '.
 import type {
   WireCopyRequest,
   WireCopyResponse,
+  WireCopyEvent,
   WireFetchBlobRequest,
   WireBlobChunk,
   WireImportRequest,
@@ -26,6 +28,7 @@ import type {
   WireInspectRequest,
   WireInspectResponse,
 } from '../api/proto.js';
+import { ProgressToWire } from '../api/progress.js';
 import { checkDigest, descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from '../api/wire.js';
 
 type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled', f: () => void): unknown; cancelled: boolean; metadata: Metadata };
@@ -174,46 +177,83 @@ export function inspectHandler(ctx: ServerContext) {
  * Copy: every source merged into one graph (a tier source is its first tier
  * that exists), exported to the target. Blobs are mounted only from a store
  * the caller may pull; every source is one already, and the check stands
- * guard should that ever change.
+ * guard should that ever change. CopyStream is the same call with progress
+ * events streamed as it runs.
  */
+type CopyPlan = { from: CacheSpec[][]; to: CacheSpec };
+
+function authorizeCopy(req: WireCopyRequest, caller: Caller, t: CallTracker): CopyPlan {
+  if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
+  const from = req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
+  const to = caller.writeTarget(req.target, 'the target').spec;
+  Object.assign(t.fields, { sources: from.flat().map(specLabel), target: specLabel(to) });
+  return { from, to };
+}
+
+async function runCopy(
+  ctx: ServerContext,
+  { from, to }: CopyPlan,
+  signal: AbortSignal,
+  t: CallTracker,
+  caller: Caller,
+  onProgress?: (e: ProgressEvent) => void,
+): Promise<WireCopyResponse> {
+  const release = await ctx.exportSlots.acquire(signal, caller.identity?.tenant);
+  try {
+    const res = await copyCache(from, to, ctx.cfg.backend, {
+      signal,
+      mayMountFrom: (s) => caller.mayPullStore(s),
+      onTarget: (store) => caller.confirmWrite(store, to),
+      onProgress,
+    });
+    ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
+    t.audit.bytes = res.stats.uploadedBytes;
+    return {
+      result: {
+        manifest: res.manifest ? descriptorToWire(res.manifest) : null,
+        config: res.config ? descriptorToWire(res.config) : null,
+        target: t.redact.text(res.target),
+        tag: res.tag,
+        stats: statsToWire(res.stats),
+        warnings: res.warnings.map((w) => t.redact.text(w)),
+      },
+      sources: res.sources.map((s) => ({ spec: t.redact.text(s.spec), summary: summaryToWire(s.summary) })),
+    };
+  } finally {
+    release();
+  }
+}
+
 export function copyHandler(ctx: ServerContext) {
-  type Plan = { from: CacheSpec[][]; to: CacheSpec };
-  return unary<WireCopyRequest, WireCopyResponse, Plan>(
-    ctx,
-    'Copy',
-    (req, caller, t) => {
-      if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
-      const from = req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
-      const to = caller.writeTarget(req.target, 'the target').spec;
-      Object.assign(t.fields, { sources: from.flat().map(specLabel), target: specLabel(to) });
-      return { from, to };
-    },
-    async ({ from, to }, _req, signal, t, caller) => {
-      const release = await ctx.exportSlots.acquire(signal, caller.identity?.tenant);
-      try {
-        const res = await copyCache(from, to, ctx.cfg.backend, {
-          signal,
-          mayMountFrom: (s) => caller.mayPullStore(s),
-          onTarget: (store) => caller.confirmWrite(store, to),
-        });
-        ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
-        t.audit.bytes = res.stats.uploadedBytes;
-        return {
-          result: {
-            manifest: res.manifest ? descriptorToWire(res.manifest) : null,
-            config: res.config ? descriptorToWire(res.config) : null,
-            target: t.redact.text(res.target),
-            tag: res.tag,
-            stats: statsToWire(res.stats),
-            warnings: res.warnings.map((w) => t.redact.text(w)),
-          },
-          sources: res.sources.map((s) => ({ spec: t.redact.text(s.spec), summary: summaryToWire(s.summary) })),
-        };
-      } finally {
-        release();
-      }
-    },
+  return unary<WireCopyRequest, WireCopyResponse, CopyPlan>(ctx, 'Copy', authorizeCopy, (plan, _req, signal, t, caller) =>
+    runCopy(ctx, plan, signal, t, caller),
   );
+}
+
+export function copyStreamHandler(ctx: ServerContext) {
+  return (call: ServerWritableStream<WireCopyRequest, WireCopyEvent>): void => {
+    const toWire = new ProgressToWire();
+    void withCall(
+      ctx,
+      'CopyStream',
+      ctx.importSlots,
+      call,
+      (caller, t) => authorizeCopy(call.request, caller, t),
+      (plan, signal, t, caller) =>
+        runCopy(ctx, plan, signal, t, caller, (e) => {
+          const p = toWire.convert(e);
+          // Progress is advisory: a client that reads slowly loses byte counts, never the copy.
+          if (p && !call.cancelled && (call.writableLength < 1 << 20 || e.type !== 'blob' || e.status !== 'uploading')) call.write({ progress: p });
+        }),
+    ).then(({ value, err, t }) => {
+      if (call.cancelled) return;
+      if (err) call.emit('error', t.status(err));
+      else {
+        call.write({ done: value! });
+        call.end();
+      }
+    });
+  };
 }
 
 // ---------------------------------------------------------------- FetchBlob

@@ -16,11 +16,11 @@ import { algForKey } from './auth/token.js';
 import type http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from '../api/address.js';
+import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, setSocketAccess, type ListenAddress } from '../api/address.js';
 import { perTenantLimit, type DaemonConfig, type Limits } from './config.js';
 import type { ServerContext } from './context.js';
 import { exportHandler } from './export-call.js';
-import { copyHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
+import { copyHandler, copyStreamHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
 import { HealthService, healthProto } from './health.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
@@ -81,6 +81,7 @@ export class Daemon {
       FetchBlob: fetchBlobHandler(this.ctx),
       Inspect: inspectHandler(this.ctx),
       Copy: copyHandler(this.ctx),
+      CopyStream: copyStreamHandler(this.ctx),
     });
     this.health.addTo(this.server);
     new ReflectionService({ ...def, ...healthProto().def }).addToServer(this.server);
@@ -111,7 +112,10 @@ export class Daemon {
       );
       tuneHttp2(this.server, 'bound');
       guardHeaderBlocks(this.server, (why) => this.ctx.log.error('connection closed', { why }));
-      if (a.kind === 'unix') this.sockets.push(a.path);
+      if (a.kind === 'unix') {
+        this.sockets.push(a.path);
+        await setSocketAccess(a.path, this.cfg.socket);
+      }
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }
     if (this.cfg.metricsAddr) {

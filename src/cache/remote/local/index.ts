@@ -1,6 +1,8 @@
 // type=local: an OCI layout directory, with BuildKit's attributes
 // (cache/remotecache/local/local.go): src= for imports, dest= for exports,
 // tag= (default "latest") and digest= to import one manifest by digest.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { invalidArgument, isNotFound, notFound } from '../../../errors.js';
 import { isDigest } from '../../../oci/digest.js';
 import { LocalStore } from '../../../store/local/index.js';
@@ -28,6 +30,7 @@ export function localPlace(attrs: Record<string, string>, mode: 'import' | 'expo
 
 export const localBackend: Backend = {
   type: 'local',
+  attrs: ['src', 'dest', 'tag', 'digest'],
 
   async openImport(attrs) {
     const store = new LocalStore(localPlace(attrs, 'import'));
@@ -40,6 +43,10 @@ export const localBackend: Backend = {
       name: `local:${store.dir} ${digest ? `digest=${digest}` : `tag=${tag}`}`,
       // A local index is one small file read: nothing worth cancelling.
       async resolve() {
+        // A directory without index.json holds no cache at all: say so rather than "tag not found".
+        if (existsSync(store.dir) && !existsSync(path.join(store.dir, 'index.json'))) {
+          throw notFound(`${store.dir} is not an OCI layout (it has no index.json): no cache was exported there`, { reason: 'not-a-layout' });
+        }
         if (digest) return store.resolve(digest);
         try {
           return await store.resolve(tag);
