@@ -22,7 +22,10 @@ const ignore = () => {};
  * pipeline()) reads it from there when it starts.
  */
 export function holdErrors<T extends NodeJS.EventEmitter>(stream: T): T {
-  stream.on('error', ignore);
+  // Once per stream: a stream passed through several helpers would otherwise
+  // gather one listener per helper, and a deep chain trips Node's
+  // MaxListeners warning, which the CLI would print to the user.
+  if (!stream.listeners('error').includes(ignore)) stream.on('error', ignore);
   return stream;
 }
 
