@@ -101,6 +101,7 @@ export function fromError(err: unknown, notFound: NotFoundCode = 'NAME_UNKNOWN')
     case 'FAILED_PRECONDITION':
       if (e.reason === 'manifest-blob-unknown') return new DistError('MANIFEST_BLOB_UNKNOWN', log);
       if (e.reason === 'delete-unsupported') return new DistError('UNSUPPORTED', log);
+      if (e.reason === 'range-invalid') return new DistError('RANGE_INVALID', log);
       return new DistError('DENIED', log);
     case 'UNAUTHENTICATED':
     case 'PERMISSION_DENIED':
