@@ -1,7 +1,6 @@
 // What every gateway handler shares, and one request's state: who called,
 // which repository, bytes both ways, and how to answer.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type Readable } from 'node:stream';
 import type { Identity } from '../server/auth/policy.js';
 import type { TierSettings } from '../server/auth/tiers.js';
 import type { Logger } from '../server/log.js';
@@ -104,17 +103,3 @@ export class Call {
   }
 }
 
-/** A pass-through that counts bytes (a 'data' listener would start the stream before its reader is attached). */
-export function metered(source: Readable, onBytes: (n: number) => void): Readable {
-  const t = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
-  source.once('error', (e) => t.destroy(e));
-  t.once('close', () => {
-    if (!source.readableEnded) source.destroy();
-  });
-  return source.pipe(t);
-}

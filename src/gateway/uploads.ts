@@ -10,7 +10,7 @@
 // sealed for another repository, tenant or upstream is an unknown upload.
 import type { Readable } from 'node:stream';
 import { BkError } from '../errors.js';
-import { metered, type Call, type GatewayContext } from './context.js';
+import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
 import { DIGEST_RE, isRepoName } from './router.js';
 import type { UploadState } from './upstream/types.js';
@@ -58,8 +58,9 @@ function digestParam(call: Call): string {
   return d;
 }
 
+/** The request body, streamed on as it is: counted from lengths and offsets once the upstream took it. */
 function body(call: Call): Readable {
-  return metered(call.req, (n) => (call.bytesIn += n));
+  return call.req;
 }
 
 export async function startUpload(ctx: GatewayContext, call: Call, repo: string): Promise<void> {
@@ -80,6 +81,7 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
     // Monolithic upload in the POST itself.
     const digest = digestParam(call);
     await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal);
+    call.bytesIn += call.contentLength() ?? 0;
     created(call, repo, digest);
     return;
   }
@@ -103,6 +105,7 @@ export async function patchUpload(ctx: GatewayContext, call: Call, repo: string,
     if (length !== undefined && Number(m[2]) - Number(m[1]) + 1 !== length) throw new DistError('SIZE_INVALID', 'Content-Range and Content-Length disagree');
   }
   const next = await ctx.upstream.appendUpload(repo, st, body(call), length, call.signal);
+  call.bytesIn += next.off - st.off;
   accepted(ctx, call, repo, next);
 }
 
@@ -111,7 +114,8 @@ export async function putUpload(ctx: GatewayContext, call: Call, repo: string, i
   const digest = digestParam(call);
   const has = call.hasBody();
   await ctx.upstream.finishUpload(repo, st, digest, has ? body(call) : undefined, has ? call.contentLength() : undefined, call.signal);
-  if (!has) call.req.resume();
+  if (has) call.bytesIn += call.contentLength() ?? 0;
+  else call.req.resume();
   created(call, repo, digest);
 }
 
