@@ -101,6 +101,26 @@ describe('identity', () => {
     expect((await call('/v2/cache/tenant-a/other/tags/list', t.token)).status).toBe(401);
     expect((await call('/v2/cache/tenant-b/app/tags/list', t.token)).status).toBe(401);
   });
+
+  it('the OAuth2 POST BuildKit sends (password and refresh_token grants) gets the same narrowed token', async () => {
+    const post = async (form: Record<string, string>) => {
+      const res = await fetch(`${gwUrl}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(form).toString() });
+      return { status: res.status, doc: (await res.json()) as { token?: string; access_token?: string; expires_in?: number } };
+    };
+    const scope = 'repository:cache/tenant-a/app:pull,push';
+    const forms: Record<string, string>[] = [
+      { grant_type: 'password', client_id: 'buildkit-client', username: 'ci', password: tok.a, scope, service: 'bkcache-gw' },
+      { grant_type: 'refresh_token', client_id: 'buildkit-client', refresh_token: tok.a, scope, service: 'bkcache-gw' },
+    ];
+    for (const form of forms) {
+      const r = await post(form);
+      expect(r.status).toBe(200);
+      expect(r.doc.access_token).toBe(r.doc.token);
+      expect(r.doc.expires_in).toBeGreaterThan(0);
+      expect((await call('/v2/cache/tenant-a/app/blobs/uploads/', r.doc.token, { method: 'POST' })).status).toBe(202);
+    }
+    expect((await post({ grant_type: 'password', username: 'ci', password: 'wrong', scope })).status).toBe(401);
+  });
 });
 
 describe('tenant B against tenant A', () => {
