@@ -223,6 +223,8 @@ export class Gateway {
     server.requestTimeout = 0;
     server.headersTimeout = 60_000;
     server.keepAliveTimeout = 30_000;
+    // A connection silent this long (a stalled body, an idle socket) is closed; a flowing upload never is.
+    server.setTimeout(120_000, (socket) => socket.destroy());
     if (a.kind === 'unix') await prepareUnixSocket(a.path);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

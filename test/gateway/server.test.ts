@@ -192,3 +192,33 @@ describe('operations', () => {
     expect(text).toMatch(/bkcache_gateway_cache_manifests_total\{tier="none",result="hit"\} \d+/);
   });
 });
+
+describe('listeners', () => {
+  it('serves a unix socket, and TLS on tcp', async () => {
+    const { Agent, request } = await import('undici');
+    const { execFileSync } = await import('node:child_process');
+    const dir = tempDir('bkcache-gw-listen-');
+    const sock = path.join(dir, 'gw.sock');
+    const u = new Gateway({ listen: `unix://${sock}`, upstream: 'local', imageManifestOnly: false }, deps());
+    expect(await u.start()).toBe(`unix://${sock}`);
+    const viaSock = new Agent({ connect: { socketPath: sock } });
+    const r1 = await request('http://localhost/v2/', { dispatcher: viaSock });
+    expect(r1.statusCode).toBe(200);
+    await r1.body.dump();
+    await viaSock.close();
+    await u.close();
+    expect(existsSync(sock)).toBe(false);
+
+    const cert = path.join(dir, 'c.pem');
+    const key = path.join(dir, 'k.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    const t = new Gateway({ listen: 'tcp://127.0.0.1:0', upstream: 'local', imageManifestOnly: false, tls: { cert, key } }, deps());
+    const addr = (await t.start()).slice('tcp://'.length);
+    const tls = new Agent({ connect: { ca: (await import('node:fs')).readFileSync(cert) } });
+    const r2 = await request(`https://${addr}/v2/`, { dispatcher: tls });
+    expect(r2.statusCode).toBe(200);
+    await r2.body.dump();
+    await tls.close();
+    await t.close();
+  });
+});
