@@ -253,6 +253,18 @@ describe('stateless uploads', () => {
 });
 
 describe('operations', () => {
+  it('counts gateway requests, bytes and cache-manifest hits and misses per tier on the daemon\'s /metrics', async () => {
+    const addr = String(mt.gw.d.logs.find((l) => l.msg === 'listening')?.metrics);
+    const text = await (await fetch(`http://${addr}/metrics`)).text();
+    expect(text).toMatch(/bkcache_gateway_requests_total\{route="manifest",method="PUT",status="201"\} \d+/);
+    expect(text).toMatch(/bkcache_gateway_bytes_total\{direction="received"\} \d+/);
+    expect(text).toMatch(/bkcache_gateway_cache_manifests_total\{tier="tenant",result="miss"\} \d+/);
+    expect(text).toMatch(/bkcache_gateway_cache_manifests_total\{tier="global",result="hit"\} \d+/);
+    expect(text).toMatch(/bkcache_gateway_cache_manifests_total\{tier="tenant",result="hit"\} \d+/);
+    // The gRPC surface's own metrics are still there.
+    expect(text).toContain('bkcache_requests_total');
+  });
+
   it('logs one line per request with tenant, method, repository, status and bytes, and never a token', async () => {
     const lines = mt.gw.d.logs.filter((l) => l.msg === 'gateway call');
     expect(lines.length).toBeGreaterThan(10);

@@ -31,7 +31,8 @@ export async function startGatewayTenants(extraGateway = ''): Promise<GatewayTen
   const cfgFile = path.join(dir, 'bkcache.yaml');
   writeFileSync(
     cfgFile,
-    `registry:
+    `metricsAddr: 127.0.0.1:0
+registry:
   hosts: { "${reg.host}": { insecure: true } }
   credentialsFile: docker/config.json
 auth:
