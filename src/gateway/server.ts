@@ -164,7 +164,6 @@ export class Gateway {
     } catch (e) {
       if (e instanceof AuthFailure) {
         authError = e.why;
-        err = new DistError('UNAUTHORIZED');
         const challenge =
           typeof r === 'object' && r.kind === 'token'
             ? 'Basic realm="bkcache-gateway"'

@@ -136,7 +136,13 @@ export class LocalUpstream implements Upstream {
     else if ((await this.uploadOffset(repo, st)) !== st.off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
     const file = this.ingest(cur);
     // push() verifies digest and size while it copies, and publishes by rename only when both match.
-    await this.store(repo, true).push({ mediaType: '', digest, size: cur.off }, createReadStream(file, { highWaterMark: 1 << 20 }));
+    try {
+      await this.store(repo, true).push({ mediaType: '', digest, size: cur.off }, createReadStream(file, { highWaterMark: 1 << 20 }));
+    } catch (err) {
+      // Wrong bytes can never become right: the session is over, as a registry ends it.
+      if (err instanceof BkError && err.code === 'DATA_LOSS') await fs.rm(file, { force: true });
+      throw err;
+    }
     await fs.rm(file, { force: true });
   }
 

@@ -257,7 +257,11 @@ export class RegistryUpstream implements Upstream {
       const stored = header(res, 'docker-content-digest');
       if (stored && stored !== digest) throw dataLoss(`upstream stored ${stored}`, { reason: 'digest-mismatch' });
     } catch (err) {
-      if (checkError) throw checkError;
+      if (checkError) {
+        // The upstream never got the whole body; its session is of no use to anyone now.
+        await this.cancelUpload(repo, { kind: 'registry', ...cur });
+        throw checkError;
+      }
       throw err;
     }
   }
