@@ -55,6 +55,9 @@ describe('serving', () => {
     const g = new Gateway({ listen: 'tcp://0.0.0.0:0', upstream: 'local', imageManifestOnly: false }, deps());
     await expect(g.start()).rejects.toThrow(/without auth/);
     await g.close();
+    const insecure = new Gateway({ listen: 'tcp://0.0.0.0:0', upstream: 'local', imageManifestOnly: false }, deps({ allowUnauthenticatedTcp: true }));
+    expect(await insecure.start()).toMatch(/^tcp:\/\/0\.0\.0\.0:\d+$/);
+    await insecure.close();
   });
 
   it('answers the ping, unknown routes and bad names', async () => {

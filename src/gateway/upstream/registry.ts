@@ -77,7 +77,8 @@ export class RegistryUpstream implements Upstream {
     }
     const bytes = await readAll(res.body, DEFAULT_MAX_MANIFEST_BYTES, what);
     const digest = digestBytes(bytes, isDigest(ref) ? algorithmOf(ref) : 'sha256');
-    if (isDigest(ref) && digest !== ref) throw dataLoss(`${what}: upstream content hashes to ${digest}`, { reason: 'digest-mismatch' });
+    // The upstream's lie, not the caller's mistake: never passed on, and not a client error.
+    if (isDigest(ref) && digest !== ref) throw new BkError('UNAVAILABLE', `${what}: upstream content hashes to ${digest}`, { reason: 'upstream-digest-mismatch' });
     const mediaType = header(res, 'content-type')?.split(';')[0]?.trim() ?? '';
     return { mediaType, digest, bytes };
   }
