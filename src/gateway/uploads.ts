@@ -76,10 +76,10 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
       }
     }
   }
+  // Monolithic upload in the POST itself: the digest is checked before any session opens.
+  const digest = call.url.searchParams.has('digest') ? digestParam(call) : undefined;
   const st = await ctx.upstream.startUpload(repo, call.signal);
-  if (call.url.searchParams.has('digest')) {
-    // Monolithic upload in the POST itself.
-    const digest = digestParam(call);
+  if (digest) {
     await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal);
     call.bytesIn += call.contentLength() ?? 0;
     created(call, repo, digest);
