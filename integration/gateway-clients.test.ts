@@ -96,6 +96,18 @@ describe('bkcache copy through the gateway', () => {
     expect(back.manifest.digest).toBe(out.manifest.digest);
     const summary = await runJson<{ kind: string; records: number; layers: number }>(['inspect', '--import-cache', `type=local,src=${dest}`, '--format', 'json']);
     expect(summary).toMatchObject({ kind: 'index', records: 11, layers: 8 });
+
+    // Between two repositories of the gateway, blobs are mounted, not sent again.
+    const moved = await runJson<{ manifest: { digest: string }; stats: { mounted: number; uploaded: number } }>([
+      'copy',
+      '--import-cache', `type=registry,ref=${gw.host}/cache/app:index,registry.insecure=true`,
+      '--export-cache', `type=registry,ref=${gw.host}/cache/app2:index,registry.insecure=true,image-manifest=false`,
+      '--format', 'json',
+    ]);
+    expect(moved.manifest.digest).toBe(out.manifest.digest);
+    expect(moved.stats.mounted).toBeGreaterThan(0);
+    expect(moved.stats.uploaded).toBe(0);
+    expect((await fetch(`${reg.url}/v2/gw/cache/app2/blobs/${'sha256:02404e21dfeca1f6172ff8becf0fe71c80ed565c8fa47772e9ec5fd9adea2dd9'}`, { method: 'HEAD' })).status).toBe(200);
   });
 });
 
