@@ -1,5 +1,6 @@
 // `bkcache serve`: runs the gRPC sidecar until SIGTERM or SIGINT, then shuts
 // down gracefully (stop accepting, let calls finish within the grace period).
+import { applyGatewayFlags } from '../gateway/config.js';
 import { applyConfigFile, defaultConfig, isLogLevel } from '../server/config.js';
 import { Daemon } from '../server/server.js';
 import { tuneHeap } from '../server/tuning.js';
@@ -43,6 +44,11 @@ export async function runServe(args: string[], help: string): Promise<number> {
     } catch (err) {
       throw new UsageError((err as Error).message);
     }
+  }
+  try {
+    cfg.gateway = applyGatewayFlags(cfg.gateway, values['gateway-addr'], values['gateway-upstream']);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
   if (values['insecure-no-auth-tcp']) cfg.auth = { ...cfg.auth, allowUnauthenticatedTcp: true };
   if (values['log-level']) {

@@ -28,6 +28,10 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
   --tls-ca FILE          require client certificates signed by this CA (mTLS)
   --grace SECONDS        how long calls in flight may take after SIGTERM (default 30)
   --log-level LEVEL      debug, info, error or off (default info)
+  --gateway-addr ADDR    also serve the OCI distribution API (a registry gateway) on
+                         tcp://host:port or unix:///path (config: gateway.listen)
+  --gateway-upstream U   what the gateway stores into: HOST[:PORT][/PREFIX] of a registry,
+                         or local for the embedded store (config: gateway.upstream)
   --insecure-no-auth-tcp listen on tcp:// although no auth key is configured: every
                          caller then has the daemon's full access (config:
                          auth.allowUnauthenticatedTcp). Without auth (auth.hmacSecretFile
@@ -51,6 +55,8 @@ export const SERVE_FLAGS = {
   'insecure-no-auth-tcp': { type: 'boolean' },
   'socket-mode': { type: 'string' },
   'socket-group': { type: 'string' },
+  'gateway-addr': { type: 'string' },
+  'gateway-upstream': { type: 'string' },
 } as const satisfies FlagOptions;
 
 export const serve: Command = {

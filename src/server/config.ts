@@ -39,6 +39,7 @@ import { TENANT_RE } from './auth/token.js';
 import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from '../api/wire.js';
 import { MAX_METADATA_BYTES } from '../store/content.js';
 import type { SocketAccess } from '../api/address.js';
+import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
 
 export interface TlsFiles {
   cert: string;
@@ -100,6 +101,8 @@ export interface DaemonConfig {
   auth: AuthSettings;
   /** The global and tenant cache templates behind `type=tier` specs. */
   tiers?: TierSettings;
+  /** The registry gateway (src/gateway/config.ts); off when absent. */
+  gateway?: GatewayConfig;
 }
 
 export function defaultRoot(env: NodeJS.ProcessEnv = process.env): string {
@@ -185,7 +188,7 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
   if (doc === null || doc === undefined) return cfg;
   const base = path.dirname(path.resolve(file));
   const rel = (p: string) => path.resolve(base, p.startsWith('~/') ? path.join(os.homedir(), p.slice(2)) : p);
-  const o = obj(doc, file, ['listen', 'root', 'metricsAddr', 'tls', 'registry', 'limits', 'shutdownGraceSeconds', 'log', 'auth', 'tiers']);
+  const o = obj(doc, file, ['listen', 'root', 'metricsAddr', 'tls', 'registry', 'limits', 'shutdownGraceSeconds', 'log', 'auth', 'tiers', 'gateway']);
   if (o.listen !== undefined) {
     const l = Array.isArray(o.listen) ? o.listen : [o.listen];
     cfg.listen = l.map((a, i) => str(a, `listen[${i}]`));
@@ -242,6 +245,7 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
   }
   if (o.auth !== undefined) applyAuth(cfg, o.auth, rel);
   if (o.tiers !== undefined) cfg.tiers = parseTiers(o.tiers);
+  if (o.gateway !== undefined) cfg.gateway = parseGatewayConfig(o.gateway, rel);
   return cfg;
 }
 

@@ -17,6 +17,8 @@ export class Metrics {
   private readonly bytes = new Map<string, number>();
   private readonly inflight = new Map<string, number>();
   private readonly durations = new Map<string, { buckets: number[]; sum: number; count: number }>();
+  /** More exposition text appended to /metrics (the registry gateway's). */
+  readonly extra: (() => string)[] = [];
 
   /** One finished call: its method, status name and duration. */
   observeCall(method: string, code: string, seconds: number): void {
@@ -61,7 +63,7 @@ export class Metrics {
       out.push(`bkcache_request_duration_seconds_bucket{${inner},le="+Inf"} ${h.count}`);
       out.push(`bkcache_request_duration_seconds_sum${k} ${h.sum}`, `bkcache_request_duration_seconds_count${k} ${h.count}`);
     }
-    return out.join('\n') + '\n';
+    return out.join('\n') + '\n' + this.extra.map((f) => f()).join('');
   }
 
   /** Serves /metrics on host:port; resolves with the bound address. */

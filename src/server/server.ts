@@ -28,6 +28,7 @@ import { cacheProto } from '../api/proto.js';
 import { Semaphore } from './semaphore.js';
 import { tuneHttp2 } from './tuning.js';
 import { guardHeaderBlocks } from './header-guard.js';
+import { Gateway } from '../gateway/server.js';
 
 export const SERVICE_NAME = 'bkcache.v1.CacheService';
 
@@ -45,6 +46,8 @@ export class Daemon {
   /** Addresses actually bound (tcp port 0 resolved), as unix:///path or tcp://host:port. */
   readonly addresses: string[] = [];
   metricsAddress?: string;
+  /** The registry gateway, when cfg.gateway is set. */
+  gateway?: Gateway;
   private readonly server: grpc.Server;
   private metricsServer?: http.Server;
   private readonly sockets: string[] = [];
@@ -118,12 +121,25 @@ export class Daemon {
       }
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }
+    if (this.cfg.gateway) {
+      this.gateway = new Gateway(this.cfg.gateway, {
+        auth: this.ctx.auth,
+        backend: this.cfg.backend,
+        root: this.cfg.root,
+        log: this.ctx.log,
+        allowUnauthenticatedTcp: this.cfg.auth.allowUnauthenticatedTcp,
+        hmacSecret: this.ctx.auth.keys?.hmacSecret,
+      });
+      await this.gateway.start();
+      const gm = this.gateway.ctx.metrics;
+      this.ctx.metrics.extra.push(() => gm.render());
+    }
     if (this.cfg.metricsAddr) {
       const m = await this.ctx.metrics.listen(this.cfg.metricsAddr);
       this.metricsServer = m.server;
       this.metricsAddress = m.address;
     }
-    this.ctx.log.info('listening', { addresses: this.addresses, metrics: this.metricsAddress ?? null, root: this.cfg.root, tls: !!this.cfg.tls });
+    this.ctx.log.info('listening', { addresses: this.addresses, metrics: this.metricsAddress ?? null, root: this.cfg.root, tls: !!this.cfg.tls, gateway: this.gateway?.address ?? null });
   }
 
   /** Refuses TCP without auth unless allowed explicitly, and says in the log which way the daemon runs. */
@@ -157,8 +173,10 @@ export class Daemon {
         this.ctx.log.info('grace period over: cancelling calls in flight');
         this.server.forceShutdown();
       }, graceMs);
-      this.server.tryShutdown(() => {
+      const gatewayClosed = this.gateway?.close(graceMs).catch(() => {}) ?? Promise.resolve();
+      this.server.tryShutdown(async () => {
         clearTimeout(timer);
+        await gatewayClosed;
         for (const s of this.sockets) rmSync(s, { force: true });
         if (this.metricsServer) this.metricsServer.close(() => resolve());
         else resolve();

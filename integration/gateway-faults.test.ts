@@ -1,0 +1,82 @@
+// A lying or failing upstream behind the gateway (the fault proxy in front of
+// a real registry): tampered manifests are never passed on, outages become
+// 503 after the registry client's retries, a body cut off upstream never
+// reaches the client as a complete blob, and the gateway keeps serving.
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Gateway } from '../src/gateway/server.js';
+import type { Logger } from '../src/server/log.js';
+import { tempDir } from '../test/tmp.js';
+import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
+import { startRegistry, type StartedRegistry } from './harness/registry.js';
+
+const quiet: Logger = { debug: () => {}, info: () => {}, error: () => {} };
+const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+const MT = 'application/vnd.oci.image.manifest.v1+json';
+
+let reg: StartedRegistry;
+let proxy: FaultProxy;
+let gw: Gateway;
+let base: string;
+const blob = Buffer.alloc(3 << 20, 'x');
+const doc = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(blob), size: blob.length }, layers: [] }));
+
+beforeAll(async () => {
+  reg = await startRegistry();
+  proxy = await startFaultProxy(reg.url);
+  gw = new Gateway(
+    { listen: 'tcp://127.0.0.1:0', upstream: proxy.host, imageManifestOnly: false },
+    { auth: { verify: { audience: 'bkcache' } }, backend: { registry: { hosts: { [proxy.host]: { insecure: true } } } }, root: tempDir('bkcache-gw-faults-'), log: quiet, allowUnauthenticatedTcp: false },
+  );
+  base = `http://${(await gw.start()).slice('tcp://'.length)}`;
+  expect((await fetch(`${base}/v2/f/app/blobs/uploads/?digest=${sha(blob)}`, { method: 'POST', body: new Uint8Array(blob) })).status).toBe(201);
+  expect((await fetch(`${base}/v2/f/app/manifests/v1`, { method: 'PUT', headers: { 'content-type': MT }, body: new Uint8Array(doc) })).status).toBe(201);
+});
+afterAll(async () => {
+  await gw?.close();
+  await proxy?.stop();
+  await reg?.stop();
+});
+
+describe('a faulty upstream', () => {
+  it('a tampered manifest is never passed on', async () => {
+    proxy.rules.push({ name: 'tamper', match: (r) => r.method === 'GET' && r.path.includes('/manifests/sha256:'), action: { rewrite: (r) => void (r.body = Buffer.from(r.body.toString().replace('"schemaVersion":2', '"schemaVersion":3'))) } });
+    try {
+      const res = await fetch(`${base}/v2/f/app/manifests/${sha(doc)}`, { headers: { accept: MT } });
+      expect(res.status).toBe(503);
+      expect((await res.json()).errors[0].code).toBe('UNAVAILABLE');
+    } finally {
+      proxy.rules.length = 0;
+    }
+    expect((await fetch(`${base}/v2/f/app/manifests/${sha(doc)}`, { headers: { accept: MT } })).status).toBe(200);
+  });
+
+  it('an upstream that keeps failing is a 503 after retries, and the gateway serves on', async () => {
+    proxy.rules.push({ name: 'down', match: (r) => r.method === 'HEAD' && r.path.includes('/blobs/'), action: { respond: 503 } });
+    try {
+      const res = await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`, { method: 'HEAD' });
+      expect(res.status).toBe(503);
+    } finally {
+      proxy.rules.length = 0;
+    }
+    expect((await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`, { method: 'HEAD' })).status).toBe(200);
+  });
+
+  it('a blob body cut off upstream never arrives complete', async () => {
+    proxy.rules.push({ name: 'cut', match: (r) => r.method === 'GET' && r.path.includes('/blobs/'), times: 1, action: { cutResponseAfterBytes: 1 << 20 } });
+    let got = 0;
+    let failed = false;
+    try {
+      const res = await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`);
+      for await (const c of res.body!) got += (c as Uint8Array).length;
+    } catch {
+      failed = true;
+    } finally {
+      proxy.rules.length = 0;
+    }
+    expect(failed || got < blob.length).toBe(true);
+    expect(got).toBeLessThan(blob.length);
+    const again = Buffer.from(await (await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`)).arrayBuffer());
+    expect(sha(again)).toBe(sha(blob));
+  });
+});

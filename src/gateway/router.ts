@@ -1,0 +1,49 @@
+// Routes of the distribution API, parsed from the request path alone.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md#endpoints
+export type Route =
+  | { kind: 'ping' }
+  | { kind: 'token' }
+  | { kind: 'catalog' }
+  | { kind: 'manifest'; repo: string; ref: string }
+  | { kind: 'blob'; repo: string; digest: string }
+  | { kind: 'upload-start'; repo: string }
+  | { kind: 'upload'; repo: string; id: string }
+  | { kind: 'tags'; repo: string };
+
+// <name> of the spec: path components [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)* joined by '/'.
+const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
+const NAME = `${COMPONENT}(?:/${COMPONENT})*`;
+const MAX_NAME = 255;
+export const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
+// Digests the gateway accepts in paths: the algorithms the project hashes (src/oci/digest.ts).
+export const DIGEST_RE = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}|blake3:[a-f0-9]{64})$/;
+
+const REPO_ROUTE = new RegExp(`^/v2/(${NAME})/(manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list)$`);
+
+/** The route, 'name-invalid' for a path that is a repository route with a bad name or reference, undefined otherwise. */
+export function route(pathname: string): Route | 'name-invalid' | undefined {
+  if (pathname === '/v2/' || pathname === '/v2') return { kind: 'ping' };
+  if (pathname === '/token') return { kind: 'token' };
+  if (pathname === '/v2/_catalog') return { kind: 'catalog' };
+  if (!pathname.startsWith('/v2/')) return undefined;
+  const m = REPO_ROUTE.exec(pathname);
+  if (!m) return /\/(manifests|blobs|tags)\//.test(pathname) ? 'name-invalid' : undefined;
+  const repo = m[1]!;
+  if (repo.length > MAX_NAME) return 'name-invalid';
+  const rest = m[2]!;
+  if (rest === 'tags/list') return { kind: 'tags', repo };
+  if (rest.startsWith('manifests/')) {
+    const ref = rest.slice('manifests/'.length);
+    return TAG_RE.test(ref) || DIGEST_RE.test(ref) ? { kind: 'manifest', repo, ref } : 'name-invalid';
+  }
+  if (rest === 'blobs/uploads/') return { kind: 'upload-start', repo };
+  if (rest.startsWith('blobs/uploads/')) return { kind: 'upload', repo, id: rest.slice('blobs/uploads/'.length) };
+  const digest = rest.slice('blobs/'.length);
+  return { kind: 'blob', repo, digest };
+}
+
+const NAME_ONLY = new RegExp(`^${NAME}$`);
+
+export function isRepoName(s: string): boolean {
+  return s.length <= MAX_NAME && NAME_ONLY.test(s);
+}

@@ -1,0 +1,176 @@
+// The embedded store as an upstream (`--gateway-upstream local`): gateway
+// repository R is the OCI layout <root>/R, the same directory (and the same
+// resource name, local/R) that `type=local,dest=R` names on the gRPC surface.
+// Each repository has its own blobs, so a blob is served from R only if R
+// holds it. Uploads are ingest files under <root>/.gateway-uploads, named in
+// the sealed state, so a daemon sharing the root can finish what another began.
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BkError, isNotFound } from '../../errors.js';
+import { ANNOTATION_REF_NAME } from '../../oci/descriptor.js';
+import { isDigest } from '../../oci/digest.js';
+import { readAll } from '../../store/content.js';
+import { LocalStore } from '../../store/local/index.js';
+import { readIndex } from '../../store/local/layout.js';
+import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
+import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
+
+const INGEST_DIR = '.gateway-uploads';
+const MAX_CATALOG_DEPTH = 8;
+
+export class LocalUpstream implements Upstream {
+  constructor(readonly root: string) {
+    this.root = path.resolve(root);
+  }
+
+  private store(repo: string, create = false): LocalStore {
+    // Gateway names follow the repository grammar (no '.', '..' or empty segments), so they stay inside the root.
+    return new LocalStore(path.join(this.root, ...repo.split('/')), { create });
+  }
+
+  nameOf(repo: string): string {
+    return `local/${repo}`;
+  }
+
+  repoOf(name: string): string | undefined {
+    return name.startsWith('local/') && name.length > 6 ? name.slice(6) : undefined;
+  }
+
+  async getManifest(repo: string, ref: string): Promise<ManifestRead | undefined> {
+    const s = this.store(repo);
+    try {
+      const desc = await s.resolve(ref);
+      // A digest that names a plain blob is not a manifest.
+      if (!desc.mediaType) return undefined;
+      const bytes = await readAll(await s.fetch(desc), DEFAULT_MAX_MANIFEST_BYTES, desc.digest);
+      return { mediaType: desc.mediaType, digest: desc.digest, bytes };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async putManifest(repo: string, ref: string, m: ManifestRead): Promise<void> {
+    const s = this.store(repo, true);
+    const desc = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
+    await s.push(desc, m.bytes);
+    try {
+      if (!isDigest(ref)) await s.tag(desc, ref);
+    } catch (err) {
+      // tag() checks, under the index lock, that every blob the manifest reaches is here.
+      if (isNotFound(err)) throw new BkError('FAILED_PRECONDITION', (err as Error).message, { reason: 'manifest-blob-unknown' });
+      throw err;
+    }
+  }
+
+  async deleteManifest(): Promise<boolean> {
+    // Removing a manifest from a layout means rewriting index.json and pruning; `bkcache prune` owns that.
+    throw new BkError('FAILED_PRECONDITION', 'the embedded store does not delete through the gateway', { reason: 'delete-unsupported' });
+  }
+
+  async deleteBlob(): Promise<boolean> {
+    throw new BkError('FAILED_PRECONDITION', 'the embedded store does not delete through the gateway', { reason: 'delete-unsupported' });
+  }
+
+  async blobSize(repo: string, digest: string): Promise<number | undefined> {
+    const st = await fs.stat(this.store(repo).blobPath(digest)).catch(() => undefined);
+    return st?.isFile() ? st.size : undefined;
+  }
+
+  async getBlob(repo: string, digest: string, range: string | undefined): Promise<BlobRead | 'range-invalid' | undefined> {
+    const size = await this.blobSize(repo, digest);
+    if (size === undefined) return undefined;
+    const s = this.store(repo);
+    if (!range) return { status: 200, size, length: size, body: await s.fetch({ mediaType: '', digest, size }) };
+    const m = /^bytes=(\d+)-(\d*)$/.exec(range)!;
+    const start = Number(m[1]);
+    const end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
+    if (start >= size || end < start) return 'range-invalid';
+    const fh = await fs.open(s.blobPath(digest), 'r');
+    const body = createReadStream('', { fd: fh, start, end, highWaterMark: 1 << 20 });
+    return { status: 206, size, length: end - start + 1, contentRange: `bytes ${start}-${end}/${size}`, body };
+  }
+
+  private ingest(st: UploadState): string {
+    if (st.kind !== 'local' || !/^[0-9a-f-]{36}$/.test(st.id)) throw new BkError('NOT_FOUND', 'upload belongs to another upstream');
+    return path.join(this.root, INGEST_DIR, st.id);
+  }
+
+  async startUpload(): Promise<UploadState> {
+    const id = randomUUID();
+    await fs.mkdir(path.join(this.root, INGEST_DIR), { recursive: true });
+    await fs.writeFile(path.join(this.root, INGEST_DIR, id), '', { flag: 'wx' });
+    return { kind: 'local', id, off: 0 };
+  }
+
+  async mount(repo: string, digest: string, from: string): Promise<boolean> {
+    const size = await this.blobSize(from, digest);
+    if (size === undefined) return false;
+    const desc = { mediaType: '', digest, size };
+    // Copied, verified on the way: a layout never points into another repository's blobs.
+    await this.store(repo, true).push(desc, await this.store(from).fetch(desc));
+    return true;
+  }
+
+  async uploadOffset(_repo: string, st: UploadState): Promise<number> {
+    const st2 = await fs.stat(this.ingest(st)).catch(() => undefined);
+    if (!st2?.isFile()) throw new BkError('NOT_FOUND', 'upload session unknown');
+    return st2.size;
+  }
+
+  async appendUpload(repo: string, st: UploadState, body: Readable, length: number | undefined): Promise<UploadState> {
+    if ((await this.uploadOffset(repo, st)) !== st.off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
+    const file = this.ingest(st);
+    await pipeline(body, createWriteStream(file, { flags: 'a' }));
+    const off = await this.uploadOffset(repo, st);
+    if (length !== undefined && off !== st.off + length) throw new BkError('DATA_LOSS', 'chunk shorter than its Content-Length', { reason: 'size-mismatch' });
+    return { ...st, off };
+  }
+
+  async finishUpload(repo: string, st: UploadState, digest: string, body: Readable | undefined, length: number | undefined): Promise<void> {
+    let cur = st;
+    if (body) cur = await this.appendUpload(repo, st, body, length);
+    else if ((await this.uploadOffset(repo, st)) !== st.off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
+    const file = this.ingest(cur);
+    // push() verifies digest and size while it copies, and publishes by rename only when both match.
+    try {
+      await this.store(repo, true).push({ mediaType: '', digest, size: cur.off }, createReadStream(file, { highWaterMark: 1 << 20 }));
+    } catch (err) {
+      // Wrong bytes can never become right: the session is over, as a registry ends it.
+      if (err instanceof BkError && err.code === 'DATA_LOSS') await fs.rm(file, { force: true });
+      throw err;
+    }
+    await fs.rm(file, { force: true });
+  }
+
+  async cancelUpload(_repo: string, st: UploadState): Promise<void> {
+    await fs.rm(this.ingest(st), { force: true });
+  }
+
+  async tags(repo: string): Promise<string[] | undefined> {
+    const dir = path.join(this.root, ...repo.split('/'));
+    const has = await fs.stat(path.join(dir, 'index.json')).catch(() => undefined);
+    if (!has) return undefined;
+    const idx = await readIndex(dir);
+    const tags = idx.manifests.map((m) => m.annotations?.[ANNOTATION_REF_NAME]).filter((t): t is string => !!t);
+    return [...new Set(tags)].sort();
+  }
+
+  async catalog(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (rel: string[], depth: number): Promise<void> => {
+      if (depth > MAX_CATALOG_DEPTH) return;
+      const dir = path.join(this.root, ...rel);
+      const entries = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+      if (rel.length && entries.some((e) => e.isFile() && e.name === 'index.json')) out.push(rel.join('/'));
+      for (const e of entries) if (e.isDirectory() && !e.name.startsWith('.') && e.name !== 'blobs') await walk([...rel, e.name], depth + 1);
+    };
+    await walk([], 0);
+    return out.sort();
+  }
+
+  async close(): Promise<void> {}
+}

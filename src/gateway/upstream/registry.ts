@@ -1,0 +1,313 @@
+// An upstream registry, `HOST[:PORT][/PREFIX]`: gateway repository R is
+// upstream repository PREFIX/R. Requests go through the project's registry
+// client (src/store/registry/client.ts: the daemon's credentials, per-host
+// settings, retries, token auth). The upload session lives in the upstream;
+// the gateway only carries its URL and offset in the sealed state, so any
+// daemon can continue it.
+// https://github.com/opencontainers/distribution-spec/blob/main/spec.md
+import type { Readable } from 'node:stream';
+import { BkError, dataLoss } from '../../errors.js';
+import { algorithmOf, digestBytes, isDigest } from '../../oci/digest.js';
+import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
+import { readAll } from '../../store/content.js';
+import { repositoryScope } from '../../store/registry/auth/challenge.js';
+import { dockerConfigCredentials } from '../../store/registry/auth/docker-config.js';
+import { header, RegistryClient, type RegistryRequest, type RegistryResponse } from '../../store/registry/client.js';
+import { resolveEndpoint, type Endpoint, type HostSettings } from '../../store/registry/hosts.js';
+import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
+import { HoldbackVerify } from '../../store/registry/source.js';
+import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
+
+export interface RegistryUpstreamOptions {
+  hosts?: Record<string, HostSettings>;
+  dockerConfig?: string;
+}
+
+/** Tags and catalog entries read from upstream at most: bounded memory for hostile upstreams. */
+const MAX_LIST = 100_000;
+const LIST_PAGE = 1000;
+const ACCEPT_ALL = [...MANIFEST_MEDIA_TYPES, '*/*'].join(', ');
+
+export class RegistryUpstream implements Upstream {
+  private readonly client: RegistryClient;
+  private readonly endpoint: Endpoint;
+
+  constructor(
+    readonly registry: string,
+    readonly prefix: string,
+    opts: RegistryUpstreamOptions = {},
+  ) {
+    this.endpoint = resolveEndpoint(registry, { hosts: opts.hosts });
+    // Many gateway clients share one upstream: a wider pool than a single store's.
+    this.client = new RegistryClient({ credentials: dockerConfigCredentials(opts.dockerConfig), connectionsPerHost: 64 });
+  }
+
+  private up(repo: string): string {
+    return this.prefix ? `${this.prefix}/${repo}` : repo;
+  }
+
+  nameOf(repo: string): string {
+    return `${this.registry}/${this.up(repo)}`;
+  }
+
+  repoOf(name: string): string | undefined {
+    const head = this.prefix ? `${this.registry}/${this.prefix}/` : `${this.registry}/`;
+    return name.startsWith(head) && name.length > head.length ? name.slice(head.length) : undefined;
+  }
+
+  private url(repo: string, kind: string, ref = ''): URL {
+    return new URL(`${this.endpoint.origin}/v2/${this.up(repo)}/${kind}/${ref}`);
+  }
+
+  private send(req: Omit<RegistryRequest, 'registry'>): Promise<RegistryResponse> {
+    return this.client.send({ ...req, registry: this.endpoint.registry });
+  }
+
+  private pull = (repo: string) => [repositoryScope(this.up(repo), 'pull')];
+  private push = (repo: string) => [repositoryScope(this.up(repo), 'pull', 'push')];
+
+  async getManifest(repo: string, ref: string, accept: string, signal?: AbortSignal): Promise<ManifestRead | undefined> {
+    const what = `GET manifest ${this.nameOf(repo)}`;
+    // "*/*" (or nothing) means any type; distribution answers 404 for an OCI manifest unless its type is listed.
+    const wide = !accept || accept.split(',').some((a) => a.split(';')[0]!.trim() === '*/*');
+    const res = await this.send({ method: 'GET', url: this.url(repo, 'manifests', ref), scopes: this.pull(repo), headers: { accept: wide ? ACCEPT_ALL : accept }, expect: [200, 404], what, signal });
+    if (res.status === 404) {
+      await res.body.dump().catch(() => {});
+      return undefined;
+    }
+    const bytes = await readAll(res.body, DEFAULT_MAX_MANIFEST_BYTES, what);
+    const digest = digestBytes(bytes, isDigest(ref) ? algorithmOf(ref) : 'sha256');
+    // The upstream's lie, not the caller's mistake: never passed on, and not a client error.
+    if (isDigest(ref) && digest !== ref) throw new BkError('UNAVAILABLE', `${what}: upstream content hashes to ${digest}`, { reason: 'upstream-digest-mismatch' });
+    const mediaType = header(res, 'content-type')?.split(';')[0]?.trim() ?? '';
+    return { mediaType, digest, bytes };
+  }
+
+  async putManifest(repo: string, ref: string, m: ManifestRead, signal?: AbortSignal): Promise<void> {
+    const res = await this.send({
+      method: 'PUT',
+      url: this.url(repo, 'manifests', ref),
+      scopes: this.push(repo),
+      headers: { 'content-type': m.mediaType, 'content-length': String(m.bytes.length) },
+      body: () => m.bytes,
+      expect: [200, 201],
+      what: `PUT manifest ${this.nameOf(repo)}`,
+      signal,
+    });
+    await res.body.dump().catch(() => {});
+  }
+
+  private async del(repo: string, kind: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    const res = await this.send({
+      method: 'DELETE',
+      url: this.url(repo, kind, digest),
+      scopes: [repositoryScope(this.up(repo), 'delete', 'pull', 'push')],
+      expect: [200, 202, 204, 404, 405],
+      what: `DELETE ${kind} ${this.nameOf(repo)}`,
+      signal,
+    });
+    await res.body.dump().catch(() => {});
+    if (res.status === 405) throw new BkError('FAILED_PRECONDITION', `${this.registry} does not allow deletes`, { reason: 'delete-unsupported' });
+    return res.status !== 404;
+  }
+
+  deleteManifest(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    return this.del(repo, 'manifests', digest, signal);
+  }
+
+  deleteBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    return this.del(repo, 'blobs', digest, signal);
+  }
+
+  async blobSize(repo: string, digest: string, signal?: AbortSignal): Promise<number | undefined> {
+    const res = await this.send({ method: 'HEAD', url: this.url(repo, 'blobs', digest), scopes: this.pull(repo), expect: [200, 404], what: `HEAD blob ${this.nameOf(repo)}`, signal });
+    await res.body.dump().catch(() => {});
+    if (res.status === 404) return undefined;
+    const n = Number(header(res, 'content-length'));
+    return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+  }
+
+  async getBlob(repo: string, digest: string, range: string | undefined, signal?: AbortSignal): Promise<BlobRead | 'range-invalid' | undefined> {
+    const res = await this.send({
+      method: 'GET',
+      url: this.url(repo, 'blobs', digest),
+      scopes: this.pull(repo),
+      headers: range ? { range } : {},
+      expect: [200, 206, 404, 416],
+      what: `GET blob ${this.nameOf(repo)}`,
+      signal,
+    });
+    if (res.status === 404 || res.status === 416) {
+      await res.body.dump().catch(() => {});
+      return res.status === 404 ? undefined : 'range-invalid';
+    }
+    const length = Number(header(res, 'content-length'));
+    const cr = header(res, 'content-range');
+    const total = res.status === 206 ? Number(/\/(\d+)$/.exec(cr ?? '')?.[1]) : length;
+    if (!Number.isSafeInteger(length) || !Number.isSafeInteger(total) || (res.status === 206 && !cr)) {
+      res.body.destroy();
+      throw new BkError('UNAVAILABLE', `GET blob ${this.nameOf(repo)}: upstream sent no usable length`, { reason: 'bad-response' });
+    }
+    return { status: res.status as 200 | 206, size: total, contentRange: cr, length, body: res.body };
+  }
+
+  private locationOf(res: RegistryResponse): string {
+    const loc = header(res, 'location');
+    if (!loc) throw new BkError('UNAVAILABLE', 'upstream sent no upload location', { reason: 'bad-response' });
+    const u = new URL(loc, res.url);
+    // A sealed state only ever names this upstream's origin (the state is ours, but an upstream could lie).
+    if (u.origin !== this.endpoint.origin) throw new BkError('UNAVAILABLE', 'upstream upload location points at another origin', { reason: 'bad-response' });
+    return u.toString();
+  }
+
+  async startUpload(repo: string, signal?: AbortSignal): Promise<UploadState> {
+    const res = await this.send({ method: 'POST', url: this.url(repo, 'blobs', 'uploads/'), scopes: this.push(repo), headers: { 'content-length': '0' }, expect: [202], what: `start upload to ${this.nameOf(repo)}`, signal });
+    await res.body.dump().catch(() => {});
+    return { kind: 'registry', loc: this.locationOf(res), off: 0 };
+  }
+
+  async mount(repo: string, digest: string, from: string, signal?: AbortSignal): Promise<boolean> {
+    const q = `uploads/?mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(this.up(from))}`;
+    const res = await this.send({
+      method: 'POST',
+      url: this.url(repo, 'blobs', q),
+      scopes: [...this.push(repo), repositoryScope(this.up(from), 'pull')],
+      headers: { 'content-length': '0' },
+      expect: [201, 202],
+      what: `mount into ${this.nameOf(repo)}`,
+      signal,
+    });
+    await res.body.dump().catch(() => {});
+    if (res.status === 201) return true;
+    // The upstream opened an upload instead; the caller opens its own.
+    await this.cancelUpload(repo, { kind: 'registry', loc: this.locationOf(res), off: 0 });
+    return false;
+  }
+
+  private reg(st: UploadState): { loc: string; off: number } {
+    if (st.kind !== 'registry') throw new BkError('NOT_FOUND', 'upload belongs to another upstream');
+    return st;
+  }
+
+  /**
+   * Where the upstream session stands. Also establishes the upstream's auth
+   * before a one-shot body goes out: on a daemon that has not yet talked to
+   * this upstream, a 401 would otherwise cost the client's body.
+   */
+  async uploadOffset(repo: string, st: UploadState, signal?: AbortSignal): Promise<number> {
+    const { loc } = this.reg(st);
+    const res = await this.send({ method: 'GET', url: new URL(loc), scopes: this.push(repo), expect: [204, 404], what: `upload status ${this.nameOf(repo)}`, signal });
+    await res.body.dump().catch(() => {});
+    if (res.status === 404) throw new BkError('NOT_FOUND', 'upload session unknown upstream');
+    const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
+    // distribution reports "0-0" for an empty session.
+    return m ? (Number(m[1]) === 0 ? 0 : Number(m[1]) + 1) : 0;
+  }
+
+  async appendUpload(repo: string, st: UploadState, body: Readable, length: number | undefined, signal?: AbortSignal): Promise<UploadState> {
+    const { loc, off } = this.reg(st);
+    if ((await this.uploadOffset(repo, st, signal)) !== off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (length !== undefined) {
+      headers['content-length'] = String(length);
+      if (length > 0) headers['content-range'] = `${off}-${off + length - 1}`;
+    }
+    const res = await this.send({ method: 'PATCH', url: new URL(loc), scopes: this.push(repo), headers, body: () => body, replayable: false, expect: [202], what: `PATCH upload ${this.nameOf(repo)}`, signal });
+    await res.body.dump().catch(() => {});
+    const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
+    const next = m ? Number(m[1]) + 1 : off + (length ?? 0);
+    return { kind: 'registry', loc: this.locationOf(res), off: next };
+  }
+
+  async finishUpload(repo: string, st: UploadState, digest: string, body: Readable | undefined, length: number | undefined, signal?: AbortSignal): Promise<void> {
+    let cur = this.reg(st);
+    if (body && length === undefined) {
+      // No length to verify against while streaming: append, then commit without a body.
+      const next = await this.appendUpload(repo, st, body, undefined, signal);
+      cur = this.reg(next);
+      body = undefined;
+    }
+    if ((await this.uploadOffset(repo, { kind: 'registry', ...cur }, signal)) !== cur.off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
+    const url = new URL(cur.loc);
+    url.searchParams.append('digest', digest);
+    let sent: Readable | undefined;
+    let checkError: unknown;
+    if (body && length !== undefined && length > 0) {
+      if (cur.off === 0) {
+        // The whole blob passes here: hold back its last chunk until the digest is verified,
+        // so a mismatch never reaches the upstream as a complete body it could commit.
+        const check = new HoldbackVerify({ mediaType: '', digest, size: length });
+        check.once('error', (e) => (checkError = e));
+        body.once('error', (e) => check.destroy(e));
+        sent = body.pipe(check);
+      } else sent = body;
+    } else if (body) body.resume();
+    try {
+      const res = await this.send({
+        method: 'PUT',
+        url,
+        scopes: this.push(repo),
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(sent ? length : 0) },
+        body: sent ? () => sent! : undefined,
+        replayable: sent ? false : undefined,
+        expect: [201],
+        what: `commit upload ${this.nameOf(repo)}`,
+        signal,
+      });
+      await res.body.dump().catch(() => {});
+      const stored = header(res, 'docker-content-digest');
+      if (stored && stored !== digest) throw dataLoss(`upstream stored ${stored}`, { reason: 'digest-mismatch' });
+    } catch (err) {
+      if (checkError) {
+        // The upstream never got the whole body; its session is of no use to anyone now.
+        await this.cancelUpload(repo, { kind: 'registry', ...cur });
+        throw checkError;
+      }
+      throw err;
+    }
+  }
+
+  async cancelUpload(repo: string, st: UploadState): Promise<void> {
+    try {
+      const res = await this.send({ method: 'DELETE', url: new URL(this.reg(st).loc), scopes: this.push(repo), expect: [200, 202, 204, 404], what: `cancel upload ${this.nameOf(repo)}`, retry: false });
+      await res.body.dump().catch(() => {});
+    } catch {
+      // Registries purge abandoned sessions on their own.
+    }
+  }
+
+  /** Follows `Link: <...>; rel="next"` pages of a list endpoint. */
+  private async list(first: URL, scopes: string[], key: 'tags' | 'repositories', signal?: AbortSignal): Promise<string[] | undefined> {
+    const out: string[] = [];
+    let url: URL | undefined = first;
+    while (url && out.length < MAX_LIST) {
+      const res = await this.send({ method: 'GET', url, scopes, expect: [200, 404], what: `list ${key}`, signal });
+      if (res.status === 404) {
+        await res.body.dump().catch(() => {});
+        return out.length ? out : undefined;
+      }
+      const doc = JSON.parse((await readAll(res.body, 16 << 20, `${key} list`)).toString('utf8')) as Record<string, unknown>;
+      const page = Array.isArray(doc[key]) ? (doc[key] as unknown[]).filter((t): t is string => typeof t === 'string') : [];
+      out.push(...page);
+      const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
+      const next: URL | undefined = link && page.length ? new URL(link[1]!, url) : undefined;
+      url = next && next.origin === this.endpoint.origin ? next : undefined;
+    }
+    return out;
+  }
+
+  async tags(repo: string, signal?: AbortSignal): Promise<string[] | undefined> {
+    const t = await this.list(new URL(`${this.url(repo, 'tags', 'list')}?n=${LIST_PAGE}`), this.pull(repo), 'tags', signal);
+    return t && [...new Set(t)].sort();
+  }
+
+  async catalog(signal?: AbortSignal): Promise<string[]> {
+    const names = (await this.list(new URL(`${this.endpoint.origin}/v2/_catalog?n=${LIST_PAGE}`), ['registry:catalog:*'], 'repositories', signal)) ?? [];
+    const head = this.prefix ? `${this.prefix}/` : '';
+    return names.filter((n) => n.startsWith(head) && n.length > head.length).map((n) => n.slice(head.length));
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+}
