@@ -53,6 +53,11 @@ export interface Dockerd {
   docker(args: string[], opts?: { cwd?: string; allowFail?: boolean; timeoutMs?: number }): Promise<DockerResult>;
   /** `docker build --network=host --progress=plain`; returns the plain progress text (stderr). */
   build(contextDir: string, opts?: BuildOptions): Promise<string>;
+  /**
+   * The same build for a test that expects it may fail: never throws on a
+   * non-zero exit and returns the exit code with both outputs. Pushes nothing.
+   */
+  tryBuild(contextDir: string, opts?: Omit<BuildOptions, 'push'>): Promise<DockerResult>;
   push(ref: string): Promise<void>;
   pull(ref: string): Promise<void>;
   /** Forgets every build cache record and local image, so the next build can only use remote caches. */
@@ -65,7 +70,12 @@ export interface Dockerd {
 /** One build step of the plain progress output: "#7 [2/3] RUN …" and whether it said CACHED. */
 export interface BuildStep {
   id: string;
+  /** As printed: "[2/3] RUN …" (or "[stage 2/3] RUN …"). */
   name: string;
+  /** The Dockerfile instruction alone: "RUN …". */
+  instruction: string;
+  /** Its n in "[n/m]": the Dockerfile order, which the print order need not be (independent steps run in parallel). */
+  step: number;
   cached: boolean;
 }
 
@@ -81,8 +91,8 @@ export function buildSteps(progress: string): BuildStep[] {
     const m = /^#(\d+) (.*)$/.exec(line.trim());
     if (!m) continue;
     const [, id, rest] = m as unknown as [string, string, string];
-    const named = /^\[(?:[\w.-]+ )?\d+\/\d+\] (?!FROM )/.exec(rest);
-    if (named && !steps.has(id!)) steps.set(id!, { id: id!, name: rest!, cached: false });
+    const named = /^\[(?:[\w.-]+ )?(\d+)\/\d+\] (?!FROM )/.exec(rest);
+    if (named && !steps.has(id!)) steps.set(id!, { id: id!, name: rest!, instruction: rest!.slice(named[0].length), step: Number(named[1]), cached: false });
     const s = steps.get(id!);
     if (s && rest === 'CACHED') s.cached = true;
   }
@@ -162,6 +172,17 @@ async function killAndWait(pid: number, timeoutMs: number): Promise<void> {
       // exited in between
     }
   }
+}
+
+/** The `docker build` arguments for a context and options (push is done apart). */
+function buildArgs(contextDir: string, o: BuildOptions): string[] {
+  const a = ['build', '--network=host', '--progress=plain'];
+  for (const t of o.tags ?? []) a.push('-t', t);
+  for (const c of o.cacheFrom ?? []) a.push('--cache-from', c);
+  for (const [k, v] of Object.entries(o.buildArgs ?? {})) a.push('--build-arg', `${k}=${v}`);
+  if (o.file) a.push('-f', path.join(contextDir, o.file));
+  a.push(contextDir);
+  return a;
 }
 
 export async function startDockerd(opts: StartDockerdOptions = {}): Promise<Dockerd> {
@@ -249,16 +270,11 @@ export async function startDockerd(opts: StartDockerdOptions = {}): Promise<Dock
     pid,
     docker,
     async build(contextDir, o = {}) {
-      const a = ['build', '--network=host', '--progress=plain'];
-      for (const t of o.tags ?? []) a.push('-t', t);
-      for (const c of o.cacheFrom ?? []) a.push('--cache-from', c);
-      for (const [k, v] of Object.entries(o.buildArgs ?? {})) a.push('--build-arg', `${k}=${v}`);
-      if (o.file) a.push('-f', path.join(contextDir, o.file));
-      a.push(contextDir);
-      const r = await docker(a);
+      const r = await docker(buildArgs(contextDir, o));
       if (o.push) for (const t of o.tags ?? []) await docker(['push', t]);
       return r.stderr;
     },
+    tryBuild: (contextDir, o = {}) => docker(buildArgs(contextDir, o), { allowFail: true }),
     async push(ref) {
       await docker(['push', ref]);
     },
