@@ -287,7 +287,10 @@ describe('formats, versions and exit codes', () => {
     expect(text.stdout).toMatch(/^kind {8}index$/m);
     const bad = await runCli(['inspect', '--import-cache', SRC, '--format', 'table']);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/unknown --format table \(want json or text\)/);
+    expect(bad.stderr).toMatch(/unknown --format table \(want json or text or dot or mermaid\)/);
+    const du = await runCli(['du', '--import-cache', SRC, '--format', 'table']);
+    expect(du.code).toBe(2);
+    expect(du.stderr).toMatch(/unknown --format table \(want json or text\)/);
   });
 
   it('with --format json, errors are JSON too', async () => {

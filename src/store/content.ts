@@ -98,7 +98,7 @@ export class VerifyStream extends Transform {
     if (this.offset === 0) {
       const got = this.hasher.digest();
       if (got !== this.desc.digest) {
-        cb(dataLoss(`digest mismatch: ${this.what} hashes to ${got}`, { reason: 'digest-mismatch' }));
+        cb(dataLoss(`digest mismatch: expected ${this.desc.digest}${this.from ? ` from ${this.from}` : ''}, got ${got}`, { reason: 'digest-mismatch' }));
         return;
       }
     }
