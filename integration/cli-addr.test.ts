@@ -19,14 +19,14 @@ const tmp = () => tempDir('bkcache-addr-');
 
 describe('--addr gives the same results as in-process runs', () => {
   for (const name of readmeSummaries().keys()) {
-    it(`inspect ${name}, json and table`, async () => {
+    it(`inspect ${name}, json and text`, async () => {
       const spec = `type=local,src=${path.join(BK, name)}`;
-      for (const format of ['json', 'table']) {
+      for (const format of ['json', 'text']) {
         const local = await runCli(['inspect', '--import-cache', spec, '--format', format]);
         const remote = await runCli(['inspect', '--import-cache', spec, '--format', format, '--addr', d.addr]);
         expect(local.code).toBe(0);
         expect(remote.code, remote.stderr).toBe(0);
-        if (name === 'inline-image' && format === 'table') {
+        if (name === 'inline-image' && format === 'text') {
           // The daemon sends one merged graph; the tree is the same for a single platform.
           expect(remote.stdout.split('\n').slice(0, 6)).toEqual(local.stdout.split('\n').slice(0, 6));
         } else {

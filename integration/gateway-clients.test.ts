@@ -96,6 +96,35 @@ describe('bkcache copy through the gateway', () => {
     expect(back.manifest.digest).toBe(out.manifest.digest);
     const summary = await runJson<{ kind: string; records: number; layers: number }>(['inspect', '--import-cache', `type=local,src=${dest}`, '--format', 'json']);
     expect(summary).toMatchObject({ kind: 'index', records: 11, layers: 8 });
+
+    // Between two repositories of the gateway, blobs are mounted, not sent again.
+    const moved = await runJson<{ manifest: { digest: string }; stats: { mounted: number; uploaded: number } }>([
+      'copy',
+      '--import-cache', `type=registry,ref=${gw.host}/cache/app:index,registry.insecure=true`,
+      '--export-cache', `type=registry,ref=${gw.host}/cache/app2:index,registry.insecure=true,image-manifest=false`,
+      '--format', 'json',
+    ]);
+    expect(moved.manifest.digest).toBe(out.manifest.digest);
+    expect(moved.stats.mounted).toBeGreaterThan(0);
+    expect(moved.stats.uploaded).toBe(0);
+    expect((await fetch(`${reg.url}/v2/gw/cache/app2/blobs/${'sha256:02404e21dfeca1f6172ff8becf0fe71c80ed565c8fa47772e9ec5fd9adea2dd9'}`, { method: 'HEAD' })).status).toBe(200);
+  });
+});
+
+describe('deletes', () => {
+  it('deletes a manifest and a blob where the upstream allows it', async () => {
+    const blob = Buffer.from('deleted through the gateway');
+    const d = sha(blob);
+    expect((await fetch(`${gw.url}/v2/del/app/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(blob) })).status).toBe(201);
+    const doc = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d, size: blob.length }, layers: [] }));
+    const put = await fetch(`${gw.url}/v2/del/app/manifests/v1`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: new Uint8Array(doc) });
+    expect(put.status).toBe(201);
+    expect((await fetch(`${gw.url}/v2/del/app/manifests/v1`, { method: 'DELETE' })).status).toBe(405);
+    expect((await fetch(`${gw.url}/v2/del/app/manifests/${sha(doc)}`, { method: 'DELETE' })).status).toBe(202);
+    expect((await fetch(`${gw.url}/v2/del/app/manifests/${sha(doc)}`, { headers: { accept: ACCEPT } })).status).toBe(404);
+    expect((await fetch(`${gw.url}/v2/del/app/blobs/${d}`, { method: 'DELETE' })).status).toBe(202);
+    expect((await fetch(`${reg.url}/v2/gw/del/app/blobs/${d}`, { method: 'HEAD' })).status).toBe(404);
+    expect((await fetch(`${gw.url}/v2/del/app/blobs/${d}`, { method: 'DELETE' })).status).toBe(404);
   });
 });
 

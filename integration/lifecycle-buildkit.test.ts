@@ -5,108 +5,19 @@
 //   `verify --repair` to the same ref the build succeeds, every kept step CACHED;
 // - a merged cache of both builds trimmed to about one build's size still
 //   gives the newer build every step CACHED.
-//
-// The dockerd helper below is private and small on purpose: it is to be
-// replaced by the shared integration/harness/dockerd.ts once that lands.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, runJson } from './harness/cli.js';
+import { buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
-// ---- private dockerd helper (see the header) ----
-interface Docker {
-  run(args: string[], cwd?: string): Promise<{ code: number; out: string }>;
-  stop(): Promise<void>;
-}
-
-function exec(bin: string, args: string[], env: NodeJS.ProcessEnv, cwd?: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const c = spawn(bin, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    c.stdout.on('data', (b) => (out += b));
-    c.stderr.on('data', (b) => (out += b));
-    const t = setTimeout(() => c.kill('SIGKILL'), 300_000);
-    c.on('error', reject);
-    c.on('close', (code) => (clearTimeout(t), resolve({ code: code ?? -1, out })));
-  });
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
-async function killWait(pid: number): Promise<void> {
-  if (!alive(pid)) return;
-  process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 200 && alive(pid); i++) await new Promise((r) => setTimeout(r, 50));
-  if (alive(pid)) process.kill(pid, 'SIGKILL');
-}
-
-async function startDocker(insecure: string): Promise<Docker> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'bkcache-lcd-'));
-  for (const d of ['data', 'exec', 'cfg']) mkdirSync(path.join(dir, d));
-  writeFileSync(path.join(dir, 'cfg', 'config.json'), '{}');
-  const host = `unix://${dir}/docker.sock`;
-  const proc: ChildProcess = spawn(
-    '/usr/sbin/dockerd',
-    ['--iptables=false', '--bridge=none', '--data-root', `${dir}/data`, '--exec-root', `${dir}/exec`, '-H', host, '--pidfile', `${dir}/docker.pid`, '--insecure-registry', insecure],
-    { stdio: 'ignore' },
-  );
-  const env = { PATH: process.env.PATH, HOME: dir, DOCKER_HOST: host, DOCKER_CONFIG: `${dir}/cfg`, DOCKER_BUILDKIT: '1', NO_COLOR: '1' };
-  const run = (args: string[], cwd?: string) => exec('/usr/bin/docker', args, env, cwd); // Debian's CLI, not /usr/local/bin's
-  const stop = async () => {
-    // dockerd's children (its containerd) by /proc, then dockerd, all by PID.
-    const kids: number[] = [];
-    for (const task of existsSync(`/proc/${proc.pid}/task`) ? readdirSync(`/proc/${proc.pid}/task`) : []) {
-      const k = readFileSync(`/proc/${proc.pid}/task/${task}/children`, 'utf8').trim();
-      if (k) kids.push(...k.split(/\s+/).map(Number));
-    }
-    await killWait(proc.pid!);
-    for (const k of kids) await killWait(k);
-    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-  };
-  for (let i = 0; ; i++) {
-    if ((await run(['version'])).code === 0) break;
-    if (i > 300 || proc.exitCode !== null) {
-      await stop();
-      throw new Error('dockerd did not start');
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return { run, stop };
-}
-
-/** Steps ("#N [i/n] ...") of a plain progress log, and whether each said CACHED. FROM is not a step. */
-function steps(progress: string): { name: string; cached: boolean }[] {
-  const byId = new Map<string, { name: string; cached: boolean }>();
-  for (const line of progress.split('\n')) {
-    const m = /^#(\d+) (.*)$/.exec(line.trim());
-    if (!m) continue;
-    if (/^\[\d+\/\d+\] (?!FROM )/.test(m[2]!) && !byId.has(m[1]!)) byId.set(m[1]!, { name: m[2]!.replace(/^\[\d+\/\d+\] /, ''), cached: false });
-    if (m[2] === 'CACHED' && byId.has(m[1]!)) byId.get(m[1]!)!.cached = true;
-  }
-  return [...byId.values()];
-}
-// ---- end of the private helper ----
-
 let reg: StartedRegistry;
-let docker: Docker;
+let dockerd: Dockerd;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-lcb-'));
 const ref = (r: string) => `type=registry,ref=${reg.host}/${r},registry.insecure=true`;
-
-async function dockerOk(args: string[], cwd?: string): Promise<string> {
-  const r = await docker.run(args, cwd);
-  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} exited ${r.code}:\n${r.out}`);
-  return r.out;
-}
 
 function appContext(content: string): string {
   const dir = mkdtempSync(path.join(tmp, 'ctx-'));
@@ -118,36 +29,26 @@ function appContext(content: string): string {
   return dir;
 }
 
-async function forgetLocal(): Promise<void> {
-  await dockerOk(['builder', 'prune', '-af']);
-  const ids = (await dockerOk(['image', 'ls', '-aq'])).split('\n').filter(Boolean);
-  if (ids.length) await docker.run(['image', 'rm', '-f', ...new Set(ids)]);
-}
-
+/** The build's steps in Dockerfile order (BuildKit prints the independent RUN and COPY in either order). */
+const stepsOf = (progress: string) => buildSteps(progress).sort((a, b) => a.step - b.step);
 const STEPS = ['RUN mkdir -p /out && seq 1 3000 > /out/seq.txt', 'COPY a.txt /src/a.txt', 'RUN cat /src/a.txt /out/seq.txt | md5sum > /out/sum'];
 
 beforeAll(async () => {
   reg = await startRegistry();
-  docker = await startDocker(reg.host);
-  const base = mkdtempSync(path.join(tmp, 'base-'));
-  mkdirSync(path.join(base, 'bin'));
-  copyFileSync('/bin/busybox', path.join(base, 'bin', 'busybox'));
-  writeFileSync(path.join(base, 'Dockerfile'), 'FROM scratch\nCOPY bin/busybox /bin/busybox\nRUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/bin\n');
-  await dockerOk(['build', '--network=host', '-t', `${reg.host}/base:1`, base]);
-  await dockerOk(['push', `${reg.host}/base:1`]);
+  dockerd = await startDockerd({ insecureRegistries: [reg.host] });
+  await pushBusyboxBase(dockerd, `${reg.host}/base:1`);
   // Two builds of one Dockerfile, a.txt changed between them, each pushed with its inline cache.
   for (const [tag, content] of [['v1', 'one\n'], ['v2', 'two\n']] as const) {
-    await forgetLocal();
-    await dockerOk(['build', '--network=host', '--progress=plain', '--build-arg', 'BUILDKIT_INLINE_CACHE=1', '-t', `${reg.host}/app:${tag}`, appContext(content)]);
-    await dockerOk(['push', `${reg.host}/app:${tag}`]);
+    await dockerd.pruneBuilderCache();
+    await dockerd.build(appContext(content), { tags: [`${reg.host}/app:${tag}`], buildArgs: { BUILDKIT_INLINE_CACHE: '1' }, push: true });
   }
 }, 600_000);
 
 afterAll(async () => {
-  await docker?.stop();
+  await dockerd?.stop();
   await reg?.stop();
   rmSync(tmp, { recursive: true, force: true });
-});
+}, 60_000);
 
 describe('lifecycle with a real BuildKit', () => {
   it('diff of the two builds: the first divergence is the COPY of the changed file', async () => {
@@ -181,22 +82,23 @@ describe('lifecycle with a real BuildKit', () => {
     expect((await fetch(`${reg.url}/v2/cache/blobs/${victim}`, { method: 'DELETE' })).status).toBe(202);
 
     const broken = await runCli(['verify', '--format', 'json', '--import-cache', ref('cache:v1')]);
-    expect(broken.code).toBe(1);
+    expect(broken.code).toBe(5);
     expect(JSON.parse(broken.stdout).missing).toEqual([victim]);
     // What users report (moby/buildkit#2332): BuildKit tries the lost blob and
     // errors on that step (newer releases fail the build; this 20.10 one prints
     // the error and then runs the step).
-    await forgetLocal();
-    const lost = await docker.run(['build', '--network=host', '--progress=plain', '--cache-from', `${reg.host}/cache:v1`, appContext('one\n')]);
-    expect(lost.code !== 0 || /ERROR: .*could not fetch content descriptor .*not found/.test(lost.out), lost.out).toBe(true);
+    await dockerd.pruneBuilderCache();
+    const lost = await dockerd.tryBuild(appContext('one\n'), { cacheFrom: [`${reg.host}/cache:v1`] });
+    const lostOut = lost.stdout + lost.stderr;
+    expect(lost.code !== 0 || /ERROR: .*could not fetch content descriptor .*not found/.test(lostOut), lostOut).toBe(true);
 
     const repaired = await runCli(['verify', '--repair', '--import-cache', ref('cache:v1'), '--export-cache', ref('cache:v1') + ',image-manifest=false']);
     expect(repaired.code, repaired.stderr).toBe(0);
-    await forgetLocal();
-    const progress = await dockerOk(['build', '--network=host', '--progress=plain', '--cache-from', `${reg.host}/cache:v1`, appContext('one\n')]);
+    await dockerd.pruneBuilderCache();
+    const progress = await dockerd.build(appContext('one\n'), { cacheFrom: [`${reg.host}/cache:v1`] });
     expect(progress).not.toMatch(/ERROR/);
-    const s = steps(progress);
-    expect(s.map((x) => x.name)).toEqual(STEPS);
+    const s = stepsOf(progress);
+    expect(s.map((x) => x.instruction)).toEqual(STEPS);
     // The dropped step is a clean miss: it runs; everything kept is CACHED.
     expect(s.map((x) => x.cached)).toEqual([true, true, false]);
   }, 600_000);
@@ -211,10 +113,10 @@ describe('lifecycle with a real BuildKit', () => {
     ]);
     expect(t.droppedResults).toBeGreaterThan(0);
     expect(t.after.bytes).toBeLessThan(before.bytes);
-    await forgetLocal();
-    const progress = await dockerOk(['build', '--network=host', '--progress=plain', '--cache-from', `${reg.host}/cache:trimmed`, appContext('two\n')]);
-    const s = steps(progress);
-    expect(s.map((x) => x.name)).toEqual(STEPS);
+    await dockerd.pruneBuilderCache();
+    const progress = await dockerd.build(appContext('two\n'), { cacheFrom: [`${reg.host}/cache:trimmed`] });
+    const s = stepsOf(progress);
+    expect(s.map((x) => x.instruction)).toEqual(STEPS);
     expect(s.every((x) => x.cached), progress).toBe(true);
   }, 600_000);
 });

@@ -5,7 +5,7 @@
 // and a trim or repair killed at any moment never leaves a tag that names a
 // missing blob.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyCache } from '../src/cache/operations.js';
@@ -78,7 +78,26 @@ describe('verify and repair on a registry', () => {
     expect(out).toEqual({ ok: true, manifest, blobs: 9, missing: [], corrupt: [], records: 11, brokenRecords: 0 });
   });
 
-  it('a blob the registry lost: exit 1 with the digest; --repair to the same ref drops those results and the tag moves', async () => {
+  it('a blob the registry serves with wrong bytes: only --deep finds it, as corrupt, exit 5', async () => {
+    // A fixture no other test pushes: the registry stores a blob once for every repository.
+    await push('registry-imagemanifest-zstd-max', 'verify/rot:latest');
+    const v0 = await verifyCache(parseCacheSpec(ref('verify/rot:latest')));
+    const victim = v0.opened!.graph.nodes.find((n) => n.result)!.result!.layers[0]!.digest;
+    await v0.opened!.close();
+    // Bit rot on the registry's disk: same size, one byte flipped. HEAD still answers 200.
+    const file = reg.blobPath(victim);
+    const bytes = readFileSync(file);
+    bytes[0] = bytes[0]! ^ 0xff;
+    writeFileSync(file, bytes);
+    const shallow = await runCli(['verify', '--format', 'json', '--import-cache', ref('verify/rot:latest')]);
+    expect(shallow.code).toBe(0);
+    expect(JSON.parse(shallow.stdout)).toMatchObject({ ok: true, corrupt: [] });
+    const deep = await runCli(['verify', '--deep', '--format', 'json', '--import-cache', ref('verify/rot:latest')]);
+    expect(deep.code).toBe(5);
+    expect(JSON.parse(deep.stdout)).toMatchObject({ ok: false, missing: [], corrupt: [victim] });
+  });
+
+  it('a blob the registry lost: exit 5 with the digest; --repair to the same ref drops those results and the tag moves', async () => {
     await push('registry-imagemanifest-max', 'verify/lost:latest');
     const du = await runJson<{ results: { record: string; layers: number }[] }>(['du', '--format', 'json', '--import-cache', ref('verify/lost:latest')]);
     expect(du.results.length).toBe(6);
@@ -89,7 +108,7 @@ describe('verify and repair on a registry', () => {
     await deleteBlob('verify/lost', victim);
 
     const broken = await runCli(['verify', '--format', 'json', '--import-cache', ref('verify/lost:latest')]);
-    expect(broken.code).toBe(1);
+    expect(broken.code).toBe(5);
     expect(JSON.parse(broken.stdout)).toMatchObject({ ok: false, missing: [victim], brokenRecords: 1 });
 
     const repaired = await runCli(['verify', '--repair', '--import-cache', ref('verify/lost:latest'), '--export-cache', ref('verify/lost:latest')]);

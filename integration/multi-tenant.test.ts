@@ -6,7 +6,7 @@
 // sees when nothing exists. Raw gRPC calls keep the whole answer (code,
 // details, trailing metadata) for those comparisons.
 import { createHmac, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -16,6 +16,8 @@ import { connect, type CacheClient } from '../src/client/index.js';
 import { digestBytes } from '../src/oci/digest.js';
 import { UNAUTHENTICATED_MESSAGE } from '../src/server/access.js';
 import { descriptorToWire } from '../src/api/wire.js';
+import { grpcTarget, parseAddress } from '../src/api/address.js';
+import { cacheProto } from '../src/api/proto.js';
 import { synthetic, writeContentStore, type Synthetic } from '../test/client/synthetic.js';
 import { runCli } from './harness/cli.js';
 import { startDaemon, type DaemonProcess } from './harness/daemon.js';
@@ -213,6 +215,104 @@ describe('tenant B against tenant A', () => {
     expect(local.code).toBe(PERMISSION_DENIED);
     expect((await client('a').inspect(`type=registry,ref=${ref('cache/tenant-a/app')}`)).manifest.digest).toBe(aManifest);
     expect((await client('a').import(['type=tier,name=app'])).hit?.manifest.digest).toBe(aManifest);
+  });
+});
+
+describe('the authorized place is the written place (issue 10)', () => {
+  let a: Synthetic;
+  let aLatest: string;
+  const INVALID = grpc.status.INVALID_ARGUMENT;
+  beforeAll(async () => {
+    a = synthetic([6_000, 7_000], 'place-a');
+    aLatest = (await client('admin').export('type=local,dest=cache/tenant-a/place', a.graph, a.provider)).manifest!.digest;
+  });
+  const aStillLatest = async () => expect((await client('admin').inspect('type=local,src=cache/tenant-a/place')).manifest.digest).toBe(aLatest);
+
+  it('src= on an export target is a usage error, whatever it names; A\'s cache is untouched', async () => {
+    const b = synthetic([5_000], 'place-b');
+    for (const target of [
+      'type=local,src=cache/tenant-b/app,dest=cache/tenant-a/place',
+      'type=local,dest=cache/tenant-a/place,src=cache/tenant-b/app',
+      'type=local,src=cache/tenant-b/app,dest=/tmp/bkcache-mt-escape',
+      'type=local,src=cache/tenant-b/app',
+    ]) {
+      const r = await raw.export(tok.b, graphMsgs(target, b.graph), (need) => need.flatMap((dg) => [
+        { msg: 'blob_chunk' as const, blob_chunk: { digest: dg, offset: 0, data: b.blobs.get(dg)! } },
+        { msg: 'blob_done' as const, blob_done: { digest: dg } },
+      ]));
+      expect([r.code, r.details], target).toEqual([INVALID, 'type=local export target takes dest=DIR, not src=']);
+    }
+    // The structured form, with the keys in any case, is held to the same rule.
+    const structured = await raw.export(tok.b, [{ msg: 'start', start: { target: { spec: '', type: 'local', attrs: { SRC: 'cache/tenant-b/app', Dest: 'cache/tenant-a/place' } } } }]);
+    expect(structured.code).toBe(INVALID);
+    // Copy's target: the same.
+    for (const target of ['type=local,src=cache/tenant-b/app,dest=cache/tenant-a/place', 'type=local,src=cache/tenant-b/app']) {
+      const c = await raw.unary('Copy', { sources: [spec('type=tier,name=app')], target: spec(target) }, tok.b);
+      expect([c.code, c.details], target).toEqual([INVALID, 'type=local export target takes dest=DIR, not src=']);
+    }
+    // dest= on an import source is the same usage error.
+    const imp = await raw.unary('Import', { sources: [spec('type=local,dest=cache/tenant-b/app')] }, tok.b);
+    expect([imp.code, imp.details]).toEqual([INVALID, 'type=local import source takes src=DIR, not dest=']);
+    await aStillLatest();
+    expect(existsSync('/tmp/bkcache-mt-escape')).toBe(false);
+  });
+
+  it('the audit line records the place actually written', async () => {
+    const b = synthetic([3_000], 'place-audit');
+    await client('b').export('type=local,dest=cache/tenant-b/audited', b.graph, b.provider);
+    await client('b').copy(['type=local,src=cache/tenant-b/audited'], 'type=local,dest=cache/tenant-b/copied');
+    const lines = d.logs.filter((l) => l.msg === 'call' && l.tenant === 'tenant-b' && l.code === 'OK' && (l.method === 'Export' || l.method === 'Copy'));
+    expect(lines.find((l) => l.method === 'Export' && l.wrote === 'local/cache/tenant-b/audited')?.refs).toEqual(['push local/cache/tenant-b/audited']);
+    expect(lines.find((l) => l.method === 'Copy')?.wrote).toBe('local/cache/tenant-b/copied');
+  });
+
+  it("errors name the tenant's own spec, never the daemon's root or errno text; the log keeps the detail", async () => {
+    mkdirSync(path.join(d.root, 'cache/tenant-b'), { recursive: true });
+    writeFileSync(path.join(d.root, 'cache/tenant-b/afile'), 'not a directory');
+    const b = synthetic([2_000], 'place-err');
+    const answers = [
+      await raw.export(tok.b, graphMsgs('type=local,dest=cache/tenant-b/afile', b.graph), () => []),
+      await raw.export(tok.b, graphMsgs('type=local,dest=cache/tenant-b/afile/deeper', b.graph), () => []),
+      await raw.unary('Inspect', { source: spec('type=local,src=cache/tenant-b/afile/deeper') }, tok.b),
+      await raw.unary('Copy', { sources: [spec('type=local,src=cache/tenant-b/audited')], target: spec('type=local,dest=cache/tenant-b/afile') }, tok.b),
+    ];
+    // Import answers OK with the source in `misses` (a fallback chain moves on); the miss's words are held to the same rule.
+    const imp = await raw.unary('Import', { sources: [spec('type=local,src=cache/tenant-b/afile')] }, tok.b);
+    expect(imp.code).toBe(0);
+    const misses = (imp.value?.misses ?? []) as { message: string; spec: string }[];
+    expect(misses).toHaveLength(1);
+    const texts = [...answers.map((x) => ({ code: x.code, details: x.details })), { code: -1, details: `${misses[0]!.spec} ${misses[0]!.message}` }];
+    for (const x of texts) {
+      expect(x.code, x.details).not.toBe(0);
+      expect(x.code, x.details).not.toBe(grpc.status.INTERNAL);
+      expect(x.details).not.toContain(d.dir);
+      expect(x.details).not.toMatch(/\bE[A-Z]{3,}\b|\/tmp\//);
+      expect(x.details).toContain('cache/tenant-b/afile');
+    }
+    const logged = JSON.stringify(d.logs.filter((l) => l.tenant === 'tenant-b' && String(l.error ?? '').includes('afile')));
+    expect(logged).toContain(d.root);
+  });
+});
+
+describe('slots are shared fairly between tenants (issue 10)', () => {
+  it('a tenant holding exports that sent start and went silent does not hold every slot: another tenant exports at once', async () => {
+    const C = cacheProto().ctor;
+    const silent = new C(grpcTarget(parseAddress(d.addr)), grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+      Export(md: grpc.Metadata): grpc.ClientDuplexStream<object, object>;
+    };
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${tok.a}`);
+    // As many silent exports as the daemon has export slots (4): before, they took them all.
+    const calls = Array.from({ length: 4 }, () => silent.Export(md));
+    const ended = calls.map((c) => new Promise<number>((resolve) => c.on('error', (e: grpc.ServiceError) => resolve(e.code)).on('status', (st: grpc.StatusObject) => resolve(st.code))));
+    calls.forEach((c, i) => c.write(start(`type=registry,ref=${ref(`cache/tenant-a/silent-${i}`)}`)));
+    await new Promise((r) => setTimeout(r, 500)); // let them take what they can
+    const b = synthetic([4_000], 'fair');
+    const res = await client('b').export(`type=registry,ref=${ref('cache/tenant-b/fair')}`, b.graph, b.provider, { timeoutMs: 30_000 });
+    expect(res.manifest).toBeDefined();
+    for (const c of calls) c.cancel();
+    expect(await Promise.all(ended)).toEqual(calls.map(() => grpc.status.CANCELLED));
+    silent.close();
   });
 });
 

@@ -139,9 +139,9 @@ describe('registry to registry', () => {
     expect(second.stats.skipped).toBe(first.stats.uploaded);
   });
 
-  it('a missing tag is a NOT_FOUND error with a non-zero exit', async () => {
+  it('a missing tag is a NOT_FOUND error with exit code 3 (not found)', async () => {
     const r = await runCli(['inspect', '--import-cache', ref('nothing/here', 'nope')]);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/not found.*\[NOT_FOUND\]/);
   });
 
@@ -181,7 +181,7 @@ describe('credentials from a Docker config.json', () => {
     expect(ok.code, ok.stderr).toBe(0);
     const empty = tempDir('bkcache-dockercfg-');
     const denied = await runCli(['inspect', '--import-cache', target], { env: { DOCKER_CONFIG: empty } });
-    expect(denied.code).toBe(1);
+    expect(denied.code).toBe(4);
     expect(denied.stderr).toMatch(/\[UNAUTHENTICATED\]/);
     expect(denied.stderr).not.toContain(auth.password!);
   });

@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cliBench } from './cli.js';
 import { gatewayBench } from './gateway.js';
 import { grpcBench } from './grpc.js';
 import { localBench } from './local.js';
@@ -29,6 +30,6 @@ function graphBench(): void {
   }
 }
 
-const benches: Record<string, () => void | Promise<void>> = { graph: graphBench, registry: registryBench, grpc: grpcBench, local: localBench, lifecycle: lifecycleBench, gateway: gatewayBench };
+const benches: Record<string, () => void | Promise<void>> = { cli: cliBench, graph: graphBench, registry: registryBench, grpc: grpcBench, local: localBench, lifecycle: lifecycleBench, gateway: gatewayBench };
 const wanted = process.argv.slice(2);
 for (const [name, fn] of Object.entries(benches)) if (wanted.length === 0 || wanted.includes(name)) await fn();

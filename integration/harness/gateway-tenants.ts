@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { tempDir } from '../../test/tmp.js';
-import { runCli } from './cli.js';
+import { minter } from './tenants.js';
 import { startGatewayFromConfig, type GatewayProcess } from './gateway.js';
 import { startRegistry, type StartedRegistry } from './registry.js';
 
@@ -61,13 +61,7 @@ ${extraGateway}`,
     gw,
     cfgFile,
     minted,
-    async mint(args) {
-      const r = await runCli(['token', '--config', cfgFile, ...args]);
-      if (r.code !== 0) throw new Error(`bkcache token ${args.join(' ')}: ${r.stderr}`);
-      const t = r.stdout.trim();
-      minted.push(t);
-      return t;
-    },
+    mint: minter(cfgFile, minted),
     async second() {
       const g = await startGatewayFromConfig(cfgFile);
       started.push(g);

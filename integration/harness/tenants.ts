@@ -74,13 +74,7 @@ tiers:
     secret,
     audience,
     minted,
-    async mint(args) {
-      const r = await runCli(['token', '--config', cfgFile, ...args]);
-      if (r.code !== 0) throw new Error(`bkcache token ${args.join(' ')}: ${r.stderr}`);
-      const t = r.stdout.trim();
-      minted.push(t);
-      return t;
-    },
+    mint: minter(cfgFile, minted),
     async stop() {
       const exit = await d.stop();
       d.cleanup();
@@ -186,4 +180,15 @@ export class RawCalls {
   close(): void {
     this.c.close();
   }
+}
+
+/** `bkcache token --config cfgFile ARGS…` as a function; every token it mints is kept in `minted` (logs are checked for them). */
+export function minter(cfgFile: string, minted: string[]): (args: string[]) => Promise<string> {
+  return async (args) => {
+    const r = await runCli(['token', '--config', cfgFile, ...args]);
+    if (r.code !== 0) throw new Error(`bkcache token ${args.join(' ')}: ${r.stderr}`);
+    const t = r.stdout.trim();
+    minted.push(t);
+    return t;
+  };
 }

@@ -2,7 +2,7 @@
 // bare "host:port"; and the default socket path, which falls back from
 // /run/bkcache to $XDG_RUNTIME_DIR/bkcache to /tmp/bkcache-$UID when the
 // directory cannot be written (an unprivileged daemon cannot use /run).
-import { constants, existsSync, promises as fs, statSync } from 'node:fs';
+import { constants, existsSync, promises as fs, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,4 +101,41 @@ export async function prepareUnixSocket(sock: string): Promise<void> {
   });
   if (alive) throw failedPrecondition(`another process is listening on ${sock}`, { reason: 'address-in-use' });
   await fs.rm(sock, { force: true });
+}
+
+/** Who may connect to a unix socket: connecting needs write permission on it. */
+export interface SocketAccess {
+  /** e.g. 0o660; default: what the umask gives (owner only, usually). */
+  mode?: number;
+  /** A group name or numeric gid that gets the socket. */
+  group?: string;
+}
+
+/** Parses --socket-mode: octal, as chmod takes it ("660", "0660", "0o660"). */
+export function parseSocketMode(s: string): number {
+  const m = /^(?:0o?)?([0-7]{3})$/.exec(s);
+  if (!m) throw invalidArgument(`invalid socket mode ${JSON.stringify(s)}: want octal such as 0660`, { reason: 'invalid-address' });
+  return parseInt(m[1]!, 8);
+}
+
+/** A group's gid from its name (or a numeric gid as it is), via /etc/group: Node has no getgrnam. */
+export function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let text = '';
+  try {
+    text = readFileSync('/etc/group', 'utf8');
+  } catch {
+    // no group database: the name cannot be resolved
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid && /^\d+$/.test(gid)) return Number(gid);
+  }
+  throw invalidArgument(`unknown group ${JSON.stringify(group)}`, { reason: 'invalid-address' });
+}
+
+/** Applies the socket's group, then its mode, right after it is bound. */
+export async function setSocketAccess(sock: string, access: SocketAccess = {}): Promise<void> {
+  if (access.group !== undefined) await fs.chown(sock, -1, groupId(access.group));
+  if (access.mode !== undefined) await fs.chmod(sock, access.mode);
 }

@@ -188,3 +188,9 @@ export interface WireCopyResponse {
   result: WireExportDone | null;
   sources: { spec: string; summary: WireSummary | null }[];
 }
+
+export interface WireCopyEvent {
+  event?: 'progress' | 'done';
+  progress?: WireProgress | null;
+  done?: WireCopyResponse | null;
+}

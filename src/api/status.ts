@@ -53,8 +53,13 @@ export function toStatus(err: unknown): Partial<StatusObject> & { code: Status; 
   const e = asBkError(err);
   const metadata = new Metadata();
   if (e.reason) metadata.set(REASON_KEY, e.reason);
-  return { code: grpcCodeFor(e.code), details: e.message.split('\n')[0]!, metadata };
+  // Details travel in a trailer, which the peer's header limits bound: one line, and not an echo of a huge input.
+  const line = e.message.split('\n')[0]!;
+  return { code: grpcCodeFor(e.code), details: line.length > MAX_DETAILS ? `${line.slice(0, MAX_DETAILS)}…` : line, metadata };
 }
+
+/** Longest status message sent; longer ones are cut (the daemon's log keeps the whole). */
+export const MAX_DETAILS = 1024;
 
 /** A status received by the client → a BkError with the same code, reason and message. */
 export function fromServiceError(err: unknown): BkError {

@@ -4,7 +4,7 @@
 import { CacheGraph, CacheNode, type Hint, type RecordHandle } from '../cache/graph.js';
 import { chainKeys } from '../cache/marshal.js';
 import type { CacheSummary } from '../cache/operations.js';
-import { formatCacheSpec, parseCacheSpec, type CacheSpec } from '../cache/spec.js';
+import { cacheSpecOf, formatCacheSpec, parseCacheSpec, type CacheSpec } from '../cache/spec.js';
 import type { TransferStats } from '../cache/transfer.js';
 import { invalidArgument, resourceExhausted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
@@ -35,11 +35,14 @@ export function descriptorFromWire(w: WireDescriptor | null | undefined, where =
   return d;
 }
 
-/** An empty spec (no text, no type) names the daemon's default store; see resolveSpec. */
+/**
+ * An empty spec (no text, no type) names the daemon's default store; see
+ * resolveSpec. The structured form follows the text form's rules (one value
+ * per case-insensitive key), so both name a place the same way.
+ */
 export function specFromWire(w: WireSpec | null | undefined): CacheSpec {
   if (w?.spec) return parseCacheSpec(w.spec);
-  if (w?.type) return { type: w.type, attrs: { ...(w.attrs ?? {}) } };
-  return { type: '', attrs: { ...(w?.attrs ?? {}) } };
+  return cacheSpecOf(w?.type ?? '', w?.attrs ?? {});
 }
 
 export function specToWire(s: string | CacheSpec | undefined): WireSpec {
@@ -137,9 +140,63 @@ export interface GraphLimits {
   maxLinks: number;
   maxLayersPerResult: number;
   maxInputs: number;
+  /**
+   * The graph's bytes over all its parts (digests, selectors, descriptors,
+   * annotations; see wireGraphBytes). Counts bound the number of entries, this
+   * bounds their size: without it, long selectors in many parts, each under
+   * the message limit, grow the daemon by gigabytes and make a config nothing
+   * can read back.
+   */
+  maxGraphBytes: number;
 }
 
-export const DEFAULT_GRAPH_LIMITS: GraphLimits = { maxRecords: 500_000, maxLinks: 2_000_000, maxLayersPerResult: 1_000, maxInputs: 4_096 };
+/** 8 MiB: half of the 16 MiB a config may have to be read back (MAX_METADATA_BYTES), with room for JSON's overhead. */
+export const DEFAULT_MAX_GRAPH_BYTES = 8 << 20;
+
+export const DEFAULT_GRAPH_LIMITS: GraphLimits = {
+  maxRecords: 500_000,
+  maxLinks: 2_000_000,
+  maxLayersPerResult: 1_000,
+  maxInputs: 4_096,
+  maxGraphBytes: DEFAULT_MAX_GRAPH_BYTES,
+};
+
+const str = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
+
+function descriptorBytes(d: WireDescriptor | null | undefined): number {
+  if (!d) return 0;
+  let n = 16 + str(d.media_type) + str(d.digest);
+  for (const [k, v] of Object.entries(d.annotations ?? {})) n += 8 + k.length + str(v);
+  for (const u of d.urls ?? []) n += 4 + str(u);
+  return n;
+}
+
+/**
+ * The bytes a graph part adds: its strings plus a few bytes per entry for
+ * numbers and framing. Close to what the part takes in the config written
+ * from it, and to the memory it holds while the graph is assembled.
+ */
+export function wireGraphBytes(part: WireGraph): number {
+  let n = 0;
+  for (const r of part.records ?? []) n += 16 + str(r.digest) + (r.hint ? 8 : 0);
+  for (const l of part.links ?? []) n += 16 + str(l.selector);
+  for (const r of part.results ?? []) {
+    n += 16 + str(r.created_at) + 8 * (r.layer_hints?.length ?? 0);
+    for (const d of r.layers ?? []) n += descriptorBytes(d);
+  }
+  return n;
+}
+
+/**
+ * A record's key: a digest, or one of BuildKit's "random:" keys, which are
+ * dropped when the graph is built (never written anywhere) and so only
+ * need to be short and plain.
+ */
+function checkRecordKey(id: number, key: unknown): void {
+  if (typeof key !== 'string' || key === '') throw invalidArgument(`record ${id} has no digest`, { reason: 'malformed-graph' });
+  if (/^random:[A-Za-z0-9._:-]{1,128}$/.test(key)) return;
+  checkDigest(key, `record ${id}`);
+}
 
 /**
  * Collects graph parts as they arrive and builds a CacheGraph once all are
@@ -151,17 +208,25 @@ export class GraphAssembler {
   private readonly records = new Map<number, { digest: string; hint?: WireHint | null }>();
   private readonly links: WireGraph['links'] = [];
   private readonly results: WireGraph['results'] = [];
+  private bytes = 0;
 
   constructor(private readonly limits: GraphLimits = DEFAULT_GRAPH_LIMITS) {}
 
   add(part: WireGraph): void {
+    // Counted before anything of the part is kept: a graph over the budget is refused before it is built.
+    this.bytes += wireGraphBytes(part);
+    if (this.bytes > this.limits.maxGraphBytes) {
+      throw resourceExhausted(`graph is larger than ${this.limits.maxGraphBytes} bytes (limits.maxGraphBytes)`, { reason: 'graph-too-large' });
+    }
     for (const r of part.records ?? []) {
       if (this.records.has(r.id)) throw invalidArgument(`duplicate record id ${r.id}`, { reason: 'malformed-graph' });
-      if (typeof r.digest !== 'string' || r.digest === '') throw invalidArgument(`record ${r.id} has no digest`, { reason: 'malformed-graph' });
+      checkRecordKey(r.id, r.digest);
       this.records.set(r.id, { digest: r.digest, hint: r.hint });
     }
-    this.links.push(...(part.links ?? []));
-    this.results.push(...(part.results ?? []));
+    // A loop, not push(...part.links): a spread passes every entry as an argument, and a
+    // part with ~130 000 of them overflows the call stack.
+    for (const l of part.links ?? []) this.links.push(l);
+    for (const r of part.results ?? []) this.results.push(r);
     if (this.records.size > this.limits.maxRecords) {
       throw resourceExhausted(`graph has more than ${this.limits.maxRecords} records`, { reason: 'graph-too-large' });
     }
@@ -223,7 +288,7 @@ export class GraphAssembler {
       }
     }
     // Sources parsed into this graph later must sort after the hinted ones.
-    while (graph.newSource() + 1 < sources);
+    graph.reserveSources(sources);
     return graph;
   }
 
@@ -259,7 +324,7 @@ export class GraphAssembler {
 
 /** Decodes a whole wire graph (import responses). */
 export function graphFromWire(g: WireGraph | null | undefined, limits?: GraphLimits): CacheGraph {
-  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: 1 << 20 });
+  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: 1 << 20, maxGraphBytes: Infinity });
   if (g) a.add(g);
   return a.build();
 }

@@ -5,12 +5,12 @@
 // manifest whose `config` is the cache config. Layers appear in config order,
 // converted to the target media type family, annotations kept, and nothing
 // else (no manifest annotations, no artifactType).
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, resourceExhausted } from '../errors.js';
 import { ANNOTATION_UNCOMPRESSED, type Descriptor } from '../oci/descriptor.js';
 import { digestBytes, isDigest } from '../oci/digest.js';
 import { encodeIndex, encodeManifest } from '../oci/manifest.js';
 import { convertLayerMediaType, MT } from '../oci/media-types.js';
-import { BUILDKIT_IMPORT_LIMIT } from '../store/content.js';
+import { BUILDKIT_IMPORT_LIMIT, MAX_METADATA_BYTES } from '../store/content.js';
 import { encodeCacheConfig, type CacheConfig } from './config.js';
 
 export interface ShapeOptions {
@@ -89,6 +89,12 @@ export function buildCacheManifest(config: CacheConfig, descriptors: Map<string,
   const manifestBytes = Buffer.from(text, 'utf8');
   const manifestDesc: Descriptor = { mediaType, digest: digestBytes(manifestBytes), size: manifestBytes.length };
 
+  // Over our own read limit nothing (bkcache nor BuildKit) could import it: refuse before anything is written.
+  for (const [what, n] of [['config', configBytes.length], ['manifest', manifestBytes.length]] as const) {
+    if (n > MAX_METADATA_BYTES) {
+      throw resourceExhausted(`cache ${what} would be ${n} bytes, over the ${MAX_METADATA_BYTES}-byte limit an import reads`, { reason: 'graph-too-large' });
+    }
+  }
   if (configBytes.length > BUILDKIT_IMPORT_LIMIT) {
     warnings.push(`cache config is ${configBytes.length} bytes: BuildKit will refuse to import it (limit 1 MiB)`);
   }

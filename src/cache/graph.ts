@@ -85,6 +85,8 @@ export class CacheGraph {
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
     if (digest.startsWith('random:')) return new DiscardedRecord();
+    // A cache key is a digest, whoever built the graph (a solver, the wire, a parsed config).
+    parseDigest(digest);
     const node = new CacheNode(this, digest);
     this.nodes.push(node);
     return node;
@@ -93,6 +95,11 @@ export class CacheGraph {
   /** Allocates a source number for hints; decoded sources are ordered by it. */
   newSource(): number {
     return this.sources++;
+  }
+
+  /** Makes the next newSource() return at least `n` (hinted sources 0..n-1 exist); O(1) whatever `n` is. */
+  reserveSources(n: number): void {
+    if (n > this.sources) this.sources = n;
   }
 
   /** Normalizes, then marshals to a config plus the descriptor of every layer blob. */

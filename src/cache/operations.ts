@@ -154,14 +154,24 @@ export async function importMerged(
   chains: CacheSpec[][],
   ctx: BackendContext = {},
   opts: { signal?: AbortSignal } = {},
-): Promise<{ graph: CacheGraph; blobs: SourceBlobs; sources: ImportedSource[] }> {
+): Promise<{ graph: CacheGraph; blobs: SourceBlobs; sources: ImportedSource[]; skipped: string[] }> {
   const graph = new CacheGraph();
   const blobs = new SourceBlobs();
   const sources: ImportedSource[] = [];
+  const skipped: string[] = [];
   try {
     for (const [index, chain] of chains.entries()) {
       opts.signal?.throwIfAborted();
-      const { spec, value } = await loadFirst(chain, (s) => openLoaded(s, ctx, opts.signal));
+      let got: Awaited<ReturnType<typeof loadFirst<{ store: ContentStore; loaded: LoadedCache }>>>;
+      try {
+        got = await loadFirst(chain, (s) => openLoaded(s, ctx, opts.signal));
+      } catch (err) {
+        // ignore-error=true on a source: its failure (missing or not) leaves it out of the merge, as BuildKit ignores it.
+        if (opts.signal?.aborted || !chain.some((s) => ignoresErrors(s))) throw err;
+        skipped.push(`source ${index} skipped (ignore-error=true): ${(err as Error).message}`);
+        continue;
+      }
+      const { spec, value } = got;
       addToGraph(graph, value.loaded);
       blobs.add(value.store, value.loaded);
       sources.push({ index, spec, ...value });
@@ -170,7 +180,7 @@ export async function importMerged(
     await blobs.close();
     throw err;
   }
-  return { graph, blobs, sources };
+  return { graph, blobs, sources, skipped };
 }
 
 export interface ExportResult {
@@ -230,6 +240,8 @@ export async function exportMarshalledTo(
 export interface CopyOptions extends Omit<TransferOptions, 'tag'> {
   /** Stores blobs may be mounted from (default: any); others are read and uploaded. */
   mayMountFrom?: (store: ContentStore) => boolean;
+  /** Sees the target store once it is opened, before anything is read or written; throwing stops the copy. */
+  onTarget?: (store: ContentStore) => void;
 }
 
 /**
@@ -243,18 +255,21 @@ export async function copyCache(
   ctx: BackendContext = {},
   opts: CopyOptions = {},
 ): Promise<ExportResult & { sources: { spec: string; summary: CacheSummary }[] }> {
-  const { mayMountFrom, ...transfer } = opts;
+  const { mayMountFrom, onTarget, ...transfer } = opts;
   // Opened first, so the target's options are validated before anything is read.
   const target = await openExport(to, ctx);
   let res: ExportResult;
   let sources: ImportedSource[];
+  let skipped: string[];
   try {
+    onTarget?.(target.store);
     const merged = await importMerged(
       from.map((f) => (Array.isArray(f) ? f : [f])),
       ctx,
       { signal: opts.signal },
     );
     sources = merged.sources;
+    skipped = merged.skipped;
     const blobs: BlobSource = mayMountFrom
       ? {
           fetch: (d, o) => merged.blobs.fetch(d, o),
@@ -272,6 +287,6 @@ export async function copyCache(
   } finally {
     await target.store.close?.();
   }
-  const warnings = [...sources.flatMap((s) => s.loaded.warnings), ...res.warnings];
+  const warnings = [...skipped, ...sources.flatMap((s) => s.loaded.warnings), ...res.warnings];
   return { ...res, warnings, sources: sources.map((s) => ({ spec: formatCacheSpec(s.spec), summary: summarize(s.loaded) })) };
 }

@@ -113,6 +113,12 @@ export async function transferBlob(
       signal: opts.signal,
       onProgress: progress ? (sent) => progress({ type: 'blob', digest: d.digest, size: d.size, status: 'uploading', sent }) : undefined,
     });
+  } catch (err) {
+    // Bytes that do not match their digest: say which cache they came from.
+    if (err instanceof BkError && err.code === 'DATA_LOSS' && origin && !err.message.startsWith(origin.location)) {
+      err.message = `${origin.location}: blob ${d.digest}: ${err.message}`;
+    }
+    throw err;
   } finally {
     // A store may answer without reading (the blob appeared meanwhile); release the source either way.
     discard(stream);

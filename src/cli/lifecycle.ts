@@ -3,33 +3,28 @@
 // calls src/cache/lifecycle, and prints text, or one JSON object with
 // `--format json`. Exit codes: 0 ok; EXIT_BROKEN (1) when verify finds the
 // cache broken (and no repair was asked for); errors map in run.ts.
-import { diffGraphs, type DiffReport } from '../cache/lifecycle/diff.js';
-import { diskUsage } from '../cache/lifecycle/du.js';
-import { gcRepository } from '../cache/lifecycle/gc.js';
-import { openCache, type OpenedCache } from '../cache/lifecycle/cache.js';
-import { renderPicture, type PictureFormat } from '../cache/lifecycle/picture.js';
-import { trimOpened } from '../cache/lifecycle/trim.js';
-import { exportMarshalled } from '../cache/lifecycle/cache.js';
-import { parseDuration, parseSize } from '../cache/lifecycle/units.js';
-import { repairCache, verifyCache } from '../cache/lifecycle/verify.js';
+//
+// What a command needs beyond its flags is imported inside its run(), as in
+// commands.ts, so listing the commands (--help) loads no cache or HTTP code.
+import type { DiffReport } from '../cache/lifecycle/diff.js';
+import type { OpenedCache } from '../cache/lifecycle/cache.js';
+import type { PictureFormat } from '../cache/lifecycle/picture.js';
 import type { LoadedCache } from '../cache/import.js';
-import { parseCacheSpec } from '../cache/spec.js';
-import { parseFlags } from './args.js';
-import { humanBytes } from './format.js';
+import { parseFlags, parseFormat, type FlagOptions } from './args.js';
+import { EXIT } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 import type { Command } from './commands.js';
 
 /** verify found missing or corrupt blobs. */
-export const EXIT_BROKEN = 1;
+export const EXIT_BROKEN = EXIT.BROKEN;
+
+const spec = async (s: string) => (await import('../cache/spec.js')).parseCacheSpec(s);
+const humanBytes = async () => (await import('./format.js')).humanBytes;
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
 const short = (d: string) => (d.startsWith('sha256:') ? d.slice(7, 19) : d);
 
-function textOrJson(v: string | undefined): 'text' | 'json' {
-  const f = v ?? 'text';
-  if (f !== 'text' && f !== 'json') throw new UsageError(`unknown --format ${f} (json or text)`);
-  return f;
-}
+const textOrJson = (v: string | undefined) => parseFormat(v) as 'text' | 'json';
 
 function help(text: string): number {
   process.stdout.write(text);
@@ -41,11 +36,23 @@ function warn(loaded: LoadedCache): void {
 }
 
 /** `inspect --format dot|mermaid`: the picture of a loaded cache, or undefined for other formats. */
-export function picture(format: string, loaded: LoadedCache): string | undefined {
-  return format === 'dot' || format === 'mermaid' ? renderPicture(loaded, format as PictureFormat) : undefined;
+export async function picture(format: string, loaded: LoadedCache): Promise<string | undefined> {
+  if (format !== 'dot' && format !== 'mermaid') return undefined;
+  const { renderPicture } = await import('../cache/lifecycle/picture.js');
+  return renderPicture(loaded, format as PictureFormat);
 }
 
+const VERIFY_FLAGS = {
+  'import-cache': { type: 'string' },
+  'export-cache': { type: 'string' },
+  deep: { type: 'boolean' },
+  repair: { type: 'boolean' },
+  concurrency: { type: 'string' },
+  format: { type: 'string' },
+} as const satisfies FlagOptions;
+
 const verify: Command = {
+  flags: VERIFY_FLAGS,
   summary: 'Check that every blob a cache names exists (and, with --deep, is intact); repair it',
   help: `Usage: bkcache verify --import-cache SPEC [--deep] [--repair --export-cache SPEC] [--format json|text]
 
@@ -56,20 +63,15 @@ its digest and size.
   --repair --export-cache SPEC   write the cache without the results whose layer
                                  chains lost a blob (SPEC may be the same ref: the
                                  tag moves only once the new cache is complete)
+  --concurrency N                checks in flight (default 8)
   --format json                  {"ok","manifest","blobs","missing","corrupt","records","brokenRecords"}
                                  (with --repair also "repair": {"manifest","dropped"})
 
-Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or corrupt.
+Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or corrupt
+(other failures exit as every command does: bkcache --help lists the codes).
 `,
   async run(args) {
-    const { values } = parseFlags(args, {
-      'import-cache': { type: 'string' },
-      'export-cache': { type: 'string' },
-      deep: { type: 'boolean' },
-      repair: { type: 'boolean' },
-      concurrency: { type: 'string' },
-      format: { type: 'string' },
-    });
+    const { values } = parseFlags(args, VERIFY_FLAGS);
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     if (!values['import-cache']) throw new UsageError('verify needs --import-cache');
@@ -79,9 +81,10 @@ Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or co
     if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0 && concurrency <= 256)) {
       throw new UsageError('--concurrency must be an integer from 1 to 256');
     }
-    const spec = parseCacheSpec(values['import-cache']);
-    const target = values['export-cache'] ? parseCacheSpec(values['export-cache']) : undefined;
-    const v = await verifyCache(spec, {}, { deep: values.deep, concurrency });
+    const src = await spec(values['import-cache']);
+    const target = values['export-cache'] ? await spec(values['export-cache']) : undefined;
+    const { repairCache, verifyCache } = await import('../cache/lifecycle/verify.js');
+    const v = await verifyCache(src, {}, { deep: values.deep, concurrency });
     try {
       if (v.opened) warn(v.opened.loaded);
       let repair: { manifest: string; dropped: string[] } | undefined;
@@ -103,14 +106,24 @@ Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or co
           for (const d of repair.dropped) out(`  dropped ${d}`);
         } else if (target) out('nothing to repair');
       }
-      return r.ok || repair ? 0 : EXIT_BROKEN;
+      return r.ok || repair ? EXIT.OK : EXIT_BROKEN;
     } finally {
       await v.opened?.close();
     }
   },
 };
 
+const TRIM_FLAGS = {
+  'import-cache': { type: 'string' },
+  'export-cache': { type: 'string' },
+  'max-age': { type: 'string' },
+  'max-size': { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  format: { type: 'string' },
+} as const satisfies FlagOptions;
+
 const trim: Command = {
+  flags: TRIM_FLAGS,
   summary: 'Drop old results from a cache until it fits an age and a size',
   help: `Usage: bkcache trim --import-cache SPEC --export-cache SPEC [--max-age DUR] [--max-size SIZE] [--dry-run] [--format json|text]
 
@@ -120,26 +133,25 @@ oldest results until the blobs the cache names fit in --max-size (20GiB, 500MB,
 export is what \`copy\` writes for the kept records; --export-cache may be the
 same ref.
 
+  --max-age DUR   keep results created within DUR
+  --max-size SIZE then drop the oldest until the named blobs fit
+  --dry-run       report, write nothing
   --format json   {"before":{"records","layers","bytes"},"after":{...},"droppedResults"}
 `,
   async run(args) {
-    const { values } = parseFlags(args, {
-      'import-cache': { type: 'string' },
-      'export-cache': { type: 'string' },
-      'max-age': { type: 'string' },
-      'max-size': { type: 'string' },
-      'dry-run': { type: 'boolean' },
-      format: { type: 'string' },
-    });
+    const { values } = parseFlags(args, TRIM_FLAGS);
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     if (!values['import-cache']) throw new UsageError('trim needs --import-cache');
     if (!values['export-cache'] && !values['dry-run']) throw new UsageError('trim needs --export-cache (or --dry-run)');
     if (values['max-age'] === undefined && values['max-size'] === undefined) throw new UsageError('trim needs --max-age or --max-size');
+    const { parseDuration, parseSize } = await import('../cache/lifecycle/units.js');
+    const { exportMarshalled, openCache } = await import('../cache/lifecycle/cache.js');
+    const { trimOpened } = await import('../cache/lifecycle/trim.js');
     const maxAge = values['max-age'] === undefined ? undefined : parseDuration(values['max-age']);
     const maxSize = values['max-size'] === undefined ? undefined : parseSize(values['max-size']);
-    const target = values['export-cache'] ? parseCacheSpec(values['export-cache']) : undefined;
-    const opened = await openCache(parseCacheSpec(values['import-cache']));
+    const target = values['export-cache'] ? await spec(values['export-cache']) : undefined;
+    const opened = await openCache(await spec(values['import-cache']));
     try {
       warn(opened.loaded);
       const { report, plan, marshalled } = trimOpened(opened, { maxAge, maxSize });
@@ -151,7 +163,8 @@ same ref.
       }
       if (format === 'json') out(JSON.stringify(report));
       else {
-        const c = (x: typeof report.before) => `${x.records} records, ${x.layers} layers, ${humanBytes(x.bytes)}`;
+        const hb = await humanBytes();
+        const c = (x: typeof report.before) => `${x.records} records, ${x.layers} layers, ${hb(x.bytes)}`;
         out(`before: ${c(report.before)}\nafter:  ${c(report.after)}\ndropped ${report.droppedResults} results`);
         for (const n of plan.dropped) out(`  ${n.result!.createdAt} ${n.digest}`);
         if (values['dry-run']) out('dry run: nothing written');
@@ -164,12 +177,22 @@ same ref.
   },
 };
 
+const GC_FLAGS = {
+  repository: { type: 'string' },
+  'older-than': { type: 'string' },
+  keep: { type: 'string', multiple: true },
+  'dry-run': { type: 'boolean' },
+  format: { type: 'string' },
+} as const satisfies FlagOptions;
+
 const gc: Command = {
+  flags: GC_FLAGS,
   summary: 'Delete whole caches (tags) older than an age, in a registry repository or a local layout',
   help: `Usage: bkcache gc --repository SPEC [--older-than DUR] [--keep TAG-GLOB ...] [--dry-run] [--format json|text]
 
   --repository SPEC   type=registry,ref=HOST/REPO[,registry.insecure=true] or type=local,src=DIR
   --older-than DUR    delete caches whose newest record is older (30d, 12h)
+  --dry-run           list what would be deleted; delete nothing
   --keep GLOB         never delete tags matching GLOB (* and ?); repeatable
 
 Only tags naming a BuildKit cache (index or image-manifest shape) are deleted;
@@ -181,35 +204,34 @@ blobs are pruned. One of --older-than and --keep is required.
   --format json   {"deleted":[tag...],"kept":[tag...]}
 `,
   async run(args) {
-    const { values } = parseFlags(args, {
-      repository: { type: 'string' },
-      'older-than': { type: 'string' },
-      keep: { type: 'string', multiple: true },
-      'dry-run': { type: 'boolean' },
-      format: { type: 'string' },
-    });
+    const { values } = parseFlags(args, GC_FLAGS);
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     if (!values.repository) throw new UsageError('gc needs --repository');
     if (values['older-than'] === undefined && !values.keep?.length) {
       throw new UsageError('gc needs --older-than or --keep (refusing to delete every cache)');
     }
+    const { parseDuration } = await import('../cache/lifecycle/units.js');
+    const { gcRepository } = await import('../cache/lifecycle/gc.js');
     const olderThan = values['older-than'] === undefined ? undefined : parseDuration(values['older-than']);
-    const spec = parseCacheSpec(values.repository);
-    const r = await gcRepository(spec, {}, { olderThan, keep: values.keep, dryRun: values['dry-run'] });
+    const r = await gcRepository(await spec(values.repository), {}, { olderThan, keep: values.keep, dryRun: values['dry-run'] });
     if (format === 'json') out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag) }));
     else {
       const verb = r.dryRun ? 'would delete' : 'deleted';
+      const hb = await humanBytes();
       for (const t of r.deleted) out(`${verb} ${t.tag} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);
       for (const t of r.kept) out(`kept ${t.tag} ${short(t.digest)} (${t.reason})`);
-      if (r.prune) out(`pruned ${r.prune.deleted} blobs (${humanBytes(r.prune.deletedBytes)})`);
+      if (r.prune) out(`pruned ${r.prune.deleted} blobs (${hb(r.prune.deletedBytes)})`);
       if (r.note) out(`note: ${r.note}`);
     }
     return 0;
   },
 };
 
+const DIFF_FLAGS = { 'import-cache': { type: 'string', multiple: true }, format: { type: 'string' } } as const satisfies FlagOptions;
+
 const diff: Command = {
+  flags: DIFF_FLAGS,
   summary: 'Show why a build with one cache misses another: common records and first divergences',
   help: `Usage: bkcache diff --import-cache A --import-cache B [--format json|text]
 
@@ -221,18 +243,20 @@ result layers, description, and the record of A each most likely replaces.
   --format json   {"common","onlyA","onlyB","divergences":[...]}
 `,
   async run(args) {
-    const { values } = parseFlags(args, { 'import-cache': { type: 'string', multiple: true }, format: { type: 'string' } });
+    const { values } = parseFlags(args, DIFF_FLAGS);
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     const specs = values['import-cache'] ?? [];
     if (specs.length !== 2) throw new UsageError('diff needs exactly two --import-cache (A, then B)');
+    const { openCache } = await import('../cache/lifecycle/cache.js');
+    const { diffGraphs } = await import('../cache/lifecycle/diff.js');
     const opened: OpenedCache[] = [];
     try {
-      for (const s of specs) opened.push(await openCache(parseCacheSpec(s)));
+      for (const s of specs) opened.push(await openCache(await spec(s)));
       opened.forEach((o) => warn(o.loaded));
       const r = diffGraphs(opened[0]!.graph, opened[1]!.graph);
       if (format === 'json') out(JSON.stringify(r));
-      else out(formatDiff(r));
+      else out(formatDiff(r, await humanBytes()));
       return 0;
     } finally {
       for (const o of opened) await o.close();
@@ -240,7 +264,7 @@ result layers, description, and the record of A each most likely replaces.
   },
 };
 
-export function formatDiff(r: DiffReport): string {
+export function formatDiff(r: DiffReport, humanBytes: (n: number) => string): string {
   const lines = [`common ${r.common}, only in A ${r.onlyA}, only in B ${r.onlyB}`];
   if (r.divergences.length === 0) lines.push(r.onlyB === 0 ? 'B is fully in A' : 'no first divergence');
   for (const d of r.divergences) {
@@ -258,7 +282,10 @@ export function formatDiff(r: DiffReport): string {
   return lines.join('\n');
 }
 
+const DU_FLAGS = { 'import-cache': { type: 'string' }, top: { type: 'string' }, format: { type: 'string' } } as const satisfies FlagOptions;
+
 const du: Command = {
+  flags: DU_FLAGS,
   summary: 'Show what makes a cache big: bytes per result chain, shared and unique',
   help: `Usage: bkcache du --import-cache SPEC [--top N] [--format json|text]
 
@@ -266,27 +293,31 @@ Bytes of every result's layer chain, and how much of it no other result
 names (what dropping that result alone frees); the total counts every blob
 once. Text shows the --top N (default 10) largest results.
 
+  --top N         results shown in text (default 10)
   --format json   {"blobs","bytes","results":[{"record","layers","bytes","uniqueBytes"}...]}
 `,
   async run(args) {
-    const { values } = parseFlags(args, { 'import-cache': { type: 'string' }, top: { type: 'string' }, format: { type: 'string' } });
+    const { values } = parseFlags(args, DU_FLAGS);
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     if (!values['import-cache']) throw new UsageError('du needs --import-cache');
     const top = values.top === undefined ? 10 : Number(values.top);
     if (!Number.isInteger(top) || top < 0) throw new UsageError('--top must be a non-negative integer');
-    const opened = await openCache(parseCacheSpec(values['import-cache']));
+    const { openCache } = await import('../cache/lifecycle/cache.js');
+    const { diskUsage } = await import('../cache/lifecycle/du.js');
+    const opened = await openCache(await spec(values['import-cache']));
     try {
       warn(opened.loaded);
       const r = diskUsage(opened.graph);
+      const hb = await humanBytes();
       if (format === 'json') {
         out(JSON.stringify({ blobs: r.blobs, bytes: r.bytes, results: r.results.map(({ record, layers, bytes, uniqueBytes }) => ({ record, layers, bytes, uniqueBytes })) }));
       } else {
         const shared = r.results.reduce((s, x) => s + x.uniqueBytes, 0);
-        out(`total ${humanBytes(r.bytes)} in ${r.blobs} blobs, ${r.results.length} results (${humanBytes(r.bytes - shared)} shared between results)`);
+        out(`total ${hb(r.bytes)} in ${r.blobs} blobs, ${r.results.length} results (${hb(r.bytes - shared)} shared between results)`);
         out(`${'BYTES'.padStart(10)} ${'UNIQUE'.padStart(10)} LAYERS RECORD`);
         for (const x of r.results.slice(0, top)) {
-          out(`${humanBytes(x.bytes).padStart(10)} ${humanBytes(x.uniqueBytes).padStart(10)} ${String(x.layers).padStart(6)} ${short(x.record)}${x.description ? `  ${x.description}` : ''}`);
+          out(`${hb(x.bytes).padStart(10)} ${hb(x.uniqueBytes).padStart(10)} ${String(x.layers).padStart(6)} ${short(x.record)}${x.description ? `  ${x.description}` : ''}`);
         }
       }
       return 0;

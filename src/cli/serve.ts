@@ -1,12 +1,7 @@
 // `bkcache serve`: runs the gRPC sidecar until SIGTERM or SIGINT, then shuts
 // down gracefully (stop accepting, let calls finish within the grace period).
-import { applyGatewayFlags } from '../gateway/config.js';
-import { applyConfigFile, defaultConfig, isLogLevel } from '../server/config.js';
-import { Daemon } from '../server/server.js';
-import { tuneHeap } from '../server/tuning.js';
+import type { FlagOptions } from './args.js';
 import type { Command } from './commands.js';
-import { parseFlags } from './args.js';
-import { UsageError } from './usage-error.js';
 
 const help = `Usage: bkcache serve [--addr ADDR ...] [--config FILE] [--root DIR] [--metrics-addr HOST:PORT]
 
@@ -23,6 +18,10 @@ Logs are JSON lines on stderr. SIGTERM or SIGINT stops it gracefully.
   --root DIR             the embedded default store (an OCI layout directory) used by
                          specs without a place (type=local with no src/dest).
                          Default: ~/.local/share/bkcache/store
+  --socket-mode MODE     permissions of unix sockets, octal (e.g. 0660): connecting needs
+                         write permission. Default: the umask's (owner only, usually)
+  --socket-group GROUP   group of unix sockets (a name or gid), so a solver running as
+                         another user in that group can connect (with --socket-mode 0660)
   --metrics-addr H:P     serve Prometheus metrics on http://H:P/metrics
   --tls-cert FILE        TLS certificate for tcp:// listeners (with --tls-key)
   --tls-key FILE
@@ -43,82 +42,30 @@ Environment: BKCACHE_HEAP_GROWING_PERCENT sets V8's heap growing factor for
 the daemon (default 300, 0 leaves V8's own; see src/server/tuning.ts).
 `;
 
+export const SERVE_FLAGS = {
+  addr: { type: 'string', multiple: true },
+  config: { type: 'string' },
+  root: { type: 'string' },
+  'metrics-addr': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  grace: { type: 'string' },
+  'log-level': { type: 'string' },
+  'insecure-no-auth-tcp': { type: 'boolean' },
+  'socket-mode': { type: 'string' },
+  'socket-group': { type: 'string' },
+  'gateway-addr': { type: 'string' },
+  'gateway-upstream': { type: 'string' },
+} as const satisfies FlagOptions;
+
 export const serve: Command = {
   summary: 'Run the gRPC sidecar daemon',
   help,
+  flags: SERVE_FLAGS,
   async run(args: string[]): Promise<number> {
-    const { values } = parseFlags(args, {
-      addr: { type: 'string', multiple: true },
-      config: { type: 'string' },
-      root: { type: 'string' },
-      'metrics-addr': { type: 'string' },
-      'tls-cert': { type: 'string' },
-      'tls-key': { type: 'string' },
-      'tls-ca': { type: 'string' },
-      grace: { type: 'string' },
-      'log-level': { type: 'string' },
-      'insecure-no-auth-tcp': { type: 'boolean' },
-      'gateway-addr': { type: 'string' },
-      'gateway-upstream': { type: 'string' },
-    });
-    if (values.help) {
-      process.stdout.write(help);
-      return 0;
-    }
-    // Defaults, then the file, then flags: the most specific setting wins.
-    const cfg = defaultConfig();
-    if (values.config) applyConfigFile(cfg, values.config);
-    if (values.addr?.length) cfg.listen = values.addr;
-    if (values.root) cfg.root = values.root;
-    if (values['metrics-addr']) cfg.metricsAddr = values['metrics-addr'];
-    if (values['tls-cert'] || values['tls-key']) {
-      if (!values['tls-cert'] || !values['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
-      cfg.tls = { cert: values['tls-cert'], key: values['tls-key'] };
-    }
-    if (values['tls-ca']) {
-      if (!cfg.tls) throw new UsageError('--tls-ca needs --tls-cert and --tls-key');
-      cfg.tls = { ...cfg.tls, ca: values['tls-ca'], clientAuth: true };
-    }
-    if (values.grace !== undefined) {
-      const g = Number(values.grace);
-      if (!(g >= 0)) throw new UsageError(`invalid --grace ${values.grace}`);
-      cfg.shutdownGraceMs = g * 1000;
-    }
-    try {
-      cfg.gateway = applyGatewayFlags(cfg.gateway, values['gateway-addr'], values['gateway-upstream']);
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-    if (values['insecure-no-auth-tcp']) cfg.auth = { ...cfg.auth, allowUnauthenticatedTcp: true };
-    if (values['log-level']) {
-      if (!isLogLevel(values['log-level'])) throw new UsageError(`invalid --log-level ${values['log-level']}`);
-      cfg.logLevel = values['log-level'];
-    }
-
-    let heapGrowingPercent: number;
-    try {
-      heapGrowingPercent = tuneHeap();
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-
-    const daemon = new Daemon(cfg);
-    daemon.ctx.log.debug('heap tuning', { heap_growing_percent: heapGrowingPercent || 'v8 default' });
-    await daemon.start();
-    await new Promise<void>((resolve) => {
-      const stop = (sig: string) => {
-        daemon.ctx.log.info('signal', { signal: sig });
-        resolve();
-        // A second signal means "now": skip the grace period.
-        process.once(sig as NodeJS.Signals, () => process.exit(130));
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
-    await daemon.shutdown();
-    daemon.ctx.log.info('stopped');
-    // Should a stray handle outlive the server, do not hang the supervisor.
-    setTimeout(() => process.exit(0), 3_000).unref();
-    return 0;
+    // Loaded only when run: the daemon code is not needed for --help.
+    const { runServe } = await import('./serve-run.js');
+    return runServe(args, help);
   },
 };

@@ -6,7 +6,8 @@
 // Text format: https://prometheus.io/docs/instrumenting/exposition_formats/
 import { BkError } from '../errors.js';
 import { POLICY_COUNTERS } from '../gateway/policies/metrics.js';
-import { parseFlags } from './args.js';
+import { parseFlags, parseFormat, type FlagOptions } from './args.js';
+import { EXIT } from './exit-codes.js';
 import { humanBytes } from './format.js';
 import type { Command } from './commands.js';
 import { UsageError } from './usage-error.js';
@@ -130,8 +131,11 @@ function table(title: string, rows: Record<string, Usage>): string {
   return all.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n') + '\n';
 }
 
+const STATS_FLAGS = { 'metrics-addr': { type: 'string' }, format: { type: 'string' } } as const satisfies FlagOptions;
+
 export const stats: Command = {
   summary: "Print a running daemon's gateway cache counters: hits, misses, bytes served and pushed, merges, repairs",
+  flags: STATS_FLAGS,
   help: `Usage: bkcache stats --metrics-addr HOST:PORT [--format json|text]
 
 Reads the /metrics endpoint of a running daemon (bkcache serve --metrics-addr)
@@ -149,14 +153,13 @@ counters run from the daemon's start.
 Exit codes: 0 printed, 1 the daemon could not be read, 2 bad usage.
 `,
   async run(args) {
-    const { values } = parseFlags(args, { 'metrics-addr': { type: 'string' }, format: { type: 'string' } });
+    const { values } = parseFlags(args, STATS_FLAGS);
     if (values.help) {
       process.stdout.write(this.help);
-      return 0;
+      return EXIT.OK;
     }
     if (!values['metrics-addr']) throw new UsageError('stats needs --metrics-addr HOST:PORT');
-    const format = values.format ?? 'text';
-    if (format !== 'json' && format !== 'text') throw new UsageError(`unknown --format ${format}`);
+    const format = parseFormat(values.format);
     const s = parseStats(await fetchMetrics(values['metrics-addr']));
     if (format === 'json') process.stdout.write(JSON.stringify(s) + '\n');
     else {
@@ -165,6 +168,6 @@ Exit codes: 0 printed, 1 the daemon could not be read, 2 bad usage.
       const t = s.total;
       process.stdout.write(`\ntotal: ${t.hits} hits, ${t.misses} misses (${ratio(t)}), served ${humanBytes(t.bytesServed)}, pushed ${humanBytes(t.bytesPushed)}\n`);
     }
-    return 0;
+    return EXIT.OK;
   },
 };

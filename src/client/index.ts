@@ -24,9 +24,10 @@ import { BkError } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { defaultClientAddress, grpcTarget, parseAddress } from '../api/address.js';
 import { healthProto, type ServingStatus } from '../api/health-proto.js';
-import { cacheProto, type WireExportRequest, type WireExportResponse, type WireBlobChunk, type WireCopyResponse, type WireImportResponse, type WireInspectResponse } from '../api/proto.js';
+import { cacheProto, type WireExportRequest, type WireExportResponse, type WireBlobChunk, type WireCopyResponse, type WireCopyEvent, type WireImportResponse, type WireInspectResponse } from '../api/proto.js';
 import { fromServiceError } from '../api/status.js';
 import { descriptorFromWire, descriptorToWire, graphFromWire, specToWire, statsFromWire, summaryFromWire } from '../api/wire.js';
+import { describeDaemonError } from './daemon-errors.js';
 import { GrpcCall } from './grpc-call.js';
 import { H2Channel } from './h2-channel.js';
 import { runExport, type BlobProvider, type ExportOptions, type ExportOutcome, type ExportProgress } from './export.js';
@@ -127,6 +128,11 @@ export class CacheClient {
     return m;
   }
 
+  /** Every error a call returns: typed, and in words when the daemon could not be reached. */
+  private error(err: unknown): BkError {
+    return describeDaemonError(fromServiceError(err), this.address);
+  }
+
   private callOptions(o: CallOptions = {}): grpc.CallOptions {
     return o.timeoutMs !== undefined ? { deadline: Date.now() + o.timeoutMs } : {};
   }
@@ -136,7 +142,7 @@ export class CacheClient {
       if (o.signal?.aborted) return reject(new BkError('CANCELLED', `${method} cancelled`));
       const call = client[method]!(req, this.metadata(), this.callOptions(o), (err: unknown, res: Res) => {
         o.signal?.removeEventListener('abort', onAbort);
-        if (err) reject(fromServiceError(err));
+        if (err) reject(this.error(err));
         else resolve(res);
       }) as grpc.ClientUnaryCall;
       const onAbort = () => call.cancel();
@@ -165,7 +171,7 @@ export class CacheClient {
     } catch (err) {
       return Promise.reject(err);
     }
-    return runExport(call, target, graph, blobs, opts);
+    return runExport(call, target, graph, blobs, opts).catch((err: unknown) => Promise.reject(this.error(err)));
   }
 
   /** Imports the first of `sources` that exists (NOT_FOUND moves on; other errors fail unless ignoreError). */
@@ -200,9 +206,25 @@ export class CacheClient {
     };
   }
 
-  /** Imports every source into one graph and exports it, inside the daemon. */
-  async copy(sources: Spec[], target: Spec, opts: CallOptions = {}): Promise<CopyOutcome> {
-    const res = await this.unary<WireCopyResponse>(this.client, 'Copy', { sources: sources.map(specToWire), target: specToWire(target) }, opts);
+  /**
+   * Imports every source into one graph and exports it, inside the daemon.
+   * With onProgress, the call is CopyStream and progress events arrive as the
+   * daemon works (a daemon without CopyStream gets a plain Copy).
+   */
+  async copy(sources: Spec[], target: Spec, opts: CallOptions & { onProgress?: (p: ExportProgress) => void } = {}): Promise<CopyOutcome> {
+    const req = { sources: sources.map(specToWire), target: specToWire(target) };
+    let res: WireCopyResponse;
+    if (opts.onProgress) {
+      try {
+        res = await this.copyStream(req, opts.onProgress, opts);
+      } catch (err) {
+        const cause = (err as BkError).cause as { code?: number } | undefined;
+        if (cause?.code !== grpc.status.UNIMPLEMENTED) throw err;
+        res = await this.unary<WireCopyResponse>(this.client, 'Copy', req, opts);
+      }
+    } else {
+      res = await this.unary<WireCopyResponse>(this.client, 'Copy', req, opts);
+    }
     const r = res.result;
     return {
       manifest: r?.manifest ? descriptorFromWire(r.manifest, 'manifest') : undefined,
@@ -213,6 +235,30 @@ export class CacheClient {
       warnings: r?.warnings ?? [],
       sources: (res.sources ?? []).map((s) => ({ spec: s.spec, summary: summaryFromWire(s.summary) })),
     };
+  }
+
+  private async copyStream(req: unknown, onProgress: (p: ExportProgress) => void, o: CallOptions): Promise<WireCopyResponse> {
+    if (o.signal?.aborted) throw new BkError('CANCELLED', 'CopyStream cancelled');
+    const call = (this.client.CopyStream as (r: unknown, m: grpc.Metadata, opt: grpc.CallOptions) => grpc.ClientReadableStream<WireCopyEvent>)(
+      req,
+      this.metadata(),
+      this.callOptions(o),
+    );
+    const onAbort = () => call.cancel();
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    let done: WireCopyResponse | undefined;
+    try {
+      for await (const m of call as AsyncIterable<WireCopyEvent>) {
+        if (m.progress) onProgress(m.progress as ExportProgress);
+        if (m.done) done = m.done;
+      }
+    } catch (err) {
+      throw this.error(err);
+    } finally {
+      o.signal?.removeEventListener('abort', onAbort);
+    }
+    if (!done) throw new BkError('INTERNAL', 'the daemon ended CopyStream without a result');
+    return done;
   }
 
   /**
@@ -234,12 +280,13 @@ export class CacheClient {
     );
     const onAbort = () => call.cancel();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const self = this;
     const out = Readable.from(
       (async function* () {
         try {
           for await (const m of call) yield (m as WireBlobChunk).data;
         } catch (err) {
-          throw fromServiceError(err);
+          throw self.error(err);
         } finally {
           opts.signal?.removeEventListener('abort', onAbort);
         }
@@ -267,7 +314,9 @@ export class CacheClient {
   /** Resolves once the channel is connected, or rejects after `timeoutMs`. */
   waitForReady(timeoutMs = 5_000): Promise<void> {
     return new Promise((resolve, reject) =>
-      this.client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(new BkError('UNAVAILABLE', `daemon at ${this.address}: ${err.message}`)) : resolve())),
+      this.client.waitForReady(Date.now() + timeoutMs, (err) =>
+        err ? reject(new BkError('UNAVAILABLE', `no daemon answered at ${this.address} within ${timeoutMs} ms (is \`bkcache serve\` running there?)`, { cause: err })) : resolve(),
+      ),
     );
   }
 

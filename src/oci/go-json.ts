@@ -104,11 +104,22 @@ export function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * A short view of a decoded value for an error message. Never JSON.stringify
+ * of an array or object: that recurses, and a document nested a million deep
+ * (it parses: JSON.parse is iterative) would overflow the stack.
+ */
+function preview(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object' && v !== null) return 'an object';
+  return (JSON.stringify(v) ?? String(v)).slice(0, 40);
+}
+
 /** Decodes a Go `int` field: absent or null stays 0. */
 export function goInt(v: unknown, where: string): number {
   if (v === undefined || v === null) return 0;
   if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
-    throw invalidArgument(`cannot decode ${JSON.stringify(v)} into ${where} of type int`, { reason: 'type-mismatch' });
+    throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type int`, { reason: 'type-mismatch' });
   }
   return v;
 }
@@ -117,7 +128,7 @@ export function goInt(v: unknown, where: string): number {
 export function goStr(v: unknown, where: string): string {
   if (v === undefined || v === null) return '';
   if (typeof v !== 'string') {
-    throw invalidArgument(`cannot decode ${JSON.stringify(v)?.slice(0, 40)} into ${where} of type string`, {
+    throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type string`, {
       reason: 'type-mismatch',
     });
   }

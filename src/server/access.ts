@@ -6,16 +6,18 @@
 import path from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import type { CacheSpec } from '../cache/spec.js';
-import { BkError } from '../errors.js';
+import { BkError, invalidArgument } from '../errors.js';
 import type { ContentStore } from '../store/types.js';
 import { noteIdentity, noteRef, type AuditRecord } from './auth/audit.js';
 import { loadVerifyKeys } from './auth/keys.js';
+import { checkMetadataSize } from './header-guard.js';
 import { allows, type Action, type Identity } from './auth/policy.js';
 import { localName, refuseDaemonOnlyAttrs, specResource } from './auth/scope.js';
 import { expandTier, isTierSpec, type TierSettings } from './auth/tiers.js';
 import { bearerToken, TokenError, verifyToken, type VerifyKeys, type VerifyOptions } from './auth/token.js';
 import type { DaemonConfig } from './config.js';
 import { resolveSpec, type ServerContext } from './context.js';
+import { Redactor } from './redact.js';
 import type { WireSpec } from '../api/proto.js';
 import { specFromWire } from '../api/wire.js';
 
@@ -59,20 +61,26 @@ export class Caller {
     private readonly ctx: ServerContext,
     readonly identity: Identity | undefined,
     private readonly audit: AuditRecord,
+    /** Learns the local places this call names, to show them back as the caller wrote them. */
+    private readonly redact: Redactor = new Redactor(ctx.cfg.root),
   ) {}
 
   private check(spec: CacheSpec, action: Action, where: string): void {
+    const mode = action === 'push' ? 'export' : 'import';
+    // A local place the caller named is shown back to it as it wrote it (redact.ts).
+    const place = spec.type === 'local' ? spec.attrs[mode === 'import' ? 'src' : 'dest'] : undefined;
+    if (place) this.redact.named(place);
     if (!this.identity) {
       // Auth off: nothing to decide; name what we can for the log, and let the core report bad specs as before.
       try {
-        noteRef(this.audit, action, specResource(spec, this.ctx.cfg.root));
+        noteRef(this.audit, action, specResource(spec, this.ctx.cfg.root, mode));
       } catch {
         // the core rejects it with its own message
       }
       return;
     }
     refuseDaemonOnlyAttrs(spec);
-    const name = specResource(spec, this.ctx.cfg.root);
+    const name = specResource(spec, this.ctx.cfg.root, mode);
     noteRef(this.audit, action, name);
     if (!allows(this.identity, action, name)) {
       this.audit.denied = `${action} ${name}`;
@@ -117,8 +125,11 @@ export class Caller {
    * path is what the export then reads, so the check and the read agree.
    */
   contentDir(dir: string): string {
+    // PATH_MAX: no directory is named by more, and the name is matched and echoed below.
+    if (dir.length > 4096) throw invalidArgument('content_store_dir is longer than 4096 characters', { reason: 'invalid-spec' });
     const abs = path.resolve(this.ctx.cfg.root, dir);
     const name = localName(abs, this.ctx.cfg.root);
+    this.redact.named(abs);
     noteRef(this.audit, 'pull', name);
     if (this.identity && !allows(this.identity, 'pull', name)) {
       this.audit.denied = `pull ${name}`;
@@ -131,12 +142,30 @@ export class Caller {
     if (!this.identity) return true;
     try {
       refuseDaemonOnlyAttrs(spec);
-      const name = specResource(spec, this.ctx.cfg.root);
+      const name = specResource(spec, this.ctx.cfg.root, 'import');
       if (!allows(this.identity, 'pull', name)) return false;
       noteRef(this.audit, 'pull', name);
       return true;
     } catch {
       return false;
+    }
+  }
+
+  /**
+   * Called with the store an export or copy opened to write, before anything
+   * is written: the audit records the place actually written (`wrote`), and
+   * a store that is not the place the target spec was authorized as is
+   * refused. specResource and the backend read the same attribute, so this
+   * never fires unless they drift apart; it is the guard that they cannot
+   * drift silently.
+   */
+  confirmWrite(store: ContentStore, authorized: CacheSpec): void {
+    const wrote = storeName(store, this.ctx.cfg.root);
+    if (wrote !== undefined) this.audit.wrote = wrote;
+    const expected = specResource(authorized, this.ctx.cfg.root, 'export');
+    if (wrote !== expected) {
+      this.audit.denied = `push ${wrote ?? store.location} (authorized: ${expected})`;
+      throw new BkError('PERMISSION_DENIED', 'permission denied: the export target opened is not the place that was authorized', { reason: 'permission-denied' });
     }
   }
 
@@ -152,9 +181,11 @@ export class Caller {
  * The caller of a call, from its `authorization` metadata. Throws the one
  * UNAUTHENTICATED error; why a token failed goes to the audit record only.
  */
-export function authenticate(ctx: ServerContext, metadata: Metadata, audit: AuditRecord): Caller {
+export function authenticate(ctx: ServerContext, metadata: Metadata, audit: AuditRecord, redact?: Redactor): Caller {
+  // Before anything reads the metadata: an oversized header list is refused, typed, at once.
+  checkMetadataSize(metadata, ctx.cfg.limits.maxMetadataBytes);
   const keys = ctx.auth.keys;
-  if (!keys) return new Caller(ctx, undefined, audit);
+  if (!keys) return new Caller(ctx, undefined, audit, redact);
   let identity: Identity;
   try {
     identity = verifyToken(bearerToken(metadata.get('authorization')), keys, ctx.auth.verify);
@@ -163,5 +194,5 @@ export function authenticate(ctx: ServerContext, metadata: Metadata, audit: Audi
     throw unauthenticated();
   }
   noteIdentity(audit, identity);
-  return new Caller(ctx, identity, audit);
+  return new Caller(ctx, identity, audit, redact);
 }

@@ -12,7 +12,9 @@
 //     concurrency: 4
 //     timeouts: { headersSeconds: 30, commitSeconds: 600, idleSeconds: 60, manifestSeconds: 60,
 //                 minBytesPerSecond: 1024, maxResumes: 16 }   # registry waits (README: Registries)
-//   limits: { maxConcurrentExports: 4, maxConcurrentImports: 16, maxQueued: 64,
+//   limits: { maxConcurrentExports: 4, maxConcurrentImports: 16, maxConcurrentFetches: 16, maxQueued: 64,
+//             maxExportsPerTenant: 2, maxImportsPerTenant: 8, maxFetchesPerTenant: 8, maxQueuedPerTenant: 32,
+//             idleTimeoutSeconds: 60, maxGraphBytes: 8388608, maxMetadataBytes: 16384,
 //             maxMessageBytes: 8388608, maxRecords: 500000, blobChunkBytes: 1048576 }
 //   shutdownGraceSeconds: 30
 //   log: { level: info }                  # debug | info | error | off
@@ -35,6 +37,8 @@ import { defaultAuthSettings, type AuthSettings } from './auth/keys.js';
 import { checkTemplate, type TierSettings, type TierTemplates } from './auth/tiers.js';
 import { TENANT_RE } from './auth/token.js';
 import { DEFAULT_GRAPH_LIMITS, type GraphLimits } from '../api/wire.js';
+import { MAX_METADATA_BYTES } from '../store/content.js';
+import type { SocketAccess } from '../api/address.js';
 import { parseGatewayConfig, type GatewayConfig } from '../gateway/config.js';
 
 export interface TlsFiles {
@@ -48,11 +52,33 @@ export interface TlsFiles {
 
 export interface Limits extends GraphLimits {
   maxConcurrentExports: number;
+  /** Import, Inspect and Copy's reading side. */
   maxConcurrentImports: number;
+  /** FetchBlob streams, a pool of their own so long blob reads never starve Import. */
+  maxConcurrentFetches: number;
+  /** Slots one tenant may hold at once; 0: half of the pool, rounded up (see perTenantLimit). */
+  maxExportsPerTenant: number;
+  maxImportsPerTenant: number;
+  maxFetchesPerTenant: number;
   /** Calls waiting for a slot beyond this are refused with RESOURCE_EXHAUSTED. */
   maxQueued: number;
+  /** The same, per tenant; 0: half of maxQueued. */
+  maxQueuedPerTenant: number;
+  /**
+   * A stream that makes no progress in either direction for this long ends
+   * with DEADLINE_EXCEEDED and frees its slot: an Export whose client sends
+   * nothing while the daemon waits for it, a FetchBlob whose client reads nothing.
+   */
+  idleTimeoutSeconds: number;
+  /** Request metadata (headers, the authorization token among them) larger than this is refused at once. */
+  maxMetadataBytes: number;
   maxMessageBytes: number;
   blobChunkBytes: number;
+}
+
+/** A per-tenant cap: the configured one, else half of the pool (at least 1), never more than the pool. */
+export function perTenantLimit(configured: number, pool: number): number {
+  return Math.min(pool, configured > 0 ? configured : Math.max(1, Math.ceil(pool / 2)));
 }
 
 export const LOG_LEVELS = ['debug', 'info', 'error', 'off'] as const;
@@ -62,6 +88,8 @@ export const isLogLevel = (v: string): v is LogLevel => (LOG_LEVELS as readonly 
 export interface DaemonConfig {
   /** Empty: the default unix socket. */
   listen: string[];
+  /** Mode and group of unix sockets (bkcache serve --socket-mode, --socket-group). */
+  socket?: SocketAccess;
   root: string;
   metricsAddr?: string;
   tls?: TlsFiles;
@@ -86,7 +114,14 @@ export const DEFAULT_LIMITS: Limits = {
   ...DEFAULT_GRAPH_LIMITS,
   maxConcurrentExports: 4,
   maxConcurrentImports: 16,
+  maxConcurrentFetches: 16,
+  maxExportsPerTenant: 0,
+  maxImportsPerTenant: 0,
+  maxFetchesPerTenant: 0,
   maxQueued: 64,
+  maxQueuedPerTenant: 0,
+  idleTimeoutSeconds: 60,
+  maxMetadataBytes: 16 << 10,
   maxMessageBytes: 8 << 20,
   blobChunkBytes: 1 << 20,
 };
@@ -192,6 +227,10 @@ export function applyConfigFile(cfg: DaemonConfig, file: string): DaemonConfig {
     const names = Object.keys(DEFAULT_LIMITS);
     const l = obj(o.limits, 'limits', names);
     for (const [k, v] of Object.entries(l)) (cfg.limits as unknown as Record<string, number>)[k] = posInt(v, `limits.${k}`);
+    if (cfg.limits.maxGraphBytes >= MAX_METADATA_BYTES) {
+      // A graph's config is written from it and must be readable back (configs over 16 MiB are refused on import).
+      throw invalidArgument(`limits.maxGraphBytes must be below ${MAX_METADATA_BYTES}, the largest config an import reads`, { reason: 'invalid-config' });
+    }
   }
   if (o.shutdownGraceSeconds !== undefined) {
     const g = o.shutdownGraceSeconds;

@@ -3,6 +3,7 @@
 // store, and account for each call (one log line, metrics) when it ends.
 import path from 'node:path';
 import { status as Status } from '@grpc/grpc-js';
+import { localPlace } from '../cache/remote/local/index.js';
 import type { CacheSpec } from '../cache/spec.js';
 import { asBkError, BkError } from '../errors.js';
 import type { AuthRuntime } from './access.js';
@@ -11,7 +12,8 @@ import type { DaemonConfig } from './config.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { Semaphore } from './semaphore.js';
-import { grpcCodeFor, statusName } from '../api/status.js';
+import { grpcCodeFor, statusName, toStatus } from '../api/status.js';
+import { Redactor } from './redact.js';
 
 export interface ServerContext {
   cfg: DaemonConfig;
@@ -19,6 +21,7 @@ export interface ServerContext {
   metrics: Metrics;
   exportSlots: Semaphore;
   importSlots: Semaphore;
+  fetchSlots: Semaphore;
   /** Token verification and tiers, loaded once from cfg.auth and cfg.tiers. */
   auth: AuthRuntime;
 }
@@ -34,10 +37,10 @@ export function resolveSpec(cfg: DaemonConfig, spec: CacheSpec, mode: 'import' |
   if (type !== 'local') return spec;
   const attrs = { ...spec.attrs };
   const key = mode === 'import' ? 'src' : 'dest';
-  // An import from the place a client exported to (dest=) is what it means.
-  const given = attrs[key] ?? (mode === 'import' ? attrs['dest'] : undefined);
+  const given = attrs[key];
   attrs[key] = given ? path.resolve(cfg.root, given) : cfg.root;
-  if (mode === 'import') delete attrs['dest'];
+  // dest= on a source or src= on a target is a usage error: refused here, before anything is named or opened.
+  localPlace(attrs, mode);
   return { type, attrs };
 }
 
@@ -54,6 +57,10 @@ export interface CallTracker {
   fields: Record<string, unknown>;
   /** Who called, what it touched and the bytes moved: the audit part of the same line. */
   audit: AuditRecord;
+  /** What the caller may read of messages and places (redact.ts); the log line keeps the detail. */
+  redact: Redactor;
+  /** The status to send for `err`: redacted, from the same error the log line records. */
+  status(err: unknown): ReturnType<typeof toStatus>;
   /** Ends the call's accounting; returns the status name. Safe to call twice. */
   end(err?: unknown): string;
 }
@@ -64,9 +71,12 @@ export function trackCall(ctx: ServerContext, method: string, peer: string): Cal
   const fields: Record<string, unknown> = {};
   const audit = newAudit();
   let ended: string | undefined;
+  const redact = new Redactor(ctx.cfg.root);
   return {
     fields,
     audit,
+    redact,
+    status: (err) => toStatus(redact.error(err)),
     end(err?: unknown) {
       if (ended) return ended;
       const code = err === undefined ? Status.OK : grpcCodeFor(asBkError(err).code);

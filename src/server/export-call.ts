@@ -17,9 +17,10 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { ContentStore } from '../store/types.js';
 import { authenticate, type Caller } from './access.js';
 import { ClientBlobs, inContentStore } from './client-blobs.js';
+import { idleError } from './idle.js';
 import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
-import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
-import { toStatus } from '../api/status.js';
+import type { WireExportRequest, WireExportResponse } from '../api/proto.js';
+import { ProgressToWire } from '../api/progress.js';
 import { descriptorToWire, GraphAssembler, specLabel, statsToWire } from '../api/wire.js';
 
 type Call = ServerDuplexStream<WireExportRequest, WireExportResponse>;
@@ -49,8 +50,9 @@ class ExportSession {
   private blobs?: ClientBlobs;
   private release?: () => void;
   private pushing?: Promise<unknown>;
-  private lastProgress = new Map<string, number>();
+  private readonly toWire = new ProgressToWire();
   private caller?: Caller;
+  private idleTimer?: NodeJS.Timeout;
   /** Other tiers of a tier target that the caller may pull: blobs found there are mounted, not asked for. */
   private mountFrom: CacheSpec[] = [];
   /** Stores opened for mounting, by digest they hold; closed with the session. */
@@ -65,9 +67,12 @@ class ExportSession {
     this.assembler = new GraphAssembler(ctx.cfg.limits);
     call.on('data', (m: WireExportRequest) => {
       call.pause();
+      this.busy();
       this.handle(m).then(
         () => {
-          if (this.state !== 'closed') call.resume();
+          if (this.state === 'closed') return;
+          call.resume();
+          this.waitForClient();
         },
         (err) => this.fail(err),
       );
@@ -78,10 +83,30 @@ class ExportSession {
     call.on('cancelled', () => this.stop(cancellation(call, 'export')));
     call.on('error', () => undefined);
     try {
-      this.caller = authenticate(ctx, call.metadata, this.tracker.audit);
+      this.caller = authenticate(ctx, call.metadata, this.tracker.audit, this.tracker.redact);
     } catch (err) {
       this.fail(err);
     }
+    this.waitForClient();
+  }
+
+  /**
+   * The daemon now waits for the client (its next message, before graph_done
+   * or for blobs still to come): the idle timer runs until a message
+   * arrives. Not while a message is handled, nor once every blob is in and
+   * the push is the daemon's own work.
+   */
+  private waitForClient(): void {
+    this.busy();
+    if (this.state === 'closed' || (this.state === 'blobs' && this.blobs?.allReceived)) return;
+    const ms = this.ctx.cfg.limits.idleTimeoutSeconds * 1000;
+    const waitingFor = this.state === 'start' ? 'start' : this.state === 'graph' ? 'the graph' : 'blobs';
+    this.idleTimer = setTimeout(() => this.fail(idleError(`export: the client sent nothing while the daemon waited for ${waitingFor}`, ms)), ms);
+  }
+
+  private busy(): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   private async handle(m: WireExportRequest): Promise<void> {
@@ -104,10 +129,16 @@ class ExportSession {
     this.mountFrom = mountFrom;
     this.tracker.fields.target = specLabel(spec);
     // The slot is taken before anything is opened, so a queue of exports holds no resources.
-    const release = await this.ctx.exportSlots.acquire(this.ac.signal);
+    const release = await this.ctx.exportSlots.acquire(this.ac.signal, this.caller!.identity?.tenant);
     if (this.state === 'closed') return release();
     this.release = release;
     this.target = await openExport(spec, this.ctx.cfg.backend);
+    try {
+      this.caller!.confirmWrite(this.target.store, spec);
+    } catch (err) {
+      await this.target.store.close?.();
+      throw err;
+    }
     this.state = 'graph';
   }
 
@@ -192,21 +223,8 @@ class ExportSession {
 
   private progress(e: ProgressEvent): void {
     if (this.state === 'closed') return;
-    const p: WireProgress = { kind: e.type, digest: e.digest, size: 'size' in e ? e.size : 0, status: '', sent: 0, tag: '' };
-    if (e.type === 'tag') {
-      p.status = 'tagged';
-      p.tag = e.tag;
-    } else {
-      p.status = e.status;
-      if (e.type === 'blob' && e.status === 'uploading' && e.sent) {
-        // Byte counts come per chunk; a few updates a second per blob is plenty.
-        const now = Date.now();
-        if (now - (this.lastProgress.get(e.digest) ?? 0) < 200) return;
-        this.lastProgress.set(e.digest, now);
-        p.sent = e.sent;
-      }
-    }
-    this.send({ msg: 'progress', progress: p });
+    const p = this.toWire.convert(e);
+    if (p) this.send({ msg: 'progress', progress: p });
   }
 
   private send(m: WireExportResponse): void {
@@ -220,10 +238,10 @@ class ExportSession {
       done: {
         manifest: done.manifest ? descriptorToWire(done.manifest) : null,
         config: done.config ? descriptorToWire(done.config) : null,
-        target: done.target,
+        target: this.tracker.redact.text(done.target),
         tag: done.tag,
         stats: done.stats ?? null,
-        warnings: done.warnings,
+        warnings: done.warnings.map((w) => this.tracker.redact.text(w)),
       },
     });
     this.state = 'closed';
@@ -240,7 +258,7 @@ class ExportSession {
     if (this.state === 'closed') return;
     const e = asBkError(err);
     this.stop(e);
-    if (!this.call.cancelled) this.call.emit('error', toStatus(e));
+    if (!this.call.cancelled) this.call.emit('error', this.tracker.status(e));
   }
 
   /** Stops all work: no manifest is written after this (pushCache checks the signal before it). */
@@ -272,6 +290,7 @@ class ExportSession {
 
   /** Frees the export slot once pushCache has settled, so the cap counts real work. */
   private cleanup(): void {
+    this.busy();
     const stores = this.mountStores.splice(0);
     const closeStores = () => void Promise.all(stores.map((s) => s.close?.())).catch(() => undefined);
     if (this.pushing) this.pushing.then(closeStores, closeStores);

@@ -1,4 +1,4 @@
-// The unary and server-streaming calls: Import, Inspect, FetchBlob, Copy.
+// The unary and server-streaming calls: Import, Inspect, FetchBlob, Copy, CopyStream.
 // Each authenticates the caller, authorizes every spec it names (no store is
 // touched until then), takes an import slot, runs the core operation, and
 // maps any failure to a status in one place.
@@ -9,15 +9,18 @@ import { copyCache, importChain, inspectCache, loadFirst, summarize } from '../c
 import { dropLostResults } from '../cache/lifecycle/verify.js';
 import { openImport, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
-import { drained } from '../drain.js';
+import type { ProgressEvent } from '../cache/transfer.js';
 import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { verified } from '../store/content.js';
 import { authenticate, type Caller } from './access.js';
+import { drainedWithin } from './idle.js';
+import type { Semaphore } from './semaphore.js';
 import { cancellation, trackCall, type CallTracker, type ServerContext } from './context.js';
 import type {
   WireCopyRequest,
   WireCopyResponse,
+  WireCopyEvent,
   WireFetchBlobRequest,
   WireBlobChunk,
   WireImportRequest,
@@ -25,7 +28,7 @@ import type {
   WireInspectRequest,
   WireInspectResponse,
 } from '../api/proto.js';
-import { toStatus } from '../api/status.js';
+import { ProgressToWire } from '../api/progress.js';
 import { checkDigest, descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from '../api/wire.js';
 
 type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled', f: () => void): unknown; cancelled: boolean; metadata: Metadata };
@@ -38,6 +41,7 @@ type Call = { getPeer(): string; getDeadline(): Date | number; on(ev: 'cancelled
 async function withCall<P, T>(
   ctx: ServerContext,
   method: string,
+  pool: Semaphore,
   call: Call,
   authorize: (caller: Caller, t: CallTracker) => P,
   run: (plan: P, signal: AbortSignal, t: CallTracker, caller: Caller) => Promise<T>,
@@ -47,9 +51,10 @@ async function withCall<P, T>(
   call.on('cancelled', () => ac.abort(cancellation(call, method)));
   let release: (() => void) | undefined;
   try {
-    const caller = authenticate(ctx, call.metadata, t.audit);
+    const caller = authenticate(ctx, call.metadata, t.audit, t.redact);
     const plan = authorize(caller, t);
-    release = await ctx.importSlots.acquire(ac.signal);
+    // Per tenant too: one tenant cannot hold every slot of the pool (server/semaphore.ts).
+    release = await pool.acquire(ac.signal, caller.identity?.tenant);
     const value = await run(plan, ac.signal, t, caller);
     t.end();
     return { value, t };
@@ -72,11 +77,12 @@ function unary<Req, Res, P>(
     void withCall(
       ctx,
       method,
+      ctx.importSlots,
       call,
       (caller, t) => authorize(call.request, caller, t),
       (plan, signal, t, caller) => run(plan, call.request, signal, t, caller),
-    ).then(({ value, err }) => {
-      if (err) callback(toStatus(err));
+    ).then(({ value, err, t }) => {
+      if (err) callback(t.status(err));
       else callback(null, value!);
     });
   };
@@ -130,8 +136,8 @@ export function importHandler(ctx: ServerContext) {
         kind: loaded?.kind ?? '',
         summary: loaded ? summaryOf(loaded) : null,
         graph: graphToWire(checked?.graph ?? res.graph),
-        misses: res.misses.map((m) => ({ ...m, index: origin[m.index]! })),
-        warnings: loaded?.warnings ?? [],
+        misses: res.misses.map((m) => ({ ...m, index: origin[m.index]!, spec: t.redact.text(m.spec), message: t.redact.text(m.message) })),
+        warnings: (loaded?.warnings ?? []).map((w) => t.redact.text(w)),
         dropped: checked?.dropped ?? [],
       };
     },
@@ -147,7 +153,7 @@ export function inspectHandler(ctx: ServerContext) {
       t.fields.source = chain.map(specLabel).join(' | ');
       return chain;
     },
-    async (chain, req, signal) => {
+    async (chain, req, signal, t) => {
       const { value } = await loadFirst(chain, (spec) => inspectCache(spec, ctx.cfg.backend, { signal }));
       const { summary, loaded } = value;
       let graph = null;
@@ -158,7 +164,7 @@ export function inspectHandler(ctx: ServerContext) {
       }
       return {
         summary: summaryToWire(summary),
-        warnings: loaded.warnings,
+        warnings: loaded.warnings.map((w) => t.redact.text(w)),
         graph,
         manifest: descriptorToWire(loaded.manifest),
         config: loaded.config ? descriptorToWire(loaded.config) : null,
@@ -171,42 +177,83 @@ export function inspectHandler(ctx: ServerContext) {
  * Copy: every source merged into one graph (a tier source is its first tier
  * that exists), exported to the target. Blobs are mounted only from a store
  * the caller may pull; every source is one already, and the check stands
- * guard should that ever change.
+ * guard should that ever change. CopyStream is the same call with progress
+ * events streamed as it runs.
  */
+type CopyPlan = { from: CacheSpec[][]; to: CacheSpec };
+
+function authorizeCopy(req: WireCopyRequest, caller: Caller, t: CallTracker): CopyPlan {
+  if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
+  const from = req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
+  const to = caller.writeTarget(req.target, 'the target').spec;
+  Object.assign(t.fields, { sources: from.flat().map(specLabel), target: specLabel(to) });
+  return { from, to };
+}
+
+async function runCopy(
+  ctx: ServerContext,
+  { from, to }: CopyPlan,
+  signal: AbortSignal,
+  t: CallTracker,
+  caller: Caller,
+  onProgress?: (e: ProgressEvent) => void,
+): Promise<WireCopyResponse> {
+  const release = await ctx.exportSlots.acquire(signal, caller.identity?.tenant);
+  try {
+    const res = await copyCache(from, to, ctx.cfg.backend, {
+      signal,
+      mayMountFrom: (s) => caller.mayPullStore(s),
+      onTarget: (store) => caller.confirmWrite(store, to),
+      onProgress,
+    });
+    ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
+    t.audit.bytes = res.stats.uploadedBytes;
+    return {
+      result: {
+        manifest: res.manifest ? descriptorToWire(res.manifest) : null,
+        config: res.config ? descriptorToWire(res.config) : null,
+        target: t.redact.text(res.target),
+        tag: res.tag,
+        stats: statsToWire(res.stats),
+        warnings: res.warnings.map((w) => t.redact.text(w)),
+      },
+      sources: res.sources.map((s) => ({ spec: t.redact.text(s.spec), summary: summaryToWire(s.summary) })),
+    };
+  } finally {
+    release();
+  }
+}
+
 export function copyHandler(ctx: ServerContext) {
-  type Plan = { from: CacheSpec[][]; to: CacheSpec };
-  return unary<WireCopyRequest, WireCopyResponse, Plan>(
-    ctx,
-    'Copy',
-    (req, caller, t) => {
-      if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
-      const from = req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
-      const to = caller.writeTarget(req.target, 'the target').spec;
-      Object.assign(t.fields, { sources: from.flat().map(specLabel), target: specLabel(to) });
-      return { from, to };
-    },
-    async ({ from, to }, _req, signal, t, caller) => {
-      const release = await ctx.exportSlots.acquire(signal);
-      try {
-        const res = await copyCache(from, to, ctx.cfg.backend, { signal, mayMountFrom: (s) => caller.mayPullStore(s) });
-        ctx.metrics.addBytes('uploaded', res.stats.uploadedBytes);
-        t.audit.bytes = res.stats.uploadedBytes;
-        return {
-          result: {
-            manifest: res.manifest ? descriptorToWire(res.manifest) : null,
-            config: res.config ? descriptorToWire(res.config) : null,
-            target: res.target,
-            tag: res.tag,
-            stats: statsToWire(res.stats),
-            warnings: res.warnings,
-          },
-          sources: res.sources.map((s) => ({ spec: s.spec, summary: summaryToWire(s.summary) })),
-        };
-      } finally {
-        release();
-      }
-    },
+  return unary<WireCopyRequest, WireCopyResponse, CopyPlan>(ctx, 'Copy', authorizeCopy, (plan, _req, signal, t, caller) =>
+    runCopy(ctx, plan, signal, t, caller),
   );
+}
+
+export function copyStreamHandler(ctx: ServerContext) {
+  return (call: ServerWritableStream<WireCopyRequest, WireCopyEvent>): void => {
+    const toWire = new ProgressToWire();
+    void withCall(
+      ctx,
+      'CopyStream',
+      ctx.importSlots,
+      call,
+      (caller, t) => authorizeCopy(call.request, caller, t),
+      (plan, signal, t, caller) =>
+        runCopy(ctx, plan, signal, t, caller, (e) => {
+          const p = toWire.convert(e);
+          // Progress is advisory: a client that reads slowly loses byte counts, never the copy.
+          if (p && !call.cancelled && (call.writableLength < 1 << 20 || e.type !== 'blob' || e.status !== 'uploading')) call.write({ progress: p });
+        }),
+    ).then(({ value, err, t }) => {
+      if (call.cancelled) return;
+      if (err) call.emit('error', t.status(err));
+      else {
+        call.write({ done: value! });
+        call.end();
+      }
+    });
+  };
 }
 
 // ---------------------------------------------------------------- FetchBlob
@@ -261,6 +308,7 @@ export function fetchBlobHandler(ctx: ServerContext) {
     void withCall(
       ctx,
       'FetchBlob',
+      ctx.fetchSlots,
       call,
       (caller, t) => {
         const chain = caller.readChain(call.request.source, 'the source');
@@ -291,25 +339,33 @@ export function fetchBlobHandler(ctx: ServerContext) {
           if (!Number.isSafeInteger(offset) || offset < 0 || offset > desc.size) {
             throw invalidArgument(`offset ${req.offset} is outside blob ${desc.digest} of ${desc.size} bytes`, { reason: 'bad-offset' });
           }
-          const fetched = await source.store.fetch(desc, { offset, signal }).catch((err) => {
+          // From offset 0 whatever the request's offset: only the whole blob can be checked against
+          // its digest, so the prefix is read (and hashed) too, and bytes before `offset` are dropped.
+          const fetched = await source.store.fetch(desc, { signal }).catch((err) => {
             // Deleted between the check and the read: the same answer as never there.
             throw isNotFound(err) ? blobNotFound() : err;
           });
-          const stream = verified(fetched, desc, offset);
+          const stream = verified(fetched, desc);
           t.audit.bytes = await send(call, stream, desc.digest, offset, ctx.cfg.limits.blobChunkBytes, signal, ctx);
         } finally {
           await source.store.close?.();
         }
       },
-    ).then(({ err }) => {
+    ).then(({ err, t }) => {
       if (call.cancelled) return;
-      if (err) call.emit('error', toStatus(err));
+      if (err) call.emit('error', t.status(err));
       else call.end();
     });
   };
 }
 
-/** Streams `stream` as BlobChunks of at most `max` bytes, waiting for the client to drain; returns the bytes sent. */
+/**
+ * Streams the verified whole blob `stream` from `offset` on, as BlobChunks of
+ * at most `max` bytes, waiting for the client to drain; returns the bytes
+ * sent. The last piece is held back until the stream ended, which is when
+ * the digest was checked: a blob that is wrong never reaches the client
+ * whole, and the call ends with the stream's DATA_LOSS.
+ */
 async function send(
   call: ServerWritableStream<WireFetchBlobRequest, WireBlobChunk>,
   stream: NodeJS.ReadableStream & { destroy(): void },
@@ -319,20 +375,32 @@ async function send(
   signal: AbortSignal,
   ctx: ServerContext,
 ): Promise<number> {
+  let skip = offset;
   let pos = offset;
+  let held: Buffer | undefined;
+  const write = async (data: Buffer) => {
+    if (signal.aborted) throw signal.reason;
+    const ok = call.write({ digest, offset: pos, data });
+    pos += data.length;
+    ctx.metrics.addBytes('sent', data.length);
+    // Wait for the client to take what was sent: the whole blob is never queued in memory;
+    // a client that takes nothing for the idle timeout loses the call and its slot.
+    if (!ok) await drainedWithin(call, signal, ctx.cfg.limits.idleTimeoutSeconds * 1000, 'FetchBlob: the client read nothing');
+  };
   try {
     for await (const chunk of stream) {
-      const buf = chunk as Buffer;
+      let buf = chunk as Buffer;
+      if (skip > 0) {
+        const n = Math.min(skip, buf.length);
+        skip -= n;
+        buf = buf.subarray(n);
+      }
       for (let i = 0; i < buf.length; i += max) {
-        if (signal.aborted) throw signal.reason;
-        const data = buf.subarray(i, i + max);
-        const ok = call.write({ digest, offset: pos, data });
-        pos += data.length;
-        ctx.metrics.addBytes('sent', data.length);
-        // Wait for the client to take what was sent: the whole blob is never queued in memory.
-        if (!ok) await drained(call, signal);
+        if (held) await write(held);
+        held = buf.subarray(i, i + max);
       }
     }
+    if (held) await write(held);
   } finally {
     stream.destroy();
   }

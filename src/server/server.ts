@@ -16,20 +16,28 @@ import { algForKey } from './auth/token.js';
 import type http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, type ListenAddress } from '../api/address.js';
-import type { DaemonConfig } from './config.js';
+import { formatAddress, grpcTarget, parseAddress, prepareUnixSocket, defaultListenSocket, setSocketAccess, type ListenAddress } from '../api/address.js';
+import { perTenantLimit, type DaemonConfig, type Limits } from './config.js';
 import type { ServerContext } from './context.js';
 import { exportHandler } from './export-call.js';
-import { copyHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
+import { copyHandler, copyStreamHandler, fetchBlobHandler, importHandler, inspectHandler } from './handlers.js';
 import { HealthService, healthProto } from './health.js';
 import { jsonLogger, type Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { cacheProto } from '../api/proto.js';
 import { Semaphore } from './semaphore.js';
 import { tuneHttp2 } from './tuning.js';
+import { guardHeaderBlocks } from './header-guard.js';
 import { Gateway } from '../gateway/server.js';
 
 export const SERVICE_NAME = 'bkcache.v1.CacheService';
+
+function slots(l: Limits, pool: number, perTenant: number, what: string): Semaphore {
+  return new Semaphore(
+    { limit: pool, perTenant: perTenantLimit(perTenant, pool), maxQueued: l.maxQueued, queuedPerTenant: perTenantLimit(l.maxQueuedPerTenant, l.maxQueued) },
+    what,
+  );
+}
 
 
 export class Daemon {
@@ -54,8 +62,9 @@ export class Daemon {
       cfg,
       log,
       metrics: new Metrics(),
-      exportSlots: new Semaphore(l.maxConcurrentExports, l.maxQueued, 'export'),
-      importSlots: new Semaphore(l.maxConcurrentImports, l.maxQueued, 'import'),
+      exportSlots: slots(l, l.maxConcurrentExports, l.maxExportsPerTenant, 'export'),
+      importSlots: slots(l, l.maxConcurrentImports, l.maxImportsPerTenant, 'import'),
+      fetchSlots: slots(l, l.maxConcurrentFetches, l.maxFetchesPerTenant, 'FetchBlob'),
       // Key files are read here, so a bad key stops the daemon before it listens.
       auth: loadAuth(cfg),
     };
@@ -75,6 +84,7 @@ export class Daemon {
       FetchBlob: fetchBlobHandler(this.ctx),
       Inspect: inspectHandler(this.ctx),
       Copy: copyHandler(this.ctx),
+      CopyStream: copyStreamHandler(this.ctx),
     });
     this.health.addTo(this.server);
     new ReflectionService({ ...def, ...healthProto().def }).addToServer(this.server);
@@ -104,7 +114,11 @@ export class Daemon {
         this.server.bindAsync(grpcTarget(a), this.credentials(a), (err, p) => (err ? reject(err) : resolve(p))),
       );
       tuneHttp2(this.server, 'bound');
-      if (a.kind === 'unix') this.sockets.push(a.path);
+      guardHeaderBlocks(this.server, (why) => this.ctx.log.error('connection closed', { why }));
+      if (a.kind === 'unix') {
+        this.sockets.push(a.path);
+        await setSocketAccess(a.path, this.cfg.socket);
+      }
       this.addresses.push(formatAddress(a.kind === 'tcp' ? { ...a, port } : a));
     }
     if (this.cfg.gateway) {

@@ -32,15 +32,22 @@ export const MAX_FRAME_BYTES = 1 << 20;
  * the http2 servers, to widen each new session's connection window. Guarded:
  * if a grpc-js release renames them, the daemon runs with node's defaults.
  */
+type GrpcInternals = { commonServerOptions?: http2.ServerOptions; http2Servers?: Map<http2.Http2Server | http2.Http2SecureServer, unknown> };
+
+/** The http2 servers grpc-js created (one per bound address), from its private field; empty if it was renamed. */
+export function http2ServersOf(server: grpc.Server): (http2.Http2Server | http2.Http2SecureServer)[] {
+  return [...((server as unknown as GrpcInternals).http2Servers?.keys() ?? [])];
+}
+
 export function tuneHttp2(server: grpc.Server, phase: 'construct' | 'bound'): void {
-  const s = server as unknown as { commonServerOptions?: http2.ServerOptions; http2Servers?: Map<http2.Http2Server | http2.Http2SecureServer, unknown> };
+  const s = server as unknown as GrpcInternals;
   if (phase === 'construct') {
     if (s.commonServerOptions) {
       s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: RECEIVE_WINDOW_BYTES, maxFrameSize: MAX_FRAME_BYTES };
     }
     return;
   }
-  for (const h of s.http2Servers?.keys() ?? []) {
+  for (const h of http2ServersOf(server)) {
     if (widened.has(h)) continue;
     widened.add(h);
     h.on('session', (session: http2.ServerHttp2Session) => {

@@ -22,7 +22,10 @@ const ignore = () => {};
  * pipeline()) reads it from there when it starts.
  */
 export function holdErrors<T extends NodeJS.EventEmitter>(stream: T): T {
-  stream.on('error', ignore);
+  // Once per stream: a stream passed through several helpers would otherwise
+  // gather one listener per helper, and a deep chain trips Node's
+  // MaxListeners warning, which the CLI would print to the user.
+  if (!stream.listeners('error').includes(ignore)) stream.on('error', ignore);
   return stream;
 }
 
@@ -95,7 +98,7 @@ export class VerifyStream extends Transform {
     if (this.offset === 0) {
       const got = this.hasher.digest();
       if (got !== this.desc.digest) {
-        cb(dataLoss(`digest mismatch: ${this.what} hashes to ${got}`, { reason: 'digest-mismatch' }));
+        cb(dataLoss(`digest mismatch: expected ${this.desc.digest}${this.from ? ` from ${this.from}` : ''}, got ${got}`, { reason: 'digest-mismatch' }));
         return;
       }
     }

@@ -7,7 +7,7 @@ import { importChain } from '../../src/cache/operations.js';
 import { BkError } from '../../src/errors.js';
 import { digestBytes } from '../../src/oci/digest.js';
 import { cacheProto, type WireGraph, type WireImportResponse } from '../../src/api/proto.js';
-import { GraphAssembler, graphFromWire, graphToWire, splitGraph } from '../../src/api/wire.js';
+import { DEFAULT_GRAPH_LIMITS, GraphAssembler, graphFromWire, graphToWire, splitGraph, wireGraphBytes } from '../../src/api/wire.js';
 import { BK, GRAPH_200 } from '../fixtures.js';
 
 /** Encodes and decodes a graph exactly as it travels in an ImportResponse. */
@@ -122,8 +122,51 @@ describe('graph over the wire', () => {
   });
 
   it('refuses graphs over the record limit with RESOURCE_EXHAUSTED', () => {
-    const a = new GraphAssembler({ maxRecords: 3, maxLinks: 10, maxLayersPerResult: 10, maxInputs: 10 });
-    const e = errOf(() => a.add({ records: [0, 1, 2, 3].map((id) => ({ id, digest: `sha256:${id}` })), links: [], results: [] }));
+    const a = new GraphAssembler({ maxRecords: 3, maxLinks: 10, maxLayersPerResult: 10, maxInputs: 10, maxGraphBytes: 1 << 20 });
+    const e = errOf(() => a.add({ records: [0, 1, 2, 3].map((id) => ({ id, digest: digestBytes(`r${id}`) })), links: [], results: [] }));
     expect(e.code).toBe('RESOURCE_EXHAUSTED');
+  });
+});
+
+describe('hostile graphs', () => {
+  const rec = (id: number, digest = digestBytes(`r${id}`)) => ({ id, digest, hint: null });
+
+  it('validates record keys as digests (a path is not a cache key); random: keys are dropped as in BuildKit', () => {
+    for (const bad of ['../../etc/passwd', 'sha256:abc', 'sha256:../../x', `sha256:${'a'.repeat(63)}G`, 'md5:d41d8cd98f00b204e9800998ecf8427e']) {
+      const e = errOf(() => new GraphAssembler().add({ records: [rec(0, bad)], links: [], results: [] }));
+      expect([e.code, e.reason], bad).toEqual(['INVALID_ARGUMENT', 'invalid-digest']);
+    }
+    const a = new GraphAssembler();
+    a.add({ records: [rec(0), rec(1, 'random:abc123')], links: [{ record_id: 0, src_id: 1, input: 0, selector: '' }], results: [] });
+    expect(a.build().nodes).toHaveLength(1);
+  });
+
+  it('takes a part with 130 000 links without reaching a stack limit', () => {
+    const links = Array.from({ length: 130_000 }, (_, i) => ({ record_id: 1, src_id: 0, input: 0, selector: `s${i}` }));
+    const a = new GraphAssembler();
+    a.add({ records: [rec(0), rec(1)], links, results: [] });
+    const g = a.build();
+    expect(g.nodes[1]!.links[0]!.size).toBe(130_000);
+  });
+
+  it('counts bytes across parts and refuses past limits.maxGraphBytes before anything is built', () => {
+    const a = new GraphAssembler({ ...DEFAULT_GRAPH_LIMITS, maxGraphBytes: 1 << 20 });
+    const part = (from: number) => ({
+      records: [],
+      links: Array.from({ length: 100 }, (_, i) => ({ record_id: 1, src_id: 0, input: 0, selector: `${from + i}`.padEnd(2000, '<') })),
+      results: [],
+    });
+    a.add({ records: [rec(0), rec(1)], links: [], results: [] });
+    for (let i = 0; i < 5; i++) a.add(part(i * 100)); // ~1 MB of selectors, each part far under the message limit
+    const e = errOf(() => a.add(part(600)));
+    expect([e.code, e.reason]).toEqual(['RESOURCE_EXHAUSTED', 'graph-too-large']);
+    expect(wireGraphBytes(part(0))).toBeGreaterThan(200_000);
+  });
+
+  it('a hint source of 2^32-1 costs nothing', () => {
+    const a = new GraphAssembler();
+    a.add({ records: [{ id: 0, digest: digestBytes('h'), hint: { source: 0xfffffffe, index: 0 } }], links: [], results: [] });
+    const g = a.build();
+    expect(g.newSource()).toBe(0xffffffff);
   });
 });

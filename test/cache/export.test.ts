@@ -89,3 +89,23 @@ describe('shape options follow current BuildKit', () => {
     expect(() => shapeOptions({ 'image-manifest': 'yes' })).toThrow(/invalid boolean/);
   });
 });
+
+describe('export size limits', () => {
+  it('refuses a config over the 16 MiB an import reads, before anything is written', () => {
+    // Go's JSON escapes '<' as \u003c: 3 MiB of selectors become an 18 MiB config.
+    const g = new CacheGraph();
+    const base = g.add(`sha256:${'1'.repeat(64)}`);
+    const top = g.add(`sha256:${'2'.repeat(64)}`);
+    for (let i = 0; i < 3; i++) top.linkFrom(base, 0, `${i}`.padEnd(1 << 20, '<'));
+    base.addResult('', [layerDesc(1)]);
+    top.addResult('', [layerDesc(1), layerDesc(2)]);
+    const { config, descriptors } = g.marshal();
+    let err: BkError | undefined;
+    try {
+      buildCacheManifest(config, descriptors, { imageManifest: true, ociMediatypes: true });
+    } catch (e) {
+      err = e as BkError;
+    }
+    expect([err?.code, err?.reason]).toEqual(['RESOURCE_EXHAUSTED', 'graph-too-large']);
+  });
+});

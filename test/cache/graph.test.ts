@@ -152,3 +152,12 @@ describe('properties over random graphs', () => {
     expect(n.result?.layers[0]!.digest).toBe(layerDesc(2).digest);
   });
 });
+
+describe('record keys', () => {
+  it('are digests whoever builds the graph; random: keys are dropped', () => {
+    const g = new CacheGraph();
+    for (const bad of ['../../etc/passwd', 'sha256:short', '']) expect(() => g.add(bad), bad).toThrow(/invalid (sha256 )?digest/);
+    expect(g.add('random:abc').constructor.name).toBe('DiscardedRecord');
+    expect(g.nodes).toHaveLength(0);
+  });
+});

@@ -156,14 +156,14 @@ describe('client library', () => {
   it('remoteInspect and remoteCopy return what the in-process functions return', async () => {
     const src = `type=local,src=${path.join(BK, 'local-index-max')}`;
     const local = await inspectCache({ type: 'local', attrs: { src: path.join(BK, 'local-index-max') } });
-    const remote = await remoteInspect(addr, src);
+    const remote = await remoteInspect(connect(addr), src);
     expect(remote.summary).toEqual(local.summary);
     expect(remote.loaded.manifest).toEqual(local.loaded.manifest);
 
     const destA = path.join(tmp, 'copy-a');
     const destB = path.join(tmp, 'copy-b');
     const a = await copyCache([{ type: 'local', attrs: { src: path.join(BK, 'local-index-max') } }], { type: 'local', attrs: { dest: destA } });
-    const b = await remoteCopy(addr, [src], `type=local,dest=${destB}`);
+    const b = await remoteCopy(connect(addr), [src], `type=local,dest=${destB}`);
     expect(b.manifest).toEqual(a.manifest);
     expect(b.config).toEqual(a.config);
     expect(b.stats).toEqual(a.stats);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalGoTime, goField, goInt, goString, goStringMap, GO_ZERO_TIME } from '../../src/oci/go-json.js';
+import { canonicalGoTime, goField, goInt, goStr, goString, goStringMap, GO_ZERO_TIME } from '../../src/oci/go-json.js';
 
 describe('goString', () => {
   it('escapes like encoding/json with HTML escaping on', () => {
@@ -58,5 +58,13 @@ describe('decoding with Go semantics', () => {
     expect(goInt(null, 'x')).toBe(0);
     expect(() => goInt(1.5, 'x')).toThrow(/type int/);
     expect(() => goInt('1', 'x')).toThrow(/type int/);
+  });
+});
+
+describe('decoding errors on deeply nested input', () => {
+  it('describe the value without recursing into it (a million-deep array parses, but must not be stringified)', () => {
+    const deep = JSON.parse('['.repeat(1e6) + ']'.repeat(1e6)) as unknown;
+    expect(() => goInt(deep, 'size')).toThrow('cannot decode an array into size of type int');
+    expect(() => goStr({ a: deep }, 'digest')).toThrow('cannot decode an object into digest of type string');
   });
 });

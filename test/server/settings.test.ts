@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BkError } from '../../src/errors.js';
 import { defaultListenSocket, parseAddress, socketCandidates } from '../../src/api/address.js';
-import { applyConfigFile, defaultConfig } from '../../src/server/config.js';
+import { applyConfigFile, defaultConfig, perTenantLimit } from '../../src/server/config.js';
 import { resolveSpec } from '../../src/server/context.js';
 import { Semaphore } from '../../src/server/semaphore.js';
 
@@ -82,7 +82,10 @@ describe('default store', () => {
   it('points specs without a place at the root', () => {
     expect(resolveSpec(cfg, { type: '', attrs: {} }, 'export')).toEqual({ type: 'local', attrs: { dest: cfg.root } });
     expect(resolveSpec(cfg, { type: 'local', attrs: { tag: 'v1' } }, 'import')).toEqual({ type: 'local', attrs: { tag: 'v1', src: cfg.root } });
-    expect(resolveSpec(cfg, { type: 'local', attrs: { dest: 'app' } }, 'import')).toEqual({ type: 'local', attrs: { src: '/var/lib/bkcache/store/app' } });
+    expect(resolveSpec(cfg, { type: 'local', attrs: { src: 'app' } }, 'import')).toEqual({ type: 'local', attrs: { src: '/var/lib/bkcache/store/app' } });
+    // src= names a source, dest= a target: the other one is a usage error, never a fallback.
+    expect(() => resolveSpec(cfg, { type: 'local', attrs: { dest: 'app' } }, 'import')).toThrow(/takes src=DIR, not dest=/);
+    expect(() => resolveSpec(cfg, { type: 'local', attrs: { src: 'cache/b/app', dest: 'cache/a/app' } }, 'export')).toThrow(/takes dest=DIR, not src=/);
     expect(resolveSpec(cfg, { type: 'local', attrs: { src: '/abs' } }, 'import').attrs.src).toBe('/abs');
     const reg = { type: 'registry', attrs: { ref: 'h/r:t' } };
     expect(resolveSpec(cfg, reg, 'export')).toBe(reg);
@@ -91,7 +94,7 @@ describe('default store', () => {
 
 describe('semaphore', () => {
   it('queues past the limit, refuses past the queue, and drops cancelled waiters', async () => {
-    const s = new Semaphore(1, 1, 'export');
+    const s = new Semaphore({ limit: 1, perTenant: 1, maxQueued: 1, queuedPerTenant: 1 }, 'export');
     const r1 = await s.acquire();
     const ac = new AbortController();
     const waiting = s.acquire(ac.signal);
@@ -105,5 +108,58 @@ describe('semaphore', () => {
     r2();
     r2(); // releasing twice is harmless
     expect(s.inUse).toBe(0);
+  });
+
+  it('one tenant never holds every slot nor fills the queue; a freed slot goes to a tenant under its cap', async () => {
+    const s = new Semaphore({ limit: 4, perTenant: 2, maxQueued: 8, queuedPerTenant: 2 }, 'export');
+    const a1 = await s.acquire(undefined, 'a');
+    await s.acquire(undefined, 'a');
+    // A's third and fourth calls wait although two slots are free; a fifth is refused (its queue is full).
+    const a3 = s.acquire(undefined, 'a');
+    const a4 = s.acquire(undefined, 'a');
+    await expect(s.acquire(undefined, 'a')).rejects.toMatchObject({ code: 'RESOURCE_EXHAUSTED', reason: 'too-many-calls' });
+    expect(s.inUse).toBe(2);
+    // B gets the free slots at once, past A's waiters.
+    const b1 = await s.acquire(undefined, 'b');
+    await s.acquire(undefined, 'b');
+    expect(s.inUse).toBe(4);
+    // A slot B frees goes to B's waiter, not to A (at its cap) who queued first.
+    const b3 = s.acquire(undefined, 'b');
+    b1();
+    await b3;
+    // A slot A frees goes to A's first waiter.
+    let a3got = false;
+    void a3.then(() => (a3got = true));
+    a1();
+    await a3;
+    expect(a3got).toBe(true);
+    expect(s.inUse).toBe(4);
+    void a4;
+    // Calls without a tenant (auth off) are capped in all only.
+    const open = new Semaphore({ limit: 2, perTenant: 1, maxQueued: 1, queuedPerTenant: 1 }, 'import');
+    await open.acquire();
+    await open.acquire();
+    expect(open.inUse).toBe(2);
+  });
+});
+
+describe('limits in the config file', () => {
+  it('takes the idle timeout, per-tenant caps and byte limits; a graph limit the import side cannot read back is refused', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bkcache-limits-'));
+    try {
+      const f = path.join(dir, 'c.yaml');
+      writeFileSync(f, 'limits: { idleTimeoutSeconds: 5, maxExportsPerTenant: 1, maxQueuedPerTenant: 3, maxGraphBytes: 1048576, maxMetadataBytes: 8192, maxConcurrentFetches: 3 }\n');
+      const l = applyConfigFile(defaultConfig(), f).limits;
+      expect(l).toMatchObject({ idleTimeoutSeconds: 5, maxExportsPerTenant: 1, maxQueuedPerTenant: 3, maxGraphBytes: 1 << 20, maxMetadataBytes: 8192, maxConcurrentFetches: 3 });
+      expect(perTenantLimit(l.maxImportsPerTenant, l.maxConcurrentImports)).toBe(8); // unset: half the pool
+      expect(perTenantLimit(0, 1)).toBe(1);
+      expect(perTenantLimit(9, 4)).toBe(4);
+      writeFileSync(f, 'limits: { maxGraphBytes: 16777216 }\n');
+      expect(() => applyConfigFile(defaultConfig(), f)).toThrow(/maxGraphBytes must be below 16777216/);
+      writeFileSync(f, 'limits: { idleTimeoutSeconds: 0 }\n');
+      expect(() => applyConfigFile(defaultConfig(), f)).toThrow(/positive integer/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

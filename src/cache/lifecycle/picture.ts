@@ -41,7 +41,8 @@ function collect(loaded: LoadedCache): { parts: { title?: string; nodes: PNode[]
             chain.push(`${short(l.blob)} ${d ? `${d.size.toLocaleString('en-US')} B` : 'missing'}`);
             at = l.parent;
           }
-          lines.push(...chain.reverse());
+          // A loop, not push(...chain): a chain as long as the config allows would pass the argument limit.
+          for (let k = chain.length - 1; k >= 0; k--) lines.push(chain[k]!);
         }
         return { id: `p${p}r${i}`, lines, result: !!res };
       });

@@ -1,6 +1,7 @@
 // The registry of cache backends, keyed by their `type=` name.
 import { invalidArgument } from '../../errors.js';
 import type { CacheSpec } from '../spec.js';
+import { checkSpecAttrs } from '../spec-attrs.js';
 import { localBackend } from './local/index.js';
 import { registryBackend } from './registry/index.js';
 import type { Backend, BackendContext, ExportTarget, ImportTarget } from './types.js';
@@ -20,12 +21,16 @@ function backendFor(spec: CacheSpec): Backend {
   return b;
 }
 
-export function openImport(spec: CacheSpec, ctx: BackendContext = {}): Promise<ImportTarget> {
-  return backendFor(spec).openImport(spec.attrs, ctx);
+export async function openImport(spec: CacheSpec, ctx: BackendContext = {}): Promise<ImportTarget> {
+  const b = backendFor(spec);
+  checkSpecAttrs(spec.type, spec.attrs, b.attrs);
+  return b.openImport(spec.attrs, ctx);
 }
 
-export function openExport(spec: CacheSpec, ctx: BackendContext = {}): Promise<ExportTarget> {
-  return backendFor(spec).openExport(spec.attrs, ctx);
+export async function openExport(spec: CacheSpec, ctx: BackendContext = {}): Promise<ExportTarget> {
+  const b = backendFor(spec);
+  checkSpecAttrs(spec.type, spec.attrs, b.attrs);
+  return b.openExport(spec.attrs, ctx);
 }
 
 export type { Backend, BackendContext, ExportTarget, ImportTarget };

@@ -35,6 +35,8 @@ export interface ExportTarget {
 
 export interface Backend {
   readonly type: string;
+  /** The attributes of this type besides the common export options (spec-attrs.ts); any other is refused. */
+  readonly attrs: readonly string[];
   openImport(attrs: Record<string, string>, ctx: BackendContext): Promise<ImportTarget>;
   openExport(attrs: Record<string, string>, ctx: BackendContext): Promise<ExportTarget>;
 }

@@ -13,6 +13,8 @@ export interface AuditRecord {
   token_id?: string;
   /** "pull registry.internal/cache/acme/app", one per resource the call was allowed or refused. */
   refs: string[];
+  /** The place an export or copy opened to write (from the store itself, not the spec). */
+  wrote?: string;
   /** Blob bytes the call moved: sent (FetchBlob), received from the client (Export), uploaded (Copy). */
   bytes: number;
   /** Why a token was refused, for the operator; the caller only ever sees one fixed message. */

@@ -55,25 +55,26 @@ export function parsePattern(source: string): Pattern {
 }
 
 /**
- * Can `p[i..]` match `s[j..]`? Shared by both levels: characters within a
- * segment ('*' eats one or more characters) and segments within a name ('**'
- * eats one or more segments). Memoized, so no pattern can make it exponential.
+ * Can `p` match `s`? Shared by both levels: characters within a segment ('*'
+ * eats one or more characters) and segments within a name ('**' eats one or
+ * more segments). Bottom-up over two rows, so it takes O(|p|·|s|) time and
+ * O(|s|) memory, and no name, however long or deep, reaches a recursion limit.
  */
 function matchSeq<T>(p: readonly T[], s: readonly T[], isStar: (t: T) => boolean, eq: (a: T, b: T) => boolean): boolean {
-  const memo = new Uint8Array((p.length + 1) * (s.length + 1)); // 0 unknown, 1 no, 2 yes
-  const go = (i: number, j: number): boolean => {
-    const k = i * (s.length + 1) + j;
-    if (memo[k]) return memo[k] === 2;
-    let r: boolean;
-    if (i === p.length) r = j === s.length;
-    else if (isStar(p[i]!)) {
-      r = false;
-      for (let e = j + 1; e <= s.length && !r; e++) r = go(i + 1, e);
-    } else r = j < s.length && eq(p[i]!, s[j]!) && go(i + 1, j + 1);
-    memo[k] = r ? 2 : 1;
-    return r;
-  };
-  return go(0, 0);
+  // next[j]: does p[i+1..] match s[j..]? cur[j]: does p[i..] match s[j..]?
+  let next = new Uint8Array(s.length + 1);
+  let cur = new Uint8Array(s.length + 1);
+  next[s.length] = 1;
+  for (let i = p.length - 1; i >= 0; i--) {
+    const star = isStar(p[i]!);
+    cur[s.length] = 0;
+    for (let j = s.length - 1; j >= 0; j--) {
+      // A star takes s[j] and then ends (next[j+1]) or takes more (cur[j+1]).
+      cur[j] = star ? next[j + 1]! | cur[j + 1]! : eq(p[i]!, s[j]!) ? next[j + 1]! : 0;
+    }
+    [next, cur] = [cur, next];
+  }
+  return next[0] === 1;
 }
 
 function matchSegment(p: string, s: string): boolean {
@@ -103,24 +104,26 @@ type Tok<T> = T | typeof REST;
 /**
  * Is there a sequence both token lists accept? A "one or more" wildcard is
  * written as ONE (a token compatible with anything) followed by REST (zero or
- * more of anything); then the usual two-pattern DP decides.
+ * more of anything); then the usual two-pattern DP decides, bottom-up (no
+ * recursion, whatever the patterns' length).
  */
 function intersects<T>(x: readonly Tok<T>[], y: readonly Tok<T>[], compat: (a: T, b: T) => boolean): boolean {
-  const memo = new Map<number, boolean>();
-  const go = (i: number, j: number): boolean => {
-    const key = i * (y.length + 1) + j;
-    const hit = memo.get(key);
-    if (hit !== undefined) return hit;
-    let r: boolean;
-    if (i === x.length && j === y.length) r = true;
-    else if (i < x.length && x[i] === REST) r = go(i + 1, j) || (j < y.length && go(i, j + 1));
-    else if (j < y.length && y[j] === REST) r = go(i, j + 1) || (i < x.length && go(i + 1, j));
-    else if (i === x.length || j === y.length) r = false;
-    else r = compat(x[i] as T, y[j] as T) && go(i + 1, j + 1);
-    memo.set(key, r);
-    return r;
-  };
-  return go(0, 0);
+  // r(i, j): can x[i..] and y[j..] accept a common sequence? Row i needs row i+1 and r(i, j+1).
+  let below = new Uint8Array(y.length + 1); // row i+1
+  let row = new Uint8Array(y.length + 1); // row i
+  for (let i = x.length; i >= 0; i--) {
+    for (let j = y.length; j >= 0; j--) {
+      let r: boolean;
+      if (i === x.length && j === y.length) r = true;
+      else if (i < x.length && x[i] === REST) r = below[j] === 1 || (j < y.length && row[j + 1] === 1);
+      else if (j < y.length && y[j] === REST) r = row[j + 1] === 1 || (i < x.length && below[j] === 1);
+      else if (i === x.length || j === y.length) r = false;
+      else r = compat(x[i] as T, y[j] as T) && below[j + 1] === 1;
+      row[j] = r ? 1 : 0;
+    }
+    [below, row] = [row, below];
+  }
+  return below[0] === 1;
 }
 
 const ANY_CHAR = '\u0000'; // never a character of a pattern (parsePattern refuses control characters)

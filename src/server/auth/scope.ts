@@ -15,6 +15,7 @@
 // first segment of a registry name: a reference whose first component has no '.' or ':'
 // and is not "localhost" belongs to docker.io, so registry names always start with a host.
 import path from 'node:path';
+import { localPlace } from '../../cache/remote/local/index.js';
 import type { CacheSpec } from '../../cache/spec.js';
 import { invalidArgument } from '../../errors.js';
 import { parseReference } from '../../oci/reference.js';
@@ -40,25 +41,21 @@ export function localName(p: string, root: string): string {
   return abs === '/' ? FILE_PREFIX : `${FILE_PREFIX}${abs.split(path.sep).join('/')}`;
 }
 
-/** The place of a local spec that resolveSpec has already pointed at the root (src for imports, dest for exports). */
-function localPlace(spec: CacheSpec): string | undefined {
-  return spec.attrs['src'] ?? spec.attrs['dest'];
-}
-
 /**
- * The resource a resolved spec reads or writes. INVALID_ARGUMENT for specs
- * that name nothing a policy can judge; decided from the spec alone.
+ * The resource a resolved spec reads (import) or writes (export).
+ * INVALID_ARGUMENT for specs that name nothing a policy can judge; decided
+ * from the spec alone. The place is read with the backend's own accessor
+ * (localPlace: src= to read, dest= to write, the other refused), so the name
+ * checked is the place the store then opens.
  */
-export function specResource(spec: CacheSpec, root: string): string {
+export function specResource(spec: CacheSpec, root: string, mode: 'import' | 'export'): string {
   if (spec.type === 'registry') {
     const ref = spec.attrs['ref'];
     if (!ref) throw invalidArgument('type=registry needs ref=HOST/REPO[:TAG]', { reason: 'invalid-spec' });
     return registryName(ref);
   }
   if (spec.type === 'local') {
-    const place = localPlace(spec);
-    if (!place) throw invalidArgument('type=local needs src= or dest=', { reason: 'invalid-spec' });
-    return localName(place, root);
+    return localName(localPlace(spec.attrs, mode), root);
   }
   throw invalidArgument(`unsupported cache type ${JSON.stringify(spec.type)}`, { reason: 'invalid-spec' });
 }

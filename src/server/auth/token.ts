@@ -123,7 +123,8 @@ function checkSignature(alg: string, input: string, sig: Buffer, keys: VerifyKey
     return;
   }
   // "none" and every other algorithm.
-  throw new TokenError(`algorithm ${JSON.stringify(alg).slice(0, 40)} is not accepted`);
+  // Only a string is quoted back: stringifying a nested value from a token's header would recurse.
+  throw new TokenError(`algorithm ${typeof alg === 'string' ? JSON.stringify(alg).slice(0, 40) : `of type ${typeof alg}`} is not accepted`);
 }
 
 function numericDate(v: unknown, name: string, required: boolean): number | undefined {

@@ -13,6 +13,7 @@ import type { CredentialProvider } from './auth/credentials.js';
 import type { TokenHttp } from './auth/token.js';
 import { registryError, RegistryError } from './errcode/index.js';
 import { safeUrl } from './hosts.js';
+import { isLoopbackHost, isTlsFailure, tlsError } from './plain-http.js';
 import { Semaphore } from '../../semaphore.js';
 import { DEFAULT_RETRY, parseRetryAfter, withRetry, type RetryOptions } from './retry/policy.js';
 
@@ -116,6 +117,8 @@ export class RegistryClient {
   private readonly auth: Authorizer;
   private readonly limits = new Map<string, Semaphore>();
   private readonly userAgent: string;
+  /** Loopback hosts found to serve plain HTTP. */
+  private readonly plainHttp = new Set<string>();
 
   constructor(opts: RegistryClientOptions = {}) {
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
@@ -221,6 +224,8 @@ export class RegistryClient {
     what: string,
     headersMs = this.timeouts.headersMs,
   ): Promise<RegistryResponse> {
+    // A loopback registry that turned out to speak plain HTTP (plain-http.ts) is asked over HTTP from then on.
+    if (url.protocol === 'https:' && this.plainHttp.has(url.host)) url = Object.assign(new URL(url), { protocol: 'http:' });
     try {
       const r = await this.agent.request({
         origin: url.origin,
@@ -238,6 +243,11 @@ export class RegistryClient {
       const cause = (err as { cause?: unknown }).cause;
       if (cause instanceof BkError) throw cause;
       if (signal?.aborted) throw new BkError('CANCELLED', `${what}: cancelled`, { cause: err });
+      if (url.protocol === 'https:' && isTlsFailure(err)) {
+        if (!isLoopbackHost(url.host)) throw tlsError(err, url.host, what);
+        this.plainHttp.add(url.host);
+        return this.raw(method, url, headers, body, signal, what);
+      }
       const code = (err as { code?: string }).code;
       throw new BkError('UNAVAILABLE', `${what}: ${(err as Error).message}${code ? ` (${code})` : ''}`, { cause: err, reason: 'network' });
     }

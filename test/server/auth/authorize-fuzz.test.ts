@@ -82,8 +82,15 @@ function localReq(r: ReturnType<typeof rng>, key: 'src' | 'dest'): Req {
   const segs = Array.from({ length: r.int(0, 5) }, () => r.pick(SEGS));
   const base = r.pick(['', '/', `${ROOT}/`, '/nonexistent-bkcache-fuzz/srv/']);
   const p = base + segs.join('/') + (r.chance(0.1) ? '/' : '');
-  const attrs: Record<string, string> = p ? { [key]: p } : {};
-  return { wire: { spec: '', type: r.chance(0.9) ? 'local' : '', attrs }, model: { names: [refLocalName(p, ROOT)] } };
+  // Keys are case-insensitive, as in buildctl: DEST= is dest=.
+  const attrs: Record<string, string> = p ? { [r.chance(0.1) ? key.toUpperCase() : key]: p } : {};
+  const wire = { spec: '', type: r.chance(0.9) ? 'local' : '', attrs };
+  // The other place attribute (src= on a target, dest= on a source) is a usage error, never a second place.
+  if (r.chance(0.1)) {
+    attrs[key === 'src' ? 'dest' : 'src'] = r.pick(['', `${ROOT}/`, '/tmp/']) + r.pick(SEGS);
+    return { wire, model: { invalid: true } };
+  }
+  return { wire, model: { names: [refLocalName(p, ROOT)] } };
 }
 
 function tierReq(r: ReturnType<typeof rng>, tenant: string, mode: 'import' | 'export'): Req {
@@ -215,5 +222,22 @@ describe('authorization layer vs the reference model', () => {
     await Promise.all(Object.values(stores).map((s) => s.close()));
     // With auth off there is no one to refuse.
     expect(new Caller(ctx, undefined, newAudit()).mayPullStore(stores.other)).toBe(true);
+  });
+});
+
+describe('the place written is the place authorized', () => {
+  it('confirmWrite records the store opened and refuses one that is not the authorized place', async () => {
+    const grants = [{ pattern: 'local/cache/b/**', actions: ['pull', 'push'] }];
+    const audit = newAudit();
+    const caller = new Caller(ctx, { tenant: 'b', grants: grantsFromClaim(claim(grants)) }, audit);
+    const { spec } = caller.writeTarget({ spec: 'type=local,dest=cache/b/app', type: '', attrs: {} }, 'the export target');
+    caller.confirmWrite(new LocalStore(`${ROOT}/cache/b/app`), spec);
+    expect(audit.wrote).toBe('local/cache/b/app');
+    // A store elsewhere (were a backend ever to open another attribute than the one checked): refused before any write.
+    expect(() => caller.confirmWrite(new LocalStore(`${ROOT}/cache/a/app`), spec)).toThrow(/not the place that was authorized/);
+    expect(audit.denied).toBe('push local/cache/a/app (authorized: local/cache/b/app)');
+    const reg = new RegistryStore('reg.io/cache/b/app');
+    expect(() => caller.confirmWrite(reg, spec)).toThrow(/not the place that was authorized/);
+    await reg.close();
   });
 });

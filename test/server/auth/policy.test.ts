@@ -126,3 +126,15 @@ describe('patternsOverlap', () => {
     expect(both).toBeGreaterThan(100);
   });
 });
+
+describe('input that could reach a recursion limit', () => {
+  it('matches names of 200 000 segments, or one segment of 200 000 characters, without a stack overflow', () => {
+    const deep = Array.from({ length: 200_000 }, () => 'a').join('/');
+    expect(matchPattern(parsePattern('local/**'), `local/${deep}`)).toBe(true);
+    expect(matchPattern(parsePattern('local/**/b'), `local/${deep}`)).toBe(false);
+    const wide = 'x'.repeat(200_000);
+    expect(matchPattern(parsePattern('local/*x'), `local/${wide}`)).toBe(true);
+    expect(matchPattern(parsePattern('local/*y'), `local/${wide}`)).toBe(false);
+  });
+
+});

@@ -31,11 +31,16 @@ describe('resource names', () => {
   });
 
   it('specs: by type, after resolveSpec put local paths in src/dest', () => {
-    expect(specResource({ type: 'registry', attrs: { ref: 'reg.io/cache/a/app' } }, ROOT)).toBe('reg.io/cache/a/app');
-    expect(specResource({ type: 'local', attrs: { src: `${ROOT}/cache/a` } }, ROOT)).toBe('local/cache/a');
-    expect(specResource({ type: 'local', attrs: { dest: '/tmp/x' } }, ROOT)).toBe('file/tmp/x');
-    expect(() => specResource({ type: 'nope', attrs: {} }, ROOT)).toThrow(/unsupported/);
-    expect(() => specResource({ type: 'registry', attrs: {} }, ROOT)).toThrow(/ref=/);
+    expect(specResource({ type: 'registry', attrs: { ref: 'reg.io/cache/a/app' } }, ROOT, 'export')).toBe('reg.io/cache/a/app');
+    expect(specResource({ type: 'local', attrs: { src: `${ROOT}/cache/a` } }, ROOT, 'import')).toBe('local/cache/a');
+    expect(specResource({ type: 'local', attrs: { dest: '/tmp/x' } }, ROOT, 'export')).toBe('file/tmp/x');
+    expect(() => specResource({ type: 'nope', attrs: {} }, ROOT, 'import')).toThrow(/unsupported/);
+    expect(() => specResource({ type: 'registry', attrs: {} }, ROOT, 'import')).toThrow(/ref=/);
+    // The place checked is the place opened: dest= for an export, src= for an import, the other one refused.
+    expect(specResource({ type: 'local', attrs: { dest: `${ROOT}/cache/a` } }, ROOT, 'export')).toBe('local/cache/a');
+    expect(() => specResource({ type: 'local', attrs: { src: `${ROOT}/cache/b`, dest: `${ROOT}/cache/a` } }, ROOT, 'export')).toThrow(/takes dest=DIR, not src=/);
+    expect(() => specResource({ type: 'local', attrs: { src: `${ROOT}/cache/b` } }, ROOT, 'export')).toThrow(/takes dest=DIR, not src=/);
+    expect(() => specResource({ type: 'local', attrs: { dest: `${ROOT}/cache/b` } }, ROOT, 'import')).toThrow(/takes src=DIR, not dest=/);
     expect(() => refuseDaemonOnlyAttrs({ type: 'registry', attrs: { ref: 'x', 'registry.insecure': 'true' } })).toThrow(/registry.insecure/);
   });
 });

@@ -9,6 +9,7 @@ import { newAudit } from '../../../src/server/auth/audit.js';
 import { allows } from '../../../src/server/auth/policy.js';
 import { bearerToken, signToken, TokenError, verifyToken, type Claims, type VerifyKeys } from '../../../src/server/auth/token.js';
 import type { ServerContext } from '../../../src/server/context.js';
+import { DEFAULT_LIMITS } from '../../../src/server/config.js';
 
 const SECRET = Buffer.from('0123456789abcdef0123456789abcdef-test-secret');
 const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -123,7 +124,7 @@ describe('everything else is rejected', () => {
   });
 
   it('reaches the caller as one UNAUTHENTICATED error, whatever the reason; the reason stays in the audit record', () => {
-    const ctx = { auth: { keys, verify: opts }, cfg: { root: '/nonexistent' } } as unknown as ServerContext;
+    const ctx = { auth: { keys, verify: opts }, cfg: { root: '/nonexistent', limits: DEFAULT_LIMITS } } as unknown as ServerContext;
     const seen = new Set<string>();
     const reasons = new Set<string>();
     const headers: (string | string[] | undefined)[] = [undefined, 'Basic dXNlcjpwYXNz', 'Bearer', ['Bearer a', 'Bearer b'], ...cases.map(([, t]) => `Bearer ${t}`)];

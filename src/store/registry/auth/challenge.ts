@@ -19,7 +19,8 @@ export function parseChallenges(headers: string | readonly string[] | undefined 
   if (headers == null) return [];
   const values = typeof headers === 'string' ? [headers] : headers;
   const out: Challenge[] = [];
-  for (const v of values) out.push(...parseOne(v));
+  // Loops, not push(...): a header can hold more challenges than a call takes arguments.
+  for (const v of values) for (const c of parseOne(v)) out.push(c);
   return out;
 }
 
