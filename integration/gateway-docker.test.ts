@@ -11,13 +11,14 @@
 //   old BuildKit cannot read (the test says what it does instead).
 // - With auth: `docker login` with a bkcache token as password, push and pull
 //   as that tenant; another tenant can neither pull nor push there.
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/tmp.js';
 import { runJson } from './harness/cli.js';
-import { assertAllCached, buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { assertAllCached, buildSteps, DOCKER_BIN, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
 import { startGatewayTenants, type GatewayTenants } from './harness/gateway-tenants.js';
 import { insecureHosts, startGateway, startGatewayFromConfig, type GatewayProcess } from './harness/gateway.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
@@ -109,6 +110,16 @@ describe('docker push and pull through the gateway', () => {
       },
     ],
     [
+      // Not a cache manifest: imageManifestOnly leaves it as docker sent it.
+      'a docker-registry with imageManifestOnly',
+      () => gwIm,
+      async (repo, tag) => {
+        const m = await manifestAt(reg.url, `ecr/${repo}`, tag);
+        expect(m.status).toBe(200);
+        return m.bytes;
+      },
+    ],
+    [
       'the embedded store',
       () => gwLocal,
       // The store is an OCI layout per repository under the daemon's root. (skopeo's oci: transport
@@ -144,6 +155,12 @@ describe('docker push and pull through the gateway', () => {
         expect(through.bytes.equals(stored)).toBe(true);
         expect(through.contentType).toBe('application/vnd.docker.distribution.manifest.v2+json');
       }
+
+      // The CLI's own registry client (not dockerd's) reads the same manifest through the gateway.
+      const viaCli = JSON.parse((await dockerd.docker(['manifest', 'inspect', '--insecure', app])).stdout);
+      expect(viaCli).toEqual(JSON.parse((await upstreamBytes('images/app', 'v1')).toString('utf8')));
+      // A second push finds every layer there (HEAD through the gateway) and sends none again.
+      expect((await dockerd.docker(['push', app])).stdout).toMatch(/Layer already exists/);
 
       // Forget every local image and layer, then pull by tag and by digest.
       await dockerd.pruneBuilderCache();
@@ -187,7 +204,7 @@ describe('docker build --cache-from a cache behind the gateway', () => {
     return out.manifest.digest;
   }
 
-  it('an index cache copied through the gateway: after a prune, every step CACHED', async () => {
+  it('an index cache copied through the gateway to a docker-registry: after a prune, every step CACHED', async () => {
     const cache = `${gw.host}/cache/app:index`;
     const digest = await toIndexCache(cache);
     const stored = await manifestAt(reg.url, 'gw/cache/app', 'index');
@@ -200,6 +217,13 @@ describe('docker build --cache-from a cache behind the gateway', () => {
     const progress = await dockerd.build(context(name, base), { cacheFrom: [cache] });
     const steps = assertAllCached(progress);
     expect(steps).toHaveLength(3);
+  }, 600_000);
+
+  it('an index cache copied through the gateway to the embedded store: after a prune, every step CACHED', async () => {
+    const cache = `${gwLocal.host}/cache/app:index`;
+    await toIndexCache(cache);
+    await dockerd.pruneBuilderCache();
+    expect(assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [cache] }))).toHaveLength(3);
   }, 600_000);
 
   it('imageManifestOnly: the upstream holds the image-manifest shape, which bkcache reads and this old BuildKit does not', async () => {
@@ -262,8 +286,9 @@ describe('docker login with a bkcache token', () => {
   }, 120_000);
 
   it('tenant A logs in, pushes and pulls its images; tenant B can neither pull nor push there', async () => {
-    const login = await dockerd.docker(['login', mt.gw.host, '-u', 'ci', '-p', tok.a]);
-    expect(login.stdout).toContain('Login Succeeded');
+    // As the README says: the token on stdin.
+    const login = execFileSync(DOCKER_BIN, ['login', mt.gw.host, '-u', 'acme', '--password-stdin'], { input: tok.a, env: dockerd.env, encoding: 'utf8' });
+    expect(login).toContain('Login Succeeded');
     const base = await pushBusyboxBase(dockerd, `${mt.gw.host}/cache/tenant-a/base:1`);
     const app = `${mt.gw.host}/cache/tenant-a/app:v1`;
     await dockerd.build(context('tenant-a', base), { tags: [app], push: true });
@@ -307,5 +332,50 @@ describe('docker login with a bkcache token', () => {
     expect((await manifestAt(mt.reg.url, 'cache/tenant-a/app', 'b', upstreamAuth())).status).toBe(404);
     const blob = await fetch(`${mt.reg.url}/v2/cache/tenant-a/app/blobs/${layer}`, { method: 'HEAD', headers: { authorization: upstreamAuth() } });
     expect(blob.status).toBe(404);
+  }, 900_000);
+
+  it('BuildKit reads a tenant\'s cache with the docker login; another tenant\'s build gets none of it but falls back to the global tier', async () => {
+    await dockerd.docker(['login', mt.gw.host, '-u', 'ci', '-p', tok.a]);
+    await dockerd.docker(['--config', configB, 'login', mt.gw.host, '-u', 'ci', '-p', tok.b]);
+    // A base anyone may pull (the open gateway), so both tenants build the very same steps.
+    const base = await pushBusyboxBase(dockerd, `${gw.host}/base/busybox:tenants`);
+    const name = 'tenant-cache';
+    const inline = `${mt.gw.host}/cache/tenant-a/app:inline`;
+    const first = await dockerd.build(context(name, base), { tags: [inline], buildArgs: { BUILDKIT_INLINE_CACHE: '1' }, push: true });
+    expect(buildSteps(first).filter((s) => s.cached)).toEqual([]);
+    // bkcache copy with the credentials `docker login` stored: one token for docker and bkcache.
+    const cache = `${mt.gw.host}/cache/tenant-a/app:index`;
+    const copy = (from: string, to: string, config: string) =>
+      runJson(
+        ['copy', '--import-cache', `type=registry,ref=${from},registry.insecure=true`, '--export-cache', `type=registry,ref=${to},registry.insecure=true,image-manifest=false`, '--format', 'json', '--progress', 'quiet'],
+        { env: { DOCKER_CONFIG: config } },
+      );
+    await copy(inline, cache, dockerd.env.DOCKER_CONFIG!);
+    await dockerd.pruneBuilderCache();
+    expect(assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [cache] }))).toHaveLength(3);
+
+    // B names A's cache: BuildKit cannot read it, and B's build runs every step.
+    const buildAs = (config: string, cacheFrom: string) =>
+      dockerd.docker(['--config', config, 'build', '--network=host', '--progress=plain', '--cache-from', cacheFrom, context(name, base)], { allowFail: true });
+    await dockerd.pruneBuilderCache();
+    const denied = await buildAs(configB, cache);
+    expect(denied.code, denied.stderr).toBe(0);
+    // BuildKit marks the cache import failed (the gateway refused the manifest read) and goes on without it.
+    expect(denied.stderr).toMatch(/importing cache manifest from [^\n]*cache\/tenant-a\/app:index\n(?:#\d+ [^\n]*\n)*#\d+ ERROR: [^\n]*(denied|insufficient_scope)/);
+    expect(mt.gw.d.logs.some((l) => l.msg === 'gateway call' && l.tenant === 'tenant-b' && l.route === 'manifest' && l.repository === 'cache/tenant-a/app' && l.status === 401)).toBe(true);
+    expect(buildSteps(denied.stderr)).toHaveLength(3);
+    expect(buildSteps(denied.stderr).filter((s) => s.cached)).toEqual([]);
+
+    // An operator publishes the cache to the global tier; B's own cache name falls back to it.
+    const adminConfig = tempDir('bkcache-gw-docker-admin-');
+    const admin = await mt.mint(['--sub', 'ops', '--admin', '--access', `${mt.reg.host}/**=pull,push`]);
+    writeFileSync(path.join(adminConfig, 'config.json'), JSON.stringify({ auths: { [mt.gw.host]: { auth: Buffer.from(`ops:${admin}`).toString('base64') } } }));
+    await copy(inline, `${mt.gw.host}/cache/global/app:index`, adminConfig);
+    await dockerd.pruneBuilderCache();
+    const fallback = await buildAs(configB, `${mt.gw.host}/cache/tenant-b/app:index`);
+    expect(fallback.code, fallback.stderr).toBe(0);
+    expect(assertAllCached(fallback.stderr)).toHaveLength(3);
+    // Nothing was written to B's tier by reading: the fallback is read-only.
+    expect((await manifestAt(mt.reg.url, 'cache/tenant-b/app', 'index', upstreamAuth())).status).toBe(404);
   }, 900_000);
 });
