@@ -72,6 +72,13 @@ async function manifestAt(base: string, repo: string, ref: string, auth?: string
   return { status: res.status, contentType: res.headers.get('content-type'), bytes: Buffer.from(await res.arrayBuffer()) };
 }
 
+/** Whether the gateway logged a call like `want`; the daemon writes the line as the answer ends, so wait for it a while. */
+async function logged(g: GatewayProcess, want: Record<string, unknown>): Promise<boolean> {
+  const match = () => g.d.logs.some((l) => l.msg === 'gateway call' && Object.entries(want).every(([k, v]) => l[k] === v));
+  for (let i = 0; i < 200 && !match(); i++) await new Promise((r) => setTimeout(r, 100));
+  return match();
+}
+
 beforeAll(async () => {
   reg = await startRegistry();
   const dir = tempDir('bkcache-gw-docker-cfg-');
@@ -204,6 +211,11 @@ describe('docker build --cache-from a cache behind the gateway', () => {
     return out.manifest.digest;
   }
 
+  it('the inline cache of the image pushed through the gateway: after a prune, every step CACHED', async () => {
+    await dockerd.pruneBuilderCache();
+    expect(assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [inline] }))).toHaveLength(3);
+  }, 600_000);
+
   it('an index cache copied through the gateway to a docker-registry: after a prune, every step CACHED', async () => {
     const cache = `${gw.host}/cache/app:index`;
     const digest = await toIndexCache(cache);
@@ -289,6 +301,8 @@ describe('docker login with a bkcache token', () => {
     // As the README says: the token on stdin.
     const login = execFileSync(DOCKER_BIN, ['login', mt.gw.host, '-u', 'acme', '--password-stdin'], { input: tok.a, env: dockerd.env, encoding: 'utf8' });
     expect(login).toContain('Login Succeeded');
+    // Docker's flow: a 401 on /v2/ names the realm, and the Basic credentials go to <gateway>/token.
+    expect(await logged(mt.gw, { route: 'token', tenant: 'tenant-a', status: 200 })).toBe(true);
     const base = await pushBusyboxBase(dockerd, `${mt.gw.host}/cache/tenant-a/base:1`);
     const app = `${mt.gw.host}/cache/tenant-a/app:v1`;
     await dockerd.build(context('tenant-a', base), { tags: [app], push: true });
@@ -298,6 +312,8 @@ describe('docker login with a bkcache token', () => {
     await dockerd.pruneBuilderCache();
     await dockerd.pull(app);
     expect((await inspectImage(app)).id).toBe(want.id);
+    // The CLI's own registry client logs in with the same stored credentials.
+    expect(JSON.parse((await dockerd.docker(['manifest', 'inspect', '--insecure', app])).stdout)).toEqual(JSON.parse(stored.bytes.toString('utf8')));
 
     // B logs in (its token is good) but A's repository is not B's.
     await dockerd.pruneBuilderCache();
@@ -306,6 +322,13 @@ describe('docker login with a bkcache token', () => {
     const pull = await dockerd.docker(['--config', configB, 'pull', app], { allowFail: true });
     expect(pull.code).not.toBe(0);
     expect(pull.stderr).toMatch(/denied|unauthorized|not found/i);
+    // No existence oracle for docker either: A's tag and a repository that was never pushed read the same.
+    const absent = `${mt.gw.host}/cache/tenant-a/never:v1`;
+    const pullAbsent = await dockerd.docker(['--config', configB, 'pull', absent], { allowFail: true });
+    expect(pullAbsent.stderr.replaceAll(absent.split(':v1')[0]!, 'REPO')).toBe(pull.stderr.replaceAll(app.split(':v1')[0]!, 'REPO'));
+    // The CLI's own registry client with B's login: refused as well.
+    const cliB = await dockerd.docker(['--config', configB, 'manifest', 'inspect', '--insecure', app], { allowFail: true });
+    expect(cliB.code).not.toBe(0);
     expect((await dockerd.docker(['image', 'inspect', app], { allowFail: true })).code).not.toBe(0);
 
     // B's own image (FROM scratch: nothing of A's), tagged into A's repository: the push is refused.
@@ -362,7 +385,7 @@ describe('docker login with a bkcache token', () => {
     expect(denied.code, denied.stderr).toBe(0);
     // BuildKit marks the cache import failed (the gateway refused the manifest read) and goes on without it.
     expect(denied.stderr).toMatch(/importing cache manifest from [^\n]*cache\/tenant-a\/app:index\n(?:#\d+ [^\n]*\n)*#\d+ ERROR: [^\n]*(denied|insufficient_scope)/);
-    expect(mt.gw.d.logs.some((l) => l.msg === 'gateway call' && l.tenant === 'tenant-b' && l.route === 'manifest' && l.repository === 'cache/tenant-a/app' && l.status === 401)).toBe(true);
+    expect(await logged(mt.gw, { tenant: 'tenant-b', route: 'manifest', repository: 'cache/tenant-a/app', status: 401 })).toBe(true);
     expect(buildSteps(denied.stderr)).toHaveLength(3);
     expect(buildSteps(denied.stderr).filter((s) => s.cached)).toEqual([]);
 
