@@ -18,7 +18,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../test/tmp.js';
 import { runJson } from './harness/cli.js';
-import { assertAllCached, buildSteps, DOCKER_BIN, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { assertAllCached, buildSteps, DOCKER_BIN, pushBusyboxBase, startDockerd, stepsContext, type Dockerd } from './harness/dockerd.js';
 import { startGatewayTenants, type GatewayTenants } from './harness/gateway-tenants.js';
 import { insecureHosts, startGateway, startGatewayFromConfig, type GatewayProcess } from './harness/gateway.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
@@ -41,16 +41,7 @@ let dockerd: Dockerd;
 const tmp = tempDir('bkcache-gw-docker-');
 
 /** A build context whose steps BuildKit can only skip with a cache: RUN, COPY, RUN. */
-function context(name: string, base: string): string {
-  const dir = path.join(tmp, name);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'input.txt'), `${name}\n`);
-  writeFileSync(
-    path.join(dir, 'Dockerfile'),
-    `FROM ${base}\nRUN echo ${name} > /step1\nCOPY input.txt /input.txt\nRUN cat /step1 /input.txt > /step2 && echo ${name}-done >> /step2\n`,
-  );
-  return dir;
-}
+const context = (name: string, base: string) => stepsContext(path.join(tmp, name), name, base);
 
 /** What dockerd knows of a local image: its config digest and the manifest digests it was pushed or pulled as. */
 async function inspectImage(ref: string): Promise<{ id: string; repoDigests: string[] }> {
@@ -105,27 +96,18 @@ afterAll(async () => {
   await reg?.stop();
 }, 120_000);
 
+/** The manifest bytes the docker-registry holds for gateway repository `repo` behind `prefix`. */
+const registryBytes = (prefix: string) => async (repo: string, tag: string) => {
+  const m = await manifestAt(reg.url, `${prefix}/${repo}`, tag);
+  expect(m.status).toBe(200);
+  return m.bytes;
+};
+
 describe('docker push and pull through the gateway', () => {
   const upstreams: [string, () => GatewayProcess, (repo: string, tag: string) => Promise<Buffer>][] = [
-    [
-      'a docker-registry',
-      () => gw,
-      async (repo, tag) => {
-        const m = await manifestAt(reg.url, `gw/${repo}`, tag);
-        expect(m.status).toBe(200);
-        return m.bytes;
-      },
-    ],
-    [
-      // Not a cache manifest: imageManifestOnly leaves it as docker sent it.
-      'a docker-registry with imageManifestOnly',
-      () => gwIm,
-      async (repo, tag) => {
-        const m = await manifestAt(reg.url, `ecr/${repo}`, tag);
-        expect(m.status).toBe(200);
-        return m.bytes;
-      },
-    ],
+    ['a docker-registry', () => gw, registryBytes('gw')],
+    // Not a cache manifest: imageManifestOnly leaves it as docker sent it.
+    ['a docker-registry with imageManifestOnly', () => gwIm, registryBytes('ecr')],
     [
       'the embedded store',
       () => gwLocal,
@@ -198,6 +180,12 @@ describe('docker build --cache-from a cache behind the gateway', () => {
     expect(buildSteps(progress).filter((s) => s.cached)).toEqual([]);
   }, 600_000);
 
+  /** After forgetting everything local, a build from `cacheFrom` runs none of its three steps. */
+  async function fullyCached(cacheFrom: string): Promise<void> {
+    await dockerd.pruneBuilderCache();
+    expect(assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [cacheFrom] }))).toHaveLength(3);
+  }
+
   /** bkcache copy of the inline cache (read through the gateway) to an index-shaped cache at `dest`. */
   async function toIndexCache(dest: string): Promise<string> {
     const out = await runJson<{ manifest: { mediaType: string; digest: string } }>([
@@ -212,8 +200,7 @@ describe('docker build --cache-from a cache behind the gateway', () => {
   }
 
   it('the inline cache of the image pushed through the gateway: after a prune, every step CACHED', async () => {
-    await dockerd.pruneBuilderCache();
-    expect(assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [inline] }))).toHaveLength(3);
+    await fullyCached(inline);
   }, 600_000);
 
   it('an index cache copied through the gateway to a docker-registry: after a prune, every step CACHED', async () => {
@@ -224,18 +211,13 @@ describe('docker build --cache-from a cache behind the gateway', () => {
     expect(sha(stored.bytes)).toBe(digest);
     const doc = JSON.parse(stored.bytes.toString('utf8'));
     expect(doc.manifests.at(-1).mediaType).toBe(CACHE_CONFIG);
-
-    await dockerd.pruneBuilderCache();
-    const progress = await dockerd.build(context(name, base), { cacheFrom: [cache] });
-    const steps = assertAllCached(progress);
-    expect(steps).toHaveLength(3);
+    await fullyCached(cache);
   }, 600_000);
 
   it('an index cache copied through the gateway to the embedded store: after a prune, every step CACHED', async () => {
     const cache = `${gwLocal.host}/cache/app:index`;
     await toIndexCache(cache);
-    await dockerd.pruneBuilderCache();
-    expect(assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [cache] }))).toHaveLength(3);
+    await fullyCached(cache);
   }, 600_000);
 
   it('imageManifestOnly: the upstream holds the image-manifest shape, which bkcache reads and this old BuildKit does not', async () => {
@@ -273,8 +255,7 @@ describe('docker build --cache-from a cache behind the gateway', () => {
       '--format', 'json',
       '--progress', 'quiet',
     ]);
-    await dockerd.pruneBuilderCache();
-    assertAllCached(await dockerd.build(context(name, base), { cacheFrom: [back] }));
+    await fullyCached(back);
   }, 600_000);
 });
 
