@@ -8,9 +8,13 @@
 //   `bkcache copy` into an index-shaped cache behind the gateway, feeds
 //   `docker build --cache-from <gateway ref>`: every step CACHED. With
 //   imageManifestOnly the upstream holds the image-manifest shape, which this
-//   old BuildKit cannot read (the test says what it does instead).
-// - With auth: `docker login` with a bkcache token as password, push and pull
-//   as that tenant; another tenant can neither pull nor push there.
+//   old BuildKit cannot read: it finds no cache there and runs every step
+//   (asserted as such), while bkcache reads that shape and can copy it back.
+// - With auth: `docker login` with a bkcache token as password (Basic at
+//   <gateway>/token), push, pull and `--cache-from` as that tenant; another
+//   tenant can neither pull, push nor build from there (and gets the same
+//   answer as for a repository that does not exist), but its own cache name
+//   falls back to the global tier.
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
