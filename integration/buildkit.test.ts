@@ -4,7 +4,7 @@
 // images removed, a build with `--cache-from <bkcache's ref>` must print
 // CACHED for every step. This BuildKit predates the image-manifest cache
 // shape; it is the real consumer of the index shape old builders still read.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '../src/client/index.js';
 import { runJson } from './harness/cli.js';
 import { startDaemon, type DaemonProcess } from './harness/daemon.js';
-import { allCached, assertAllCached, buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { allCached, assertAllCached, buildSteps, pushBusyboxBase, startDockerd, stepsContext, type Dockerd } from './harness/dockerd.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 const MANIFEST_ACCEPT = [
@@ -30,15 +30,7 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-buildkit-'));
 
 /** A build context whose steps BuildKit can only skip with a cache: RUN, COPY, RUN. */
 function context(name: string): string {
-  const dir = path.join(tmp, name);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, 'input.txt'), `${name}\n`);
-  writeFileSync(
-    path.join(dir, 'Dockerfile'),
-    `FROM ${base}\nRUN echo ${name} > /step1\nCOPY input.txt /input.txt\nRUN cat /step1 /input.txt > /step2 && echo ${name}-done >> /step2\n`,
-  );
-  return dir;
+  return stepsContext(path.join(tmp, name), name, base);
 }
 
 /** Builds `name` with an inline cache and pushes it; returns the image ref. */

@@ -313,3 +313,19 @@ export async function pushBusyboxBase(d: Dockerd, ref: string): Promise<string> 
     rmSync(ctx, { recursive: true, force: true });
   }
 }
+
+/**
+ * Writes (afresh) a build context at `dir` whose steps BuildKit can only skip
+ * with a cache: RUN, COPY, RUN on `base`, all naming `name` so that contexts
+ * with other names share no step. Returns `dir`.
+ */
+export function stepsContext(dir: string, name: string, base: string): string {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, 'input.txt'), `${name}\n`);
+  writeFileSync(
+    path.join(dir, 'Dockerfile'),
+    `FROM ${base}\nRUN echo ${name} > /step1\nCOPY input.txt /input.txt\nRUN cat /step1 /input.txt > /step2 && echo ${name}-done >> /step2\n`,
+  );
+  return dir;
+}
