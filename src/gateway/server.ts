@@ -218,8 +218,10 @@ export class Gateway {
       });
     };
     const tls = this.cfg.tls;
-    // Larger stream buffers: blob bodies pass through in fewer, bigger chunks (fewer event-loop turns per GiB).
-    const opts = { highWaterMark: 1 << 20 };
+    // Request and response stream buffers of one socket read (64 KiB), not more: chunk sizes come
+    // from the socket either way, and every open transfer holds up to this much in each direction,
+    // so it bounds memory with many concurrent clients.
+    const opts = { highWaterMark: 64 << 10 };
     const server = tls ? https.createServer({ ...opts, cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, handler) : http.createServer(opts, handler);
     // Blob uploads may take long; slow headers may not.
     server.requestTimeout = 0;
