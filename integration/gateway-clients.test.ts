@@ -128,23 +128,6 @@ describe('deletes', () => {
   });
 });
 
-describe('deletes', () => {
-  it('deletes a manifest and a blob where the upstream allows it', async () => {
-    const blob = Buffer.from('deleted through the gateway');
-    const d = sha(blob);
-    expect((await fetch(`${gw.url}/v2/del/app/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(blob) })).status).toBe(201);
-    const doc = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d, size: blob.length }, layers: [] }));
-    const put = await fetch(`${gw.url}/v2/del/app/manifests/v1`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: new Uint8Array(doc) });
-    expect(put.status).toBe(201);
-    expect((await fetch(`${gw.url}/v2/del/app/manifests/v1`, { method: 'DELETE' })).status).toBe(405);
-    expect((await fetch(`${gw.url}/v2/del/app/manifests/${sha(doc)}`, { method: 'DELETE' })).status).toBe(202);
-    expect((await fetch(`${gw.url}/v2/del/app/manifests/${sha(doc)}`, { headers: { accept: ACCEPT } })).status).toBe(404);
-    expect((await fetch(`${gw.url}/v2/del/app/blobs/${d}`, { method: 'DELETE' })).status).toBe(202);
-    expect((await fetch(`${reg.url}/v2/gw/del/app/blobs/${d}`, { method: 'HEAD' })).status).toBe(404);
-    expect((await fetch(`${gw.url}/v2/del/app/blobs/${d}`, { method: 'DELETE' })).status).toBe(404);
-  });
-});
-
 describe('imageManifestOnly', () => {
   it('stores a pushed cache index as an OCI image manifest, answering with the digest of the bytes sent', async () => {
     const out = await runJson<{ manifest: { digest: string } }>([

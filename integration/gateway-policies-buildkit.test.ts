@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runJson } from './harness/cli.js';
-import { assertAllCached, buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { assertAllCached, CHANGED_FILE_STEPS, changedFileContext, pushBusyboxBase, stepsInOrder, startDockerd, type Dockerd } from './harness/dockerd.js';
 import { insecureHosts, startGatewayFromConfig, type GatewayProcess } from './harness/gateway.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
@@ -20,20 +20,9 @@ let dockerd: Dockerd;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-gpb-'));
 const regRef = (r: string) => `type=registry,ref=${reg.host}/${r},registry.insecure=true`;
 const gwRef = (g: GatewayProcess, r: string) => `type=registry,ref=${g.host}/${r},registry.insecure=true,image-manifest=false`;
-const STEPS = ['RUN mkdir -p /out && seq 1 3000 > /out/seq.txt', 'COPY a.txt /src/a.txt', 'RUN cat /src/a.txt /out/seq.txt | md5sum > /out/sum'];
 
-function appContext(content: string): string {
-  const dir = mkdtempSync(path.join(tmp, 'ctx-'));
-  writeFileSync(path.join(dir, 'a.txt'), content);
-  writeFileSync(
-    path.join(dir, 'Dockerfile'),
-    `FROM ${reg.host}/base:1\nRUN mkdir -p /out && seq 1 3000 > /out/seq.txt\nCOPY a.txt /src/a.txt\nRUN cat /src/a.txt /out/seq.txt | md5sum > /out/sum\n`,
-  );
-  return dir;
-}
+const appContext = (content: string) => changedFileContext(tmp, `${reg.host}/base:1`, content);
 
-/** The build's steps in Dockerfile order (BuildKit prints the independent RUN and COPY in either order). */
-const stepsOf = (progress: string) => buildSteps(progress).sort((x, y) => x.step - y.step);
 
 beforeAll(async () => {
   reg = await startRegistry();
@@ -79,7 +68,7 @@ describe('gateway policies with a real BuildKit', () => {
     for (const [content, g] of [['one\n', gws[1]!], ['two\n', gws[0]!]] as const) {
       await dockerd.pruneBuilderCache();
       const progress = await dockerd.build(appContext(content), { cacheFrom: [`${g.host}/cache/app:main`] });
-      expect(assertAllCached(progress).sort((x, y) => x.step - y.step).map((x) => x.instruction)).toEqual(STEPS);
+      expect(assertAllCached(progress).sort((x, y) => x.step - y.step).map((x) => x.instruction)).toEqual(CHANGED_FILE_STEPS);
     }
   }, 600_000);
 
@@ -100,8 +89,8 @@ describe('gateway policies with a real BuildKit', () => {
     await dockerd.pruneBuilderCache();
     const progress = await dockerd.build(appContext('one\n'), { cacheFrom: [`${gws[1]!.host}/repair/app:main`] });
     expect(progress).not.toMatch(/ERROR/);
-    const s = stepsOf(progress);
-    expect(s.map((x) => x.instruction)).toEqual(STEPS);
+    const s = stepsInOrder(progress);
+    expect(s.map((x) => x.instruction)).toEqual(CHANGED_FILE_STEPS);
     // The dropped step is a clean miss: it runs; everything kept is CACHED.
     expect(s.map((x) => x.cached), progress).toEqual([true, true, false]);
   }, 600_000);

@@ -6,12 +6,12 @@
 // - a merged cache of both builds trimmed to about one build's size still
 //   gives the newer build every step CACHED.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, runJson } from './harness/cli.js';
-import { buildSteps, pushBusyboxBase, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { CHANGED_FILE_STEPS, changedFileContext, pushBusyboxBase, stepsInOrder, startDockerd, type Dockerd } from './harness/dockerd.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 let reg: StartedRegistry;
@@ -19,19 +19,8 @@ let dockerd: Dockerd;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-lcb-'));
 const ref = (r: string) => `type=registry,ref=${reg.host}/${r},registry.insecure=true`;
 
-function appContext(content: string): string {
-  const dir = mkdtempSync(path.join(tmp, 'ctx-'));
-  writeFileSync(path.join(dir, 'a.txt'), content);
-  writeFileSync(
-    path.join(dir, 'Dockerfile'),
-    `FROM ${reg.host}/base:1\nRUN mkdir -p /out && seq 1 3000 > /out/seq.txt\nCOPY a.txt /src/a.txt\nRUN cat /src/a.txt /out/seq.txt | md5sum > /out/sum\n`,
-  );
-  return dir;
-}
+const appContext = (content: string) => changedFileContext(tmp, `${reg.host}/base:1`, content);
 
-/** The build's steps in Dockerfile order (BuildKit prints the independent RUN and COPY in either order). */
-const stepsOf = (progress: string) => buildSteps(progress).sort((a, b) => a.step - b.step);
-const STEPS = ['RUN mkdir -p /out && seq 1 3000 > /out/seq.txt', 'COPY a.txt /src/a.txt', 'RUN cat /src/a.txt /out/seq.txt | md5sum > /out/sum'];
 
 beforeAll(async () => {
   reg = await startRegistry();
@@ -97,8 +86,8 @@ describe('lifecycle with a real BuildKit', () => {
     await dockerd.pruneBuilderCache();
     const progress = await dockerd.build(appContext('one\n'), { cacheFrom: [`${reg.host}/cache:v1`] });
     expect(progress).not.toMatch(/ERROR/);
-    const s = stepsOf(progress);
-    expect(s.map((x) => x.instruction)).toEqual(STEPS);
+    const s = stepsInOrder(progress);
+    expect(s.map((x) => x.instruction)).toEqual(CHANGED_FILE_STEPS);
     // The dropped step is a clean miss: it runs; everything kept is CACHED.
     expect(s.map((x) => x.cached)).toEqual([true, true, false]);
   }, 600_000);
@@ -115,8 +104,8 @@ describe('lifecycle with a real BuildKit', () => {
     expect(t.after.bytes).toBeLessThan(before.bytes);
     await dockerd.pruneBuilderCache();
     const progress = await dockerd.build(appContext('two\n'), { cacheFrom: [`${reg.host}/cache:trimmed`] });
-    const s = stepsOf(progress);
-    expect(s.map((x) => x.instruction)).toEqual(STEPS);
+    const s = stepsInOrder(progress);
+    expect(s.map((x) => x.instruction)).toEqual(CHANGED_FILE_STEPS);
     expect(s.every((x) => x.cached), progress).toBe(true);
   }, 600_000);
 });

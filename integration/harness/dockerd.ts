@@ -329,3 +329,21 @@ export function stepsContext(dir: string, name: string, base: string): string {
   );
   return dir;
 }
+
+/** The steps of changedFileContext(), in Dockerfile order. */
+export const CHANGED_FILE_STEPS = ['RUN mkdir -p /out && seq 1 3000 > /out/seq.txt', 'COPY a.txt /src/a.txt', 'RUN cat /src/a.txt /out/seq.txt | md5sum > /out/sum'];
+
+/**
+ * A new build context under `parent` on `base` whose a.txt holds `content`:
+ * two builds with different contents share the first RUN and differ from the
+ * COPY on, which is what the diff, repair and merge tests look for.
+ */
+export function changedFileContext(parent: string, base: string, content: string): string {
+  const dir = mkdtempSync(path.join(parent, 'ctx-'));
+  writeFileSync(path.join(dir, 'a.txt'), content);
+  writeFileSync(path.join(dir, 'Dockerfile'), `FROM ${base}\n${CHANGED_FILE_STEPS.join('\n')}\n`);
+  return dir;
+}
+
+/** A build's steps in Dockerfile order (BuildKit prints independent steps in either order). */
+export const stepsInOrder = (progress: string): BuildStep[] => buildSteps(progress).sort((a, b) => a.step - b.step);
