@@ -200,9 +200,14 @@ export async function exportGraph(
   ctx: BackendContext = {},
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
+  return withExportTarget(spec, ctx, (target) => exportTo(target, graph, blobs, opts));
+}
+
+/** Runs `fn` on the export target `spec` names, closing its store afterwards whatever happens. */
+export async function withExportTarget<T>(spec: CacheSpec, ctx: BackendContext, fn: (target: Awaited<ReturnType<typeof openExport>>) => Promise<T>): Promise<T> {
   const target = await openExport(spec, ctx);
   try {
-    return await exportTo(target, graph, blobs, opts);
+    return await fn(target);
   } finally {
     await target.store.close?.();
   }

@@ -6,12 +6,11 @@
 import type { ContentStore } from '../../store/types.js';
 import { CacheGraph, type CacheNode } from '../graph.js';
 import { addToGraph, type LoadedCache } from '../import.js';
-import { exportGraph, exportMarshalledTo, openLoaded, SourceBlobs, type ExportResult } from '../operations.js';
+import { exportGraph, exportMarshalledTo, openLoaded, SourceBlobs, withExportTarget, type ExportResult } from '../operations.js';
 import type { BackendContext } from '../remote/index.js';
 import type { CacheSpec } from '../spec.js';
 import type { TransferOptions } from '../transfer.js';
 import type { MarshalResult } from '../marshal.js';
-import { openExport } from '../remote/index.js';
 
 export interface OpenedCache {
   store: ContentStore;
@@ -137,10 +136,5 @@ export async function exportMarshalled(
   ctx: BackendContext = {},
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
-  const target = await openExport(to, ctx);
-  try {
-    return await exportMarshalledTo(target, marshalled, sourceOf(from), opts);
-  } finally {
-    await target.store.close?.();
-  }
+  return withExportTarget(to, ctx, (target) => exportMarshalledTo(target, marshalled, sourceOf(from), opts));
 }
