@@ -2,7 +2,7 @@
 // directories it cannot prove garbage in, --dry-run lists without deleting,
 // and a daemon SIGKILLed mid-export leaves temp files that prune and the
 // next daemon start remove while the tag still names the last complete cache.
-import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -23,6 +23,7 @@ function blobFiles(dir: string): string[] {
   for (const alg of readdirSync(path.join(dir, 'blobs'))) for (const f of readdirSync(path.join(dir, 'blobs', alg))) out.push(`${alg}/${f}`);
   return out.sort();
 }
+const sizeOf = (file: string) => statSync(file, { throwIfNoEntry: false })?.size ?? 0;
 const ingests = (dir: string) => blobFiles(dir).filter((f) => f.endsWith('.ingest'));
 
 /** A copy of a BuildKit fixture plus one orphan blob. */
@@ -137,7 +138,8 @@ describe('a daemon SIGKILLed mid-export (item 13)', () => {
     const s2 = synthetic(undefined, 'second');
     const dying = c.export('type=local,dest=cache/app', s2.graph, stalling(s2.blobs)).catch((e: unknown) => e);
     for (;;) {
-      const withBytes = ingests(dest).filter((f) => readFileSync(path.join(dest, 'blobs', f)).length > 0);
+      // A small blob's ingest file may be renamed into place between the listing and the stat.
+      const withBytes = ingests(dest).filter((f) => sizeOf(path.join(dest, 'blobs', f)) > 0);
       if (withBytes.length > 0) break;
       await new Promise((r) => setTimeout(r, 20));
     }
