@@ -10,9 +10,10 @@
 // sealed for another repository, tenant or upstream is an unknown upload.
 import type { Readable } from 'node:stream';
 import { BkError } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
 import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
-import { DIGEST_RE, isRepoName } from './router.js';
+import { isRepoName } from './router.js';
 import type { UploadState } from './upstream/types.js';
 
 /** Sessions older than this are refused (registries purge theirs within days). */
@@ -54,7 +55,7 @@ function created(call: Call, repo: string, digest: string): void {
 
 function digestParam(call: Call): string {
   const d = call.url.searchParams.get('digest');
-  if (!d || !DIGEST_RE.test(d)) throw new DistError('DIGEST_INVALID', 'missing or malformed digest parameter');
+  if (!d || !isDigest(d)) throw new DistError('DIGEST_INVALID', 'missing or malformed digest parameter');
   return d;
 }
 
@@ -66,7 +67,7 @@ function body(call: Call): Readable {
 export async function startUpload(ctx: GatewayContext, call: Call, repo: string): Promise<void> {
   const mount = call.url.searchParams.get('mount');
   const from = call.url.searchParams.get('from');
-  if (mount !== null && DIGEST_RE.test(mount) && from !== null && from !== repo) {
+  if (mount !== null && isDigest(mount) && from !== null && from !== repo) {
     // Only from a repository the caller may pull: otherwise the upstream is not even asked, and
     // the answer (a new upload, 202) is the one an absent blob gets.
     if (isRepoName(from) && ctx.auth.may(call.identity, 'pull', from)) {
