@@ -102,6 +102,7 @@ export function fromError(err: unknown, notFound: NotFoundCode = 'NAME_UNKNOWN')
       if (e.reason === 'manifest-blob-unknown') return new DistError('MANIFEST_BLOB_UNKNOWN', log);
       if (e.reason === 'delete-unsupported') return new DistError('UNSUPPORTED', log);
       if (e.reason === 'range-invalid') return new DistError('RANGE_INVALID', log);
+      if (e.reason === 'upload-unverifiable') return new DistError('BLOB_UPLOAD_INVALID', log);
       return new DistError('DENIED', log);
     case 'UNAUTHENTICATED':
     case 'PERMISSION_DENIED':

@@ -115,7 +115,11 @@ export class LocalUpstream implements Upstream {
     return true;
   }
 
-  async uploadOffset(_repo: string, st: UploadState): Promise<number> {
+  async uploadStatus(repo: string, st: UploadState): Promise<UploadState> {
+    return { ...st, off: await this.uploadOffset(repo, st) };
+  }
+
+  private async uploadOffset(_repo: string, st: UploadState): Promise<number> {
     const st2 = await fs.stat(this.ingest(st)).catch(() => undefined);
     if (!st2?.isFile()) throw new BkError('NOT_FOUND', 'upload session unknown');
     return st2.size;
