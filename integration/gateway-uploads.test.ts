@@ -105,6 +105,23 @@ describe('chunked uploads are verified by the gateway, across daemons', () => {
     expect(await upstreamHead(repo, digest)).toBe(200);
   });
 
+  it('a PUT whose last body streams without a length (chunked transfer) is appended, then verified before the commit', async () => {
+    const blob = randomBytes(600_000);
+    const parts = split(blob, 2);
+    const streamed = async (repo: string, digest: string) => {
+      const loc = await chunked(repo, [parts[0]!], () => one);
+      const body = new ReadableStream({ start: (c) => (c.enqueue(new Uint8Array(parts[1]!)), c.close()) });
+      const res = await fetch(`${two.url}${withDigest(loc, digest)}`, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' }, body, duplex: 'half' } as RequestInit);
+      return [res.status, ((await res.json().catch(() => ({}))) as { errors?: { code: string }[] }).errors?.[0]?.code];
+    };
+    const wrong = hash('sha256', parts[1]!);
+    expect(await streamed('cache/tenant-a/streamed-wrong', wrong)).toEqual([400, 'DIGEST_INVALID']);
+    expect(await upstreamHead('cache/tenant-a/streamed-wrong', wrong)).toBe(404);
+    expect(await upstreamHead('cache/tenant-a/streamed-wrong', hash('sha256', blob))).toBe(404);
+    expect((await streamed('cache/tenant-a/streamed', hash('sha256', blob)))[0]).toBe(201);
+    expect(await upstreamHead('cache/tenant-a/streamed', hash('sha256', blob))).toBe(200);
+  });
+
   it('a wrong digest on a PUT without a body: DIGEST_INVALID, the registry holds nothing, the session is over', async () => {
     const repo = 'cache/tenant-a/wrong-nobody';
     const blob = randomBytes(700_000);
