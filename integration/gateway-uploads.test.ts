@@ -10,6 +10,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayTenants, type GatewayTenants } from './harness/gateway-tenants.js';
+import { distAnswer, type DistAnswer } from '../test/gateway/dist-answer.js';
 import type { GatewayProcess } from './harness/gateway.js';
 
 let mt: GatewayTenants;
@@ -30,25 +31,11 @@ afterAll(async () => {
   await mt?.stop();
 });
 
-interface Answer {
-  status: number;
-  location: string;
-  code?: string;
-  body: Buffer;
-}
-
-async function send(gw: GatewayProcess, pathAndQuery: string, init: { method: string; body?: Buffer; headers?: Record<string, string> }): Promise<Answer> {
+async function send(gw: GatewayProcess, pathAndQuery: string, init: { method: string; body?: Buffer; headers?: Record<string, string> }): Promise<DistAnswer & { location: string }> {
   const headers: Record<string, string> = { authorization: `Bearer ${token}`, ...init.headers };
   if (init.body) headers['content-type'] = 'application/octet-stream';
-  const res = await fetch(`${gw.url}${pathAndQuery}`, { method: init.method, headers, body: init.body ? new Uint8Array(init.body) : undefined });
-  const body = Buffer.from(await res.arrayBuffer());
-  let code: string | undefined;
-  try {
-    code = JSON.parse(body.toString('utf8')).errors?.[0]?.code;
-  } catch {
-    // not an error body
-  }
-  return { status: res.status, location: res.headers.get('location') ?? '', code, body };
+  const a = await distAnswer(await fetch(`${gw.url}${pathAndQuery}`, { method: init.method, headers, body: init.body ? new Uint8Array(init.body) : undefined }));
+  return { ...a, location: a.headers.get('location') ?? '' };
 }
 
 /** A location with `?digest=` added the way clients do (it may already carry a query). */

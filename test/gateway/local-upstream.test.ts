@@ -12,6 +12,7 @@ import { Gateway } from '../../src/gateway/server.js';
 import { signToken } from '../../src/server/auth/token.js';
 import type { Logger } from '../../src/server/log.js';
 import { tempDir } from '../tmp.js';
+import { distAnswer, type DistAnswer } from './dist-answer.js';
 
 const quiet: Logger = { debug: () => {}, info: () => {}, error: () => {} };
 const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex');
@@ -46,24 +47,9 @@ afterAll(async () => {
   for (const g of gws) await g.close();
 });
 
-interface Answer {
-  status: number;
-  headers: Headers;
-  body: Buffer;
-  code?: string;
-}
-
-async function req(p: string, init: RequestInit & { gw?: number; as?: 'a' | 'b' } = {}): Promise<Answer> {
+async function req(p: string, init: RequestInit & { gw?: number; as?: 'a' | 'b' } = {}): Promise<DistAnswer> {
   const headers = { authorization: `Bearer ${tokens[init.as ?? 'a']}`, ...(init.headers as Record<string, string>) };
-  const res = await fetch(bases[init.gw ?? 0] + p, { ...init, headers });
-  const body = Buffer.from(await res.arrayBuffer());
-  let code: string | undefined;
-  try {
-    code = JSON.parse(body.toString()).errors?.[0]?.code;
-  } catch {
-    // not an error body
-  }
-  return { status: res.status, headers: res.headers, body, code };
+  return distAnswer(await fetch(bases[init.gw ?? 0] + p, { ...init, headers }));
 }
 
 /** Status, headers but date, and body: what must be byte-identical between two refusals. */

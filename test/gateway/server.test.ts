@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/server.js';
 import type { Logger } from '../../src/server/log.js';
 import { tempDir } from '../tmp.js';
+import { distAnswer, type DistAnswer } from './dist-answer.js';
 
 const lines: Record<string, unknown>[] = [];
 const log: Logger = { debug: () => {}, info: (msg, f) => lines.push({ msg, ...f }), error: (msg, f) => lines.push({ msg, ...f }) };
@@ -31,16 +32,8 @@ afterAll(async () => {
   await gw?.close();
 });
 
-async function req(p: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: Buffer; code?: string }> {
-  const res = await fetch(base + p, init);
-  const body = Buffer.from(await res.arrayBuffer());
-  let code: string | undefined;
-  try {
-    code = JSON.parse(body.toString()).errors?.[0]?.code;
-  } catch {
-    // not an error body
-  }
-  return { status: res.status, headers: res.headers, body, code };
+async function req(p: string, init: RequestInit = {}): Promise<DistAnswer> {
+  return distAnswer(await fetch(base + p, init));
 }
 
 async function pushBlob(repo: string, data: Buffer): Promise<string> {

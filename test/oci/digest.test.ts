@@ -31,14 +31,8 @@ describe('isDigest / parseDigest (the one strict digest parser)', () => {
     ];
     for (const d of bad) {
       expect(isDigest(d), JSON.stringify(d)).toBe(false);
-      let err: unknown;
-      try {
-        parseDigest(d);
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(BkError);
-      expect((err as BkError).reason).toBe('invalid-digest');
+      expect(() => parseDigest(d)).toThrow(BkError);
+      expect(() => parseDigest(d)).toThrow(expect.objectContaining({ reason: 'invalid-digest' }));
     }
   });
 });
