@@ -9,7 +9,9 @@
 // The algorithm must be known when the first byte passes, and a client says
 // which only at the end (PUT ?digest=). sha256 is what every client pushes;
 // a client pushing another algorithm in chunks says so when it opens the
-// upload: POST /v2/<name>/blobs/uploads/?digest-algorithm=sha512 (or blake3).
+// upload, with the distribution spec's optional parameter
+// (https://github.com/opencontainers/distribution-spec/pull/543):
+// POST /v2/<name>/blobs/uploads/?digest-algorithm=sha512 (or blake3).
 // A final digest in another algorithm than the state's cannot be checked,
 // and is refused (uploads.ts), never committed unverified.
 import { Transform, type TransformCallback } from 'node:stream';

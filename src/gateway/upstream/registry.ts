@@ -177,10 +177,12 @@ export class RegistryUpstream implements Upstream {
     return u.toString();
   }
 
-  async startUpload(repo: string, signal?: AbortSignal, algorithm = 'sha256'): Promise<UploadState> {
-    const res = await this.send({ method: 'POST', url: this.url(repo, 'blobs', 'uploads/'), scopes: this.push(repo), headers: { 'content-length': '0' }, expect: [202], what: `start upload to ${this.nameOf(repo)}`, signal });
+  async startUpload(repo: string, signal?: AbortSignal, algorithm?: string): Promise<UploadState> {
+    // Passed on: a registry that knows the parameter digests in that algorithm as the bytes arrive.
+    const q = algorithm ? `uploads/?digest-algorithm=${encodeURIComponent(algorithm)}` : 'uploads/';
+    const res = await this.send({ method: 'POST', url: this.url(repo, 'blobs', q), scopes: this.push(repo), headers: { 'content-length': '0' }, expect: [202], what: `start upload to ${this.nameOf(repo)}`, signal });
     await res.body.dump().catch(() => {});
-    return { kind: 'registry', loc: this.locationOf(res), off: 0, h: { alg: algorithm } };
+    return { kind: 'registry', loc: this.locationOf(res), off: 0, h: { alg: algorithm ?? 'sha256' } };
   }
 
   async mount(repo: string, digest: string, from: string, signal?: AbortSignal): Promise<boolean> {
