@@ -105,7 +105,7 @@ export function fromError(err: unknown, notFound: NotFoundCode = 'NAME_UNKNOWN')
       if (e.reason === 'delete-unsupported') return new DistError('UNSUPPORTED', log);
       if (e.reason === 'range-invalid') return new DistError('RANGE_INVALID', log);
       if (e.reason === 'upload-unverifiable') return new DistError('BLOB_UPLOAD_INVALID', log);
-      if (e.reason === 'still-named') return new DistError('DENIED', log, {}, 'a manifest in this repository still names it; nothing was deleted');
+      if (e.reason === 'still-named') return new DistError('DENIED', log, {}, 'a manifest in this repository, or an export in progress, still names it; nothing was deleted');
       if (e.reason === 'delete-unprovable') return new DistError('UNSUPPORTED', log, {}, 'the repository cannot be walked to prove nothing names it; nothing was deleted');
       return new DistError('DENIED', log);
     case 'UNAUTHENTICATED':

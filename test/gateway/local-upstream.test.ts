@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/server.js';
 import { signToken } from '../../src/server/auth/token.js';
+import { LocalStore } from '../../src/store/local/index.js';
 import type { Logger } from '../../src/server/log.js';
 import { tempDir } from '../tmp.js';
 import { distAnswer, type DistAnswer } from './dist-answer.js';
@@ -164,6 +165,18 @@ describe('DELETE on the embedded store', () => {
     expect((await req(`/v2/a/named/blobs/${img.layer}`, { method: 'DELETE' })).status).toBe(202);
     expect((await req(`/v2/a/named/blobs/${img.layer}`, { method: 'HEAD' })).status).toBe(404);
     expect((await req(`/v2/a/named/blobs/${img.layer}`, { method: 'DELETE' })).code).toBe('BLOB_UNKNOWN');
+  });
+
+  it('a blob a live export has claimed (its lease, as prune honours it) is refused until the export ends', async () => {
+    const spare = await pushBlob('a/leased', Buffer.from('pushed by an export that has not tagged yet'));
+    const lease = await new LocalStore(path.join(root, 'a/leased')).lease();
+    await lease.add(spare);
+    try {
+      expect((await req(`/v2/a/leased/blobs/${spare}`, { method: 'DELETE' })).code).toBe('DENIED');
+    } finally {
+      await lease.release();
+    }
+    expect((await req(`/v2/a/leased/blobs/${spare}`, { method: 'DELETE' })).status).toBe(202);
   });
 
   it('a layout that cannot be walked refuses a blob delete (UNSUPPORTED) and deletes nothing', async () => {

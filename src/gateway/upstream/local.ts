@@ -21,7 +21,7 @@ import { isDigest } from '../../oci/digest.js';
 import { readAll } from '../../store/content.js';
 import { LocalStore } from '../../store/local/index.js';
 import { INDEX_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
-import { reachable, readLayoutStrict } from '../../store/local/prune.js';
+import { leasedDigests, reachable, readLayoutStrict } from '../../store/local/prune.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
@@ -78,16 +78,20 @@ export class LocalUpstream implements Upstream {
   }
 
   /**
-   * Every digest the manifests of `keep` name, walked strictly (each
-   * manifest read and verified): what cannot be walked cannot be proven
-   * unneeded, and the delete is refused.
+   * Refuses to delete `digest` while a manifest of `keep` names it (walked
+   * strictly, each manifest read and verified: what cannot be walked cannot
+   * be proven unneeded) or a live export's lease claims it, as prune does.
    */
-  private async named(repo: string, keep: Descriptor[]): Promise<Map<string, Descriptor>> {
+  private async refuseNamed(repo: string, keep: Descriptor[], digest: string): Promise<void> {
+    let named: Map<string, Descriptor>;
     try {
-      return await reachable(this.dirOf(repo), keep, true);
+      named = await reachable(this.dirOf(repo), keep, true);
     } catch (err) {
       throw new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
     }
+    if (named.has(digest)) throw new BkError('FAILED_PRECONDITION', `a manifest in ${repo} still names ${digest}`, { reason: 'still-named' });
+    // Read only (dryRun): removing dead leases is prune's work.
+    if ((await leasedDigests(this.dirOf(repo), true)).has(digest)) throw new BkError('FAILED_PRECONDITION', `an export in progress claims ${digest} in ${repo}`, { reason: 'still-named' });
   }
 
   /** Removes a blob file of the layout; false when it was not there. */
@@ -106,7 +110,7 @@ export class LocalUpstream implements Upstream {
    * it) go in one atomic replacement, then its blob, both under the index
    * lock that tagging and prune hold, so no tag can come to name it in
    * between. What it names stays for `bkcache prune`. Refused while another
-   * manifest the layout keeps (an index's child) names it.
+   * manifest the layout keeps (an index's child) names it, or an export claims it.
    */
   async deleteManifest(repo: string, digest: string): Promise<boolean> {
     const dir = this.dirOf(repo);
@@ -117,7 +121,7 @@ export class LocalUpstream implements Upstream {
       const tagged = rest.length !== idx.manifests.length;
       // Pushed by digest only, a manifest has no entry; a plain blob of that digest is not a manifest.
       if (!tagged && !(await this.getManifest(repo, digest))) return false;
-      if ((await this.named(repo, rest)).has(digest)) throw new BkError('FAILED_PRECONDITION', `another manifest in ${repo} still names ${digest}`, { reason: 'still-named' });
+      await this.refuseNamed(repo, rest, digest);
       if (tagged) await writeFileAtomic(path.join(dir, INDEX_FILE), encodeIndex({ ...idx, manifests: rest }));
       await this.unlink(repo, digest);
       return true;
@@ -126,8 +130,8 @@ export class LocalUpstream implements Upstream {
 
   /**
    * DELETE of a blob: only when a full walk of the layout's index proves no
-   * manifest it keeps names it (under the index lock, so none can be tagged
-   * meanwhile); otherwise refused, and nothing is deleted.
+   * manifest it keeps names it and no live export claims it (under the index
+   * lock, so none can be tagged meanwhile); otherwise refused, and nothing is deleted.
    */
   async deleteBlob(repo: string, digest: string): Promise<boolean> {
     const dir = this.dirOf(repo);
@@ -139,7 +143,7 @@ export class LocalUpstream implements Upstream {
       } catch (err) {
         throw new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
       }
-      if ((await this.named(repo, entries)).has(digest)) throw new BkError('FAILED_PRECONDITION', `a manifest in ${repo} still names ${digest}`, { reason: 'still-named' });
+      await this.refuseNamed(repo, entries, digest);
       return this.unlink(repo, digest);
     });
   }
