@@ -62,6 +62,42 @@ describe('a faulty upstream', () => {
     expect((await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`, { method: 'HEAD' })).status).toBe(200);
   });
 
+  it('a PATCH the upstream says it took only part of: the upload is refused and cancelled, never committed', async () => {
+    const data = Buffer.alloc(200_000, 'p');
+    const start = await fetch(`${base}/v2/f/short/blobs/uploads/`, { method: 'POST' });
+    proxy.rules.push({ name: 'short-range', match: (r) => r.method === 'PATCH', times: 1, action: { rewrite: (r) => void (r.headers.range = `0-${data.length - 1001}`) } });
+    let patch: Response;
+    try {
+      patch = await fetch(`${base}${start.headers.get('location')}`, { method: 'PATCH', body: new Uint8Array(data) });
+    } finally {
+      proxy.rules.length = 0;
+    }
+    expect(patch.status).toBe(400);
+    expect((await patch.json()).errors[0].code).toBe('BLOB_UPLOAD_INVALID');
+    expect(proxy.log.some((l) => l.method === 'DELETE' && l.path.includes('/blobs/uploads/'))).toBe(true);
+    const put = await fetch(`${base}${start.headers.get('location')}?digest=${sha(data)}`, { method: 'PUT' });
+    expect(put.status).toBeGreaterThanOrEqual(400);
+    expect((await fetch(`${reg.url}/v2/f/short/blobs/${sha(data)}`, { method: 'HEAD' })).status).toBe(404);
+  });
+
+  it('a PATCH cut off before the upstream took it leaves the state where it was: the same location retries and commits verified', async () => {
+    const data = Buffer.alloc(300_000, 'r');
+    const loc = (await fetch(`${base}/v2/f/retry/blobs/uploads/`, { method: 'POST' })).headers.get('location')!;
+    proxy.rules.push({ name: 'reset', match: (r) => r.method === 'PATCH', times: 1, action: { resetAfterBytes: 1000 } });
+    let first: Response;
+    try {
+      first = await fetch(`${base}${loc}`, { method: 'PATCH', body: new Uint8Array(data) });
+    } finally {
+      proxy.rules.length = 0;
+    }
+    expect(first.status).toBeGreaterThanOrEqual(500);
+    const again = await fetch(`${base}${loc}`, { method: 'PATCH', body: new Uint8Array(data) });
+    expect(again.status).toBe(202);
+    const put = await fetch(`${base}${again.headers.get('location')}?digest=${sha(data)}`, { method: 'PUT' });
+    expect(put.status).toBe(201);
+    expect((await fetch(`${reg.url}/v2/f/retry/blobs/${sha(data)}`, { method: 'HEAD' })).status).toBe(200);
+  });
+
   it('a blob body cut off upstream never arrives complete', async () => {
     proxy.rules.push({ name: 'cut', match: (r) => r.method === 'GET' && r.path.includes('/blobs/'), times: 1, action: { cutResponseAfterBytes: 1 << 20 } });
     let got = 0;

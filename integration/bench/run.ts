@@ -11,6 +11,7 @@ import { grpcBench } from './grpc.js';
 import { localBench } from './local.js';
 import { registryBench } from './registry.js';
 import { lifecycleBench } from './lifecycle.js';
+import { uploadHashBench } from './upload-hash.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -30,6 +31,6 @@ function graphBench(): void {
   }
 }
 
-const benches: Record<string, () => void | Promise<void>> = { cli: cliBench, graph: graphBench, registry: registryBench, grpc: grpcBench, local: localBench, lifecycle: lifecycleBench, gateway: gatewayBench };
+const benches: Record<string, () => void | Promise<void>> = { cli: cliBench, graph: graphBench, registry: registryBench, grpc: grpcBench, local: localBench, lifecycle: lifecycleBench, gateway: gatewayBench, 'upload-hash': uploadHashBench };
 const wanted = process.argv.slice(2);
 for (const [name, fn] of Object.entries(benches)) if (wanted.length === 0 || wanted.includes(name)) await fn();

@@ -71,13 +71,15 @@ export class DistError extends Error {
     readonly code: DistCode,
     readonly log?: string,
     readonly headers: Record<string, string> = {},
+    /** A fixed explanation for the client (the spec's `detail`); never built from a path or an upstream answer. */
+    readonly detail?: string,
   ) {
     super(log ?? MESSAGE[code]);
     this.status = STATUS[code];
   }
 
   body(): string {
-    return JSON.stringify({ errors: [{ code: this.code, message: MESSAGE[this.code] }] });
+    return JSON.stringify({ errors: [{ code: this.code, message: MESSAGE[this.code], ...(this.detail ? { detail: this.detail } : {}) }] });
   }
 }
 
@@ -102,6 +104,9 @@ export function fromError(err: unknown, notFound: NotFoundCode = 'NAME_UNKNOWN')
       if (e.reason === 'manifest-blob-unknown') return new DistError('MANIFEST_BLOB_UNKNOWN', log);
       if (e.reason === 'delete-unsupported') return new DistError('UNSUPPORTED', log);
       if (e.reason === 'range-invalid') return new DistError('RANGE_INVALID', log);
+      if (e.reason === 'upload-unverifiable') return new DistError('BLOB_UPLOAD_INVALID', log);
+      if (e.reason === 'still-named') return new DistError('DENIED', log, {}, 'a manifest in this repository, or an export in progress, still names it; nothing was deleted');
+      if (e.reason === 'delete-unprovable') return new DistError('UNSUPPORTED', log, {}, 'the repository cannot be walked to prove nothing names it; nothing was deleted');
       return new DistError('DENIED', log);
     case 'UNAUTHENTICATED':
     case 'PERMISSION_DENIED':

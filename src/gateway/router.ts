@@ -1,5 +1,9 @@
 // Routes of the distribution API, parsed from the request path alone.
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#endpoints
+// Digests are checked by the project's one strict parser (src/oci/digest.ts):
+// the algorithms the project hashes, each with its exact lowercase hex length.
+import { isDigest } from '../oci/digest.js';
+
 export type Route =
   | { kind: 'ping' }
   | { kind: 'token' }
@@ -15,8 +19,6 @@ const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*';
 const NAME = `${COMPONENT}(?:/${COMPONENT})*`;
 const MAX_NAME = 255;
 export const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
-// Digests the gateway accepts in paths: the algorithms the project hashes (src/oci/digest.ts).
-export const DIGEST_RE = /^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}|blake3:[a-f0-9]{64})$/;
 
 const REPO_ROUTE = new RegExp(`^/v2/(${NAME})/(manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list)$`);
 
@@ -34,7 +36,7 @@ export function route(pathname: string): Route | 'name-invalid' | undefined {
   if (rest === 'tags/list') return { kind: 'tags', repo };
   if (rest.startsWith('manifests/')) {
     const ref = rest.slice('manifests/'.length);
-    return TAG_RE.test(ref) || DIGEST_RE.test(ref) ? { kind: 'manifest', repo, ref } : 'name-invalid';
+    return TAG_RE.test(ref) || isDigest(ref) ? { kind: 'manifest', repo, ref } : 'name-invalid';
   }
   if (rest === 'blobs/uploads/') return { kind: 'upload-start', repo };
   if (rest.startsWith('blobs/uploads/')) return { kind: 'upload', repo, id: rest.slice('blobs/uploads/'.length) };

@@ -10,6 +10,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { formatAddress, parseAddress, prepareUnixSocket } from '../api/address.js';
 import { failedPrecondition } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
 import type { BackendContext } from '../cache/remote/index.js';
 import type { AuthRuntime } from '../server/access.js';
 import { scrub } from '../server/auth/audit.js';
@@ -91,7 +92,7 @@ async function dispatch(ctx: GatewayContext, call: Call, r: Route): Promise<void
       if (m === 'DELETE') return deleteManifest(ctx, call, repo, r.ref);
       break;
     case 'blob':
-      if (!/^[a-z0-9]+:[a-f0-9]{32,}$/.test(r.digest)) throw new DistError('DIGEST_INVALID', 'malformed digest');
+      if (!isDigest(r.digest)) throw new DistError('DIGEST_INVALID', 'malformed digest');
       if (m === 'HEAD') return headBlob(ctx, call, repo, r.digest);
       if (m === 'GET') return getBlob(ctx, call, repo, r.digest);
       if (m === 'DELETE') return deleteBlob(ctx, call, repo, r.digest);

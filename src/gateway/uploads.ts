@@ -8,11 +8,16 @@
 // file), authenticated and encrypted (seal.ts). Any daemon with the same
 // secret continues it, and a client cannot point it anywhere else: a state
 // sealed for another repository, tenant or upstream is an unknown upload.
+// Every upload's digest is verified before the upstream commits it: a
+// registry session carries the hash of what passed so far (upload-hash.ts),
+// the embedded store hashes its ingest file as it publishes it.
 import type { Readable } from 'node:stream';
 import { BkError } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
 import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
-import { DIGEST_RE, isRepoName } from './router.js';
+import { isRepoName } from './router.js';
+import { RESUMABLE_ALGORITHMS } from './upload-hash.js';
 import type { UploadState } from './upstream/types.js';
 
 /** Sessions older than this are refused (registries purge theirs within days). */
@@ -54,8 +59,16 @@ function created(call: Call, repo: string, digest: string): void {
 
 function digestParam(call: Call): string {
   const d = call.url.searchParams.get('digest');
-  if (!d || !DIGEST_RE.test(d)) throw new DistError('DIGEST_INVALID', 'missing or malformed digest parameter');
+  if (!d || !isDigest(d)) throw new DistError('DIGEST_INVALID', 'missing or malformed digest parameter');
   return d;
+}
+
+/** The algorithm a chunked upload's digest will use, when the client says so (upload-hash.ts). */
+function algorithmParam(call: Call): string | undefined {
+  const a = call.url.searchParams.get('digest-algorithm');
+  if (a === null) return undefined;
+  if (!RESUMABLE_ALGORITHMS.includes(a)) throw new DistError('DIGEST_INVALID', `digest-algorithm ${JSON.stringify(a)} is not one the gateway verifies`);
+  return a;
 }
 
 /** The request body, streamed on as it is: counted from lengths and offsets once the upstream took it. */
@@ -66,7 +79,7 @@ function body(call: Call): Readable {
 export async function startUpload(ctx: GatewayContext, call: Call, repo: string): Promise<void> {
   const mount = call.url.searchParams.get('mount');
   const from = call.url.searchParams.get('from');
-  if (mount !== null && DIGEST_RE.test(mount) && from !== null && from !== repo) {
+  if (mount !== null && isDigest(mount) && from !== null && from !== repo) {
     // Only from a repository the caller may pull: otherwise the upstream is not even asked, and
     // the answer (a new upload, 202) is the one an absent blob gets.
     if (isRepoName(from) && ctx.auth.may(call.identity, 'pull', from)) {
@@ -78,7 +91,7 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
   }
   // Monolithic upload in the POST itself: the digest is checked before any session opens.
   const digest = call.url.searchParams.has('digest') ? digestParam(call) : undefined;
-  const st = await ctx.upstream.startUpload(repo, call.signal);
+  const st = await ctx.upstream.startUpload(repo, call.signal, algorithmParam(call));
   if (digest) {
     await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal);
     call.bytesIn += call.contentLength() ?? 0;
@@ -90,9 +103,8 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
 }
 
 export async function uploadStatus(ctx: GatewayContext, call: Call, repo: string, id: string): Promise<void> {
-  const st = opened(ctx, call, repo, id);
-  const off = await ctx.upstream.uploadOffset(repo, st, call.signal);
-  call.send(204, { location: location(ctx, call, repo, { ...st, off }), range: rangeHeader(off), 'docker-upload-uuid': 'sealed' });
+  const now = await ctx.upstream.uploadStatus(repo, opened(ctx, call, repo, id), call.signal);
+  call.send(204, { location: location(ctx, call, repo, now), range: rangeHeader(now.off), 'docker-upload-uuid': 'sealed' });
 }
 
 export async function patchUpload(ctx: GatewayContext, call: Call, repo: string, id: string): Promise<void> {

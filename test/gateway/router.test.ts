@@ -32,3 +32,10 @@ describe('route', () => {
     expect(isRepoName('Cache')).toBe(false);
   });
 });
+
+describe('digests in routes (src/oci/digest.ts decides)', () => {
+  it('takes the algorithms the project hashes, nothing looser', () => {
+    for (const d of ['sha512:' + 'b'.repeat(128), 'blake3:' + 'c'.repeat(64)]) expect(route(`/v2/a/manifests/${d}`)).toEqual({ kind: 'manifest', repo: 'a', ref: d });
+    for (const d of ['sha256:' + 'a'.repeat(63), 'md5:' + 'a'.repeat(32), 'sha256:' + 'A'.repeat(64)]) expect(route(`/v2/a/manifests/${d}`), d).toBe('name-invalid');
+  });
+});

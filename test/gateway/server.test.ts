@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/server.js';
 import type { Logger } from '../../src/server/log.js';
 import { tempDir } from '../tmp.js';
+import { distAnswer, type DistAnswer } from './dist-answer.js';
 
 const lines: Record<string, unknown>[] = [];
 const log: Logger = { debug: () => {}, info: (msg, f) => lines.push({ msg, ...f }), error: (msg, f) => lines.push({ msg, ...f }) };
@@ -31,16 +32,8 @@ afterAll(async () => {
   await gw?.close();
 });
 
-async function req(p: string, init: RequestInit = {}): Promise<{ status: number; headers: Headers; body: Buffer; code?: string }> {
-  const res = await fetch(base + p, init);
-  const body = Buffer.from(await res.arrayBuffer());
-  let code: string | undefined;
-  try {
-    code = JSON.parse(body.toString()).errors?.[0]?.code;
-  } catch {
-    // not an error body
-  }
-  return { status: res.status, headers: res.headers, body, code };
+async function req(p: string, init: RequestInit = {}): Promise<DistAnswer> {
+  return distAnswer(await fetch(base + p, init));
 }
 
 async function pushBlob(repo: string, data: Buffer): Promise<string> {
@@ -175,8 +168,8 @@ describe('manifests', () => {
     ]);
     expect((await req(`/v2/man/app/manifests/${sha(doc)}`)).body.equals(doc)).toBe(true);
     expect(await req('/v2/man/app/manifests/missing')).toMatchObject({ status: 404, code: 'MANIFEST_UNKNOWN' });
-    // Deletes are not done on the embedded store.
-    expect(await req(`/v2/man/app/manifests/${sha(doc)}`, { method: 'DELETE' })).toMatchObject({ status: 405, code: 'UNSUPPORTED' });
+    // Deletes by tag are not manifest deletes (local-upstream.test.ts covers deletes by digest).
+    expect(await req(`/v2/man/app/manifests/t`, { method: 'DELETE' })).toMatchObject({ status: 405, code: 'UNSUPPORTED' });
   });
 
   it('lists tags with pagination, and the catalog', async () => {

@@ -3,18 +3,25 @@
 // resource name, local/R) that `type=local,dest=R` names on the gRPC surface.
 // Each repository has its own blobs, so a blob is served from R only if R
 // holds it. Uploads are ingest files under <root>/.gateway-uploads, named in
-// the sealed state, so a daemon sharing the root can finish what another began.
+// the sealed state, so a daemon sharing the root can finish what another began;
+// the digest is verified when the ingest file is published (LocalStore.push
+// hashes it), whichever way its bytes came.
+// DELETE never removes what anything still names: a manifest's index.json
+// entries and blob go together under the layout's index lock, a blob only
+// when a full walk of the layout proves no manifest it keeps names it.
 import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BkError, isNotFound } from '../../errors.js';
-import { ANNOTATION_REF_NAME } from '../../oci/descriptor.js';
+import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
+import { encodeIndex } from '../../oci/manifest.js';
 import { isDigest } from '../../oci/digest.js';
 import { readAll } from '../../store/content.js';
 import { LocalStore } from '../../store/local/index.js';
-import { readIndex } from '../../store/local/layout.js';
+import { INDEX_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
+import { leasedDigests, reachable, readLayoutStrict } from '../../store/local/prune.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
@@ -28,7 +35,7 @@ export class LocalUpstream implements Upstream {
 
   private store(repo: string, create = false): LocalStore {
     // Gateway names follow the repository grammar (no '.', '..' or empty segments), so they stay inside the root.
-    return new LocalStore(path.join(this.root, ...repo.split('/')), { create });
+    return new LocalStore(this.dirOf(repo), { create });
   }
 
   nameOf(repo: string): string {
@@ -66,13 +73,79 @@ export class LocalUpstream implements Upstream {
     }
   }
 
-  async deleteManifest(): Promise<boolean> {
-    // Removing a manifest from a layout means rewriting index.json and pruning; `bkcache prune` owns that.
-    throw new BkError('FAILED_PRECONDITION', 'the embedded store does not delete through the gateway', { reason: 'delete-unsupported' });
+  private dirOf(repo: string): string {
+    return path.join(this.root, ...repo.split('/'));
   }
 
-  async deleteBlob(): Promise<boolean> {
-    throw new BkError('FAILED_PRECONDITION', 'the embedded store does not delete through the gateway', { reason: 'delete-unsupported' });
+  /**
+   * Refuses to delete `digest` while a manifest of `keep` names it (walked
+   * strictly, each manifest read and verified: what cannot be walked cannot
+   * be proven unneeded) or a live export's lease claims it, as prune does.
+   */
+  private async refuseNamed(repo: string, keep: Descriptor[], digest: string): Promise<void> {
+    let named: Map<string, Descriptor>;
+    try {
+      named = await reachable(this.dirOf(repo), keep, true);
+    } catch (err) {
+      throw new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
+    }
+    if (named.has(digest)) throw new BkError('FAILED_PRECONDITION', `a manifest in ${repo} still names ${digest}`, { reason: 'still-named' });
+    // Read only (dryRun): removing dead leases is prune's work.
+    if ((await leasedDigests(this.dirOf(repo), true)).has(digest)) throw new BkError('FAILED_PRECONDITION', `an export in progress claims ${digest} in ${repo}`, { reason: 'still-named' });
+  }
+
+  /** Removes a blob file of the layout; false when it was not there. */
+  private async unlink(repo: string, digest: string): Promise<boolean> {
+    try {
+      await this.store(repo).delete({ mediaType: '', digest, size: 0 });
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * DELETE of a manifest by digest: its index.json entries (every tag naming
+   * it) go in one atomic replacement, then its blob, both under the index
+   * lock that tagging and prune hold, so no tag can come to name it in
+   * between. What it names stays for `bkcache prune`. Refused while another
+   * manifest the layout keeps (an index's child) names it, or an export claims it.
+   */
+  async deleteManifest(repo: string, digest: string): Promise<boolean> {
+    const dir = this.dirOf(repo);
+    if (!(await fs.stat(path.join(dir, INDEX_FILE)).catch(() => undefined))) return false;
+    return withIndexLock(dir, async () => {
+      const idx = await readIndex(dir);
+      const rest = idx.manifests.filter((m) => m.digest !== digest);
+      const tagged = rest.length !== idx.manifests.length;
+      // Pushed by digest only, a manifest has no entry; a plain blob of that digest is not a manifest.
+      if (!tagged && !(await this.getManifest(repo, digest))) return false;
+      await this.refuseNamed(repo, rest, digest);
+      if (tagged) await writeFileAtomic(path.join(dir, INDEX_FILE), encodeIndex({ ...idx, manifests: rest }));
+      await this.unlink(repo, digest);
+      return true;
+    });
+  }
+
+  /**
+   * DELETE of a blob: only when a full walk of the layout's index proves no
+   * manifest it keeps names it and no live export claims it (under the index
+   * lock, so none can be tagged meanwhile); otherwise refused, and nothing is deleted.
+   */
+  async deleteBlob(repo: string, digest: string): Promise<boolean> {
+    const dir = this.dirOf(repo);
+    if ((await this.blobSize(repo, digest)) === undefined) return false;
+    return withIndexLock(dir, async () => {
+      let entries: Descriptor[];
+      try {
+        entries = await readLayoutStrict(dir);
+      } catch (err) {
+        throw new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
+      }
+      await this.refuseNamed(repo, entries, digest);
+      return this.unlink(repo, digest);
+    });
   }
 
   async blobSize(repo: string, digest: string): Promise<number | undefined> {
@@ -115,7 +188,11 @@ export class LocalUpstream implements Upstream {
     return true;
   }
 
-  async uploadOffset(_repo: string, st: UploadState): Promise<number> {
+  async uploadStatus(repo: string, st: UploadState): Promise<UploadState> {
+    return { ...st, off: await this.uploadOffset(repo, st) };
+  }
+
+  private async uploadOffset(_repo: string, st: UploadState): Promise<number> {
     const st2 = await fs.stat(this.ingest(st)).catch(() => undefined);
     if (!st2?.isFile()) throw new BkError('NOT_FOUND', 'upload session unknown');
     return st2.size;
@@ -151,7 +228,7 @@ export class LocalUpstream implements Upstream {
   }
 
   async tags(repo: string): Promise<string[] | undefined> {
-    const dir = path.join(this.root, ...repo.split('/'));
+    const dir = this.dirOf(repo);
     const has = await fs.stat(path.join(dir, 'index.json')).catch(() => undefined);
     if (!has) return undefined;
     const idx = await readIndex(dir);

@@ -2,12 +2,15 @@
 // upstream repository PREFIX/R. Requests go through the project's registry
 // client (src/store/registry/client.ts: the daemon's credentials, per-host
 // settings, retries, token auth). The upload session lives in the upstream;
-// the gateway only carries its URL and offset in the sealed state, so any
-// daemon can continue it.
+// the gateway only carries its URL, offset and the hash of the bytes sent so
+// far (upload-hash.ts) in the sealed state, so any daemon can continue it and
+// verify its digest before the upstream commits. The state is trusted only
+// while the upstream holds exactly its offset: a session that moved past what
+// the gateway hashed is cancelled, never committed unverified.
 // https://github.com/opencontainers/distribution-spec/blob/main/spec.md
 import type { Readable } from 'node:stream';
 import { BkError, dataLoss } from '../../errors.js';
-import { algorithmOf, digestBytes, isDigest } from '../../oci/digest.js';
+import { algorithmOf, digestBytes, isDigest, type Hasher } from '../../oci/digest.js';
 import { MANIFEST_MEDIA_TYPES } from '../../oci/media-types.js';
 import { readAll } from '../../store/content.js';
 import { repositoryScope } from '../../store/registry/auth/challenge.js';
@@ -16,7 +19,21 @@ import { header, RegistryClient, type RegistryRequest, type RegistryResponse } f
 import { resolveEndpoint, type Endpoint, type HostSettings } from '../../store/registry/hosts.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import { HoldbackVerify } from '../../store/registry/source.js';
+import { HashingPass, resumeHash, unverifiable, type HashState } from '../upload-hash.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
+
+type RegistryState = Extract<UploadState, { kind: 'registry' }>;
+
+/** The last byte a `Range: 0-N` names (distribution's upload status), undefined without one. */
+function rangeEnd(res: RegistryResponse): number | undefined {
+  const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Whether a reported range end stands for `off` bytes: distribution says "0-0" both for nothing and for one byte. */
+function holds(end: number | undefined, off: number): boolean {
+  return end === undefined ? off === 0 : off === end + 1 || (end === 0 && off === 0);
+}
 
 export interface RegistryUpstreamOptions {
   hosts?: Record<string, HostSettings>;
@@ -160,10 +177,12 @@ export class RegistryUpstream implements Upstream {
     return u.toString();
   }
 
-  async startUpload(repo: string, signal?: AbortSignal): Promise<UploadState> {
-    const res = await this.send({ method: 'POST', url: this.url(repo, 'blobs', 'uploads/'), scopes: this.push(repo), headers: { 'content-length': '0' }, expect: [202], what: `start upload to ${this.nameOf(repo)}`, signal });
+  async startUpload(repo: string, signal?: AbortSignal, algorithm?: string): Promise<UploadState> {
+    // Passed on: a registry that knows the parameter digests in that algorithm as the bytes arrive.
+    const q = algorithm ? `uploads/?digest-algorithm=${encodeURIComponent(algorithm)}` : 'uploads/';
+    const res = await this.send({ method: 'POST', url: this.url(repo, 'blobs', q), scopes: this.push(repo), headers: { 'content-length': '0' }, expect: [202], what: `start upload to ${this.nameOf(repo)}`, signal });
     await res.body.dump().catch(() => {});
-    return { kind: 'registry', loc: this.locationOf(res), off: 0 };
+    return { kind: 'registry', loc: this.locationOf(res), off: 0, h: { alg: algorithm ?? 'sha256' } };
   }
 
   async mount(repo: string, digest: string, from: string, signal?: AbortSignal): Promise<boolean> {
@@ -184,39 +203,77 @@ export class RegistryUpstream implements Upstream {
     return false;
   }
 
-  private reg(st: UploadState): { loc: string; off: number } {
+  private reg(st: UploadState): RegistryState {
     if (st.kind !== 'registry') throw new BkError('NOT_FOUND', 'upload belongs to another upstream');
     return st;
   }
 
+  /** The hash a session carries; a state from before hashes were carried is good only while empty. */
+  private hashOf(st: RegistryState): HashState {
+    if (st.h) return st.h;
+    if (st.off === 0) return { alg: 'sha256' };
+    throw unverifiable('the upload state carries no hash');
+  }
+
   /**
-   * Where the upstream session stands. Also establishes the upstream's auth
-   * before a one-shot body goes out: on a daemon that has not yet talked to
-   * this upstream, a 401 would otherwise cost the client's body.
+   * The last byte the upstream session holds. Also establishes the
+   * upstream's auth before a one-shot body goes out: on a daemon that has
+   * not yet talked to this upstream, a 401 would otherwise cost the client's body.
    */
-  async uploadOffset(repo: string, st: UploadState, signal?: AbortSignal): Promise<number> {
-    const { loc } = this.reg(st);
-    const res = await this.send({ method: 'GET', url: new URL(loc), scopes: this.push(repo), expect: [204, 404], what: `upload status ${this.nameOf(repo)}`, signal });
+  private async upstreamEnd(repo: string, st: RegistryState, signal?: AbortSignal): Promise<number | undefined> {
+    const res = await this.send({ method: 'GET', url: new URL(st.loc), scopes: this.push(repo), expect: [204, 404], what: `upload status ${this.nameOf(repo)}`, signal });
     await res.body.dump().catch(() => {});
     if (res.status === 404) throw new BkError('NOT_FOUND', 'upload session unknown upstream');
-    const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
-    // distribution reports "0-0" for an empty session.
-    return m ? (Number(m[1]) === 0 ? 0 : Number(m[1]) + 1) : 0;
+    return rangeEnd(res);
+  }
+
+  /** Ends a session whose bytes the carried hash no longer describes. */
+  private async diverged(repo: string, st: RegistryState, why: string): Promise<never> {
+    await this.cancelUpload(repo, st);
+    throw unverifiable(why);
+  }
+
+  /** Refuses (and cancels) a session the upstream holds more or less of than the state says, and so than its hash covers. */
+  private async holding(repo: string, st: RegistryState, signal?: AbortSignal): Promise<void> {
+    const end = await this.upstreamEnd(repo, st, signal);
+    if (!holds(end, st.off)) await this.diverged(repo, st, `the upstream holds bytes 0-${end}, the upload state ${st.off} bytes`);
+  }
+
+  async uploadStatus(repo: string, st: UploadState, signal?: AbortSignal): Promise<UploadState> {
+    const cur = this.reg(st);
+    this.hashOf(cur);
+    await this.holding(repo, cur, signal);
+    return cur;
   }
 
   async appendUpload(repo: string, st: UploadState, body: Readable, length: number | undefined, signal?: AbortSignal): Promise<UploadState> {
-    const { loc, off } = this.reg(st);
-    if ((await this.uploadOffset(repo, st, signal)) !== off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
+    const cur = this.reg(st);
+    const { loc, off } = cur;
+    const hasher = await resumeHash(this.hashOf(cur));
+    await this.holding(repo, cur, signal);
     const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
     if (length !== undefined) {
       headers['content-length'] = String(length);
       if (length > 0) headers['content-range'] = `${off}-${off + length - 1}`;
     }
-    const res = await this.send({ method: 'PATCH', url: new URL(loc), scopes: this.push(repo), headers, body: () => body, replayable: false, expect: [202], what: `PATCH upload ${this.nameOf(repo)}`, signal });
+    // Hashed on the way: the new state is handed out only if the upstream took exactly these bytes.
+    const pass = new HashingPass(hasher);
+    body.once('error', (e) => pass.destroy(e));
+    const sent = body.pipe(pass);
+    const res = await this.send({ method: 'PATCH', url: new URL(loc), scopes: this.push(repo), headers, body: () => sent, replayable: false, expect: [202], what: `PATCH upload ${this.nameOf(repo)}`, signal });
     await res.body.dump().catch(() => {});
-    const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
-    const next = m ? Number(m[1]) + 1 : off + (length ?? 0);
-    return { kind: 'registry', loc: this.locationOf(res), off: next };
+    const next = { kind: 'registry' as const, loc: this.locationOf(res), off: off + pass.seen, h: hasher.save() };
+    const end = rangeEnd(res) ?? (await this.upstreamEnd(repo, next, signal));
+    if (!holds(end, next.off)) await this.diverged(repo, next, `the upstream took bytes 0-${end} of ${next.off} sent`);
+    return next;
+  }
+
+  /** The hasher that checks the final digest of a session that already holds bytes. */
+  private async resumed(repo: string, st: RegistryState, digest: string): Promise<Hasher> {
+    const h = this.hashOf(st);
+    const alg = algorithmOf(digest);
+    if (h.alg !== alg) await this.diverged(repo, st, `the upload was hashed as ${h.alg} (POST ?digest-algorithm= chooses), its digest is ${alg}`);
+    return resumeHash(h);
   }
 
   async finishUpload(repo: string, st: UploadState, digest: string, body: Readable | undefined, length: number | undefined, signal?: AbortSignal): Promise<void> {
@@ -227,21 +284,29 @@ export class RegistryUpstream implements Upstream {
       cur = this.reg(next);
       body = undefined;
     }
-    if ((await this.uploadOffset(repo, { kind: 'registry', ...cur }, signal)) !== cur.off) throw new BkError('FAILED_PRECONDITION', 'upload offset moved', { reason: 'range-invalid' });
+    // What came before this request was hashed as it passed (appendUpload); a whole body in this request is hashed by node's crypto.
+    const resumed = cur.off > 0 ? await this.resumed(repo, cur, digest) : undefined;
+    await this.holding(repo, cur, signal);
     const url = new URL(cur.loc);
     url.searchParams.append('digest', digest);
     let sent: Readable | undefined;
     let checkError: unknown;
     if (body && length !== undefined && length > 0) {
-      if (cur.off === 0) {
-        // The whole blob passes here: hold back its last chunk until the digest is verified,
-        // so a mismatch never reaches the upstream as a complete body it could commit.
-        const check = new HoldbackVerify({ mediaType: '', digest, size: length });
-        check.once('error', (e) => (checkError = e));
-        body.once('error', (e) => check.destroy(e));
-        sent = body.pipe(check);
-      } else sent = body;
-    } else if (body) body.resume();
+      // Hold back the last chunk until the digest is verified, so a mismatch
+      // never reaches the upstream as a complete body it could commit.
+      const check = new HoldbackVerify({ mediaType: '', digest, size: length }, undefined, resumed);
+      check.once('error', (e) => (checkError = e));
+      body.once('error', (e) => check.destroy(e));
+      sent = body.pipe(check);
+    } else {
+      body?.resume();
+      // Nothing more comes: the digest is checked here, and a mismatch never reaches the upstream.
+      const got = resumed ? resumed.digest() : digestBytes(Buffer.alloc(0), algorithmOf(digest));
+      if (got !== digest) {
+        await this.cancelUpload(repo, cur);
+        throw dataLoss(`digest mismatch: expected ${digest}, got ${got}`, { reason: 'digest-mismatch' });
+      }
+    }
     try {
       const res = await this.send({
         method: 'PUT',
@@ -256,11 +321,12 @@ export class RegistryUpstream implements Upstream {
       });
       await res.body.dump().catch(() => {});
       const stored = header(res, 'docker-content-digest');
-      if (stored && stored !== digest) throw dataLoss(`upstream stored ${stored}`, { reason: 'digest-mismatch' });
+      // distribution answers with its canonical (sha256) digest for a blob pushed under another algorithm.
+      if (stored && stored !== digest && (!isDigest(stored) || algorithmOf(stored) === algorithmOf(digest))) throw dataLoss(`upstream stored ${stored}`, { reason: 'digest-mismatch' });
     } catch (err) {
       if (checkError) {
         // The upstream never got the whole body; its session is of no use to anyone now.
-        await this.cancelUpload(repo, { kind: 'registry', ...cur });
+        await this.cancelUpload(repo, cur);
         throw checkError;
       }
       throw err;

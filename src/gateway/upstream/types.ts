@@ -2,6 +2,7 @@
 // the project's registry client) or the embedded store. Repositories here are
 // gateway names; each upstream maps them to its own (prefix, directory).
 import type { Readable } from 'node:stream';
+import type { HashState } from '../upload-hash.js';
 
 export interface ManifestRead {
   mediaType: string;
@@ -19,8 +20,12 @@ export interface BlobRead {
   body: Readable;
 }
 
-/** Where an upload stands; JSON, sealed into the Location the client gets. */
-export type UploadState = { kind: 'registry'; loc: string; off: number } | { kind: 'local'; id: string; off: number };
+/**
+ * Where an upload stands; JSON, sealed into the Location the client gets.
+ * A registry session also carries the hash of its `off` bytes (upload-hash.ts):
+ * the upstream's own session cannot be read back to verify the digest at the end.
+ */
+export type UploadState = { kind: 'registry'; loc: string; off: number; h?: HashState } | { kind: 'local'; id: string; off: number };
 
 export interface Upstream {
   /** The resource name grants are matched against ("host/prefix/repo", "local/repo"). */
@@ -39,18 +44,24 @@ export interface Upstream {
   getBlob(repo: string, digest: string, range: string | undefined, signal?: AbortSignal): Promise<BlobRead | 'range-invalid' | undefined>;
   deleteBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean>;
 
-  startUpload(repo: string, signal?: AbortSignal): Promise<UploadState>;
+  /** `algorithm`: what the final digest will use when the client said (POST ?digest-algorithm=); sha256 otherwise. */
+  startUpload(repo: string, signal?: AbortSignal, algorithm?: string): Promise<UploadState>;
   /** Links a blob of `from` into `repo`; false when it could not (the caller then starts an upload). */
   mount(repo: string, digest: string, from: string, signal?: AbortSignal): Promise<boolean>;
   /** Appends a body at the state's offset; the new state. */
   appendUpload(repo: string, st: UploadState, body: Readable, length: number | undefined, signal?: AbortSignal): Promise<UploadState>;
   /**
-   * Completes an upload with an optional last body; the digest is verified
-   * before the content is committed upstream (DATA_LOSS otherwise).
+   * Completes an upload with an optional last body; the digest of every byte
+   * of the upload is verified before the content is committed upstream
+   * (DATA_LOSS otherwise, and the session is over).
    */
   finishUpload(repo: string, st: UploadState, digest: string, body: Readable | undefined, length: number | undefined, signal?: AbortSignal): Promise<void>;
-  /** Bytes received so far; NOT_FOUND when the session is gone. */
-  uploadOffset(repo: string, st: UploadState, signal?: AbortSignal): Promise<number>;
+  /**
+   * The state as the upstream holds it now (its offset); NOT_FOUND when the
+   * session is gone, FAILED_PRECONDITION upload-unverifiable when it can no
+   * longer be verified (the session is then cancelled).
+   */
+  uploadStatus(repo: string, st: UploadState, signal?: AbortSignal): Promise<UploadState>;
   cancelUpload(repo: string, st: UploadState): Promise<void>;
 
   /** All tags, sorted; undefined when the repository does not exist. */

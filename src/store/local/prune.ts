@@ -60,7 +60,7 @@ function leaseAlive(name: string): boolean {
 }
 
 /** Digests claimed by live leases; leases of dead processes are removed (unless dryRun). */
-async function leasedDigests(dir: string, dryRun: boolean): Promise<Set<string>> {
+export async function leasedDigests(dir: string, dryRun: boolean): Promise<Set<string>> {
   const out = new Set<string>();
   const leaseDir = path.join(dir, LEASES);
   for (const f of await fs.readdir(leaseDir).catch(() => [] as string[])) {

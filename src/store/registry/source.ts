@@ -41,13 +41,15 @@ export class HoldbackVerify extends Transform {
   private held: Buffer | null = null;
   private seen = 0;
 
+  /** `hasher`: one that already hashed what came before these bytes (a resumed upload); `desc.size` counts these bytes only. */
   constructor(
     private readonly desc: Descriptor,
     private readonly onBytes?: (seen: number) => void,
+    hasher?: Hasher,
   ) {
     super();
     holdErrors(this);
-    this.hasher = newHasher(algorithmOf(desc.digest));
+    this.hasher = hasher ?? newHasher(algorithmOf(desc.digest));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
