@@ -15,7 +15,7 @@ import { dockerConfigCredentials } from '../../store/registry/auth/docker-config
 import { header, RegistryClient, type RegistryRequest, type RegistryResponse } from '../../store/registry/client.js';
 import { resolveEndpoint, type Endpoint, type HostSettings } from '../../store/registry/hosts.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
-import { HoldbackVerify } from '../../store/registry/source.js';
+import { holdbackVerified } from '../../store/registry/source.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
 export interface RegistryUpstreamOptions {
@@ -236,10 +236,9 @@ export class RegistryUpstream implements Upstream {
       if (cur.off === 0) {
         // The whole blob passes here: hold back its last chunk until the digest is verified,
         // so a mismatch never reaches the upstream as a complete body it could commit.
-        const check = new HoldbackVerify({ mediaType: '', digest, size: length });
-        check.once('error', (e) => (checkError = e));
-        body.once('error', (e) => check.destroy(e));
-        sent = body.pipe(check);
+        // Read straight off the request (no Transform between): every byte of a push crosses this.
+        sent = holdbackVerified(body, { mediaType: '', digest, size: length });
+        sent.once('error', (e) => (checkError = e));
       } else sent = body;
     } else if (body) body.resume();
     try {
