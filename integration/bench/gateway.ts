@@ -1,12 +1,12 @@
 // Benchmark: the registry gateway against the same client going straight to
 // the same registry. 1 GiB (8 layers of 128 MiB) pushed with the project's
 // registry store, direct and through a `bkcache serve` gateway, alternating
-// for PUSH_ROUNDS rounds (fresh repositories and bytes each time, the first
-// of each pair swapping every round), then pulled back once each way; then 16
+// for ROUNDS rounds (fresh repositories and bytes each time, the first of each
+// pair swapping every round), then pulled back the same way; then 16
 // clients at once through a fresh gateway, whose peak RSS (VmHWM) is read
 // from /proc.
-// The machine may be shared, so wall time is noisy: the push ratio is the
-// median of the rounds' ratios, every round is printed, and so is the CPU
+// The machine may be shared, so wall time is noisy: each ratio is the median
+// of the rounds' ratios, every round is printed, and so is the CPU
 // time (user + system, from /proc/PID/stat and the client's own count) the
 // gateway, the registry and the client spend per GiB. The CPU line's ratio
 // (direct's CPU over the gateway path's) is what the wall-time ratio tends to
@@ -24,7 +24,7 @@ import { startRegistry } from '../harness/registry.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
 
-const PUSH_ROUNDS = 3;
+const ROUNDS = 3;
 /** USER_HZ: the unit of /proc/PID/stat's utime and stime (100 on every Linux port that runs node). */
 const CLOCK_TICKS = 100;
 
@@ -91,9 +91,16 @@ function cpuSeconds(pid: number): number {
 const pct = (r: number) => `${(r * 100).toFixed(0)}%`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
-interface Push extends Transfer {
+/** A transfer with the CPU seconds the gateway and the registry spent meanwhile. */
+interface Measured extends Transfer {
   gatewayCpu: number;
   registryCpu: number;
+}
+
+/** One round: the same transfer direct and through the gateway. */
+interface Round {
+  d: Measured;
+  g: Measured;
 }
 
 function peakRssMiB(pid: number): number {
@@ -116,43 +123,48 @@ export async function gatewayBench(): Promise<void> {
     const mbps = (r: { ms: number; bytes: number }) => (r.bytes / 1e6 / (r.ms / 1000)).toFixed(0);
     console.log('gateway: 1 GiB (8 x 128 MiB), same client direct and through the gateway (target: >= 90% of direct; peak RSS < 150 MiB with 16 clients)');
     const GiB = (8 * 128) / 1024;
-    const push = async (host: string, repo: string, seed: number): Promise<Push> => {
+    const measured = async (mode: 'push' | 'pull', host: string, repo: string, seed: number): Promise<Measured> => {
       const g0 = cpuSeconds(gw.proc.pid!);
       const r0 = cpuSeconds(reg.pid);
-      const t = await worker(['push', `${host}/${repo}`, '8', '128', String(seed)]);
+      const t = await worker([mode, `${host}/${repo}`, '8', '128', String(seed)]);
       return { ...t, gatewayCpu: cpuSeconds(gw.proc.pid!) - g0, registryCpu: cpuSeconds(reg.pid) - r0 };
     };
-    const rounds: { d: Push; g: Push }[] = [];
-    for (let r = 0; r < PUSH_ROUNDS; r++) {
-      // Fresh repositories and bytes every time (so no blob is already there); who goes first alternates.
-      const direct = () => push(reg.host, `bench/direct${r}`, 10 + 2 * r);
-      const through = () => push(gw.host, `bench/through${r}`, 11 + 2 * r);
-      if (r % 2 === 0) {
-        const d = await direct();
-        rounds.push({ d, g: await through() });
-      } else {
-        const g = await through();
-        rounds.push({ d: await direct(), g });
+    /** ROUNDS of direct and through the gateway, who goes first swapping every round; round r's pull reads round r's push. */
+    const alternate = async (mode: 'push' | 'pull'): Promise<Round[]> => {
+      const rounds: Round[] = [];
+      for (let r = 0; r < ROUNDS; r++) {
+        // Fresh repositories and bytes for every push (so no blob is already there).
+        const direct = () => measured(mode, reg.host, `bench/direct${r}`, 10 + 2 * r);
+        const through = () => measured(mode, gw.host, `bench/through${r}`, 11 + 2 * r);
+        if (r % 2 === 0) {
+          const d = await direct();
+          rounds.push({ d, g: await through() });
+        } else {
+          const g = await through();
+          rounds.push({ d: await direct(), g });
+        }
       }
-    }
+      return rounds;
+    };
+    const line = (what: 'push' | 'pull', rounds: Round[]) => {
+      const mid = (side: 'd' | 'g') => ({ ms: median(rounds.map((x) => x[side].ms)), bytes: rounds[0]![side].bytes });
+      const [d, g, ratio] = [mid('d'), mid('g'), median(rounds.map((x) => x.d.ms / x.g.ms))];
+      console.log(`  ${what}: direct ${d.ms} ms ${mbps(d)} MB/s, gateway ${g.ms} ms ${mbps(g)} MB/s: ${pct(ratio)}  ${ratio >= 0.9 ? 'target met' : 'TARGET MISSED'} (medians of ${ROUNDS} rounds)`);
+      rounds.forEach((x, i) => console.log(`    ${what} round ${i + 1}: direct ${x.d.ms} ms, gateway ${x.g.ms} ms: ${pct(x.d.ms / x.g.ms)}`));
+    };
+    const pushes = await alternate('push');
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-    const line = (what: string, d: Transfer, g: Transfer, ratio: number, note = '') =>
-      console.log(`  ${what}: direct ${d.ms} ms ${mbps(d)} MB/s, gateway ${g.ms} ms ${mbps(g)} MB/s: ${pct(ratio)}  ${ratio >= 0.9 ? 'target met' : 'TARGET MISSED'}${note}`);
-    const mid = (f: (p: Push) => number, side: 'd' | 'g') => median(rounds.map((x) => f(x[side])));
-    const [directPush, gwPush] = (['d', 'g'] as const).map((side) => ({ ms: mid((p) => p.ms, side), bytes: mid((p) => p.bytes, side), cpuMs: mid((p) => p.cpuMs, side) }));
-    line('push', directPush!, gwPush!, median(rounds.map((x) => x.d.ms / x.g.ms)), ` (medians of ${PUSH_ROUNDS} rounds)`);
-    rounds.forEach((x, i) => console.log(`    push round ${i + 1}: direct ${x.d.ms} ms, gateway ${x.g.ms} ms: ${pct(x.d.ms / x.g.ms)}`));
-    const gwCpu = mid((p) => p.gatewayCpu, 'g') / GiB;
-    const [regD, regG] = [mid((p) => p.registryCpu, 'd') / GiB, mid((p) => p.registryCpu, 'g') / GiB];
-    const [cliD, cliG] = [mid((p) => p.cpuMs / 1000, 'd') / GiB, mid((p) => p.cpuMs / 1000, 'g') / GiB];
+    line('push', pushes);
+    const perGiB = (f: (m: Measured) => number, side: 'd' | 'g') => median(pushes.map((x) => f(x[side]))) / GiB;
+    const gwCpu = perGiB((m) => m.gatewayCpu, 'g');
+    const [regD, regG] = [perGiB((m) => m.registryCpu, 'd'), perGiB((m) => m.registryCpu, 'g')];
+    const [cliD, cliG] = [perGiB((m) => m.cpuMs / 1000, 'd'), perGiB((m) => m.cpuMs / 1000, 'g')];
     console.log(
       `    push CPU-s/GiB (medians): gateway ${gwCpu.toFixed(2)}; registry ${regD.toFixed(2)} direct, ${regG.toFixed(2)} via gateway; ` +
         `client ${cliD.toFixed(2)} direct, ${cliG.toFixed(2)} via gateway; all ${(regD + cliD).toFixed(2)} direct, ${(gwCpu + regG + cliG).toFixed(2)} via gateway: ${pct((regD + cliD) / (gwCpu + regG + cliG))}`,
     );
     console.log(`    load average after the pushes: ${load} (${availableParallelism()} cores)`);
-    const directPull = await worker(['pull', `${reg.host}/bench/direct0`, '8', '128', '10']);
-    const gwPull = await worker(['pull', `${gw.host}/bench/through0`, '8', '128', '11']);
-    line('pull', directPull, gwPull, directPull.ms / gwPull.ms);
+    line('pull', await alternate('pull'));
     console.log(`  gateway peak RSS after 1 GiB each way: ${peakRssMiB(gw.proc.pid!)} MiB`);
 
     const fresh = await gateway();
