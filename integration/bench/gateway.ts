@@ -88,7 +88,8 @@ function cpuSeconds(pid: number): number {
   return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
 }
 
-const pct = (r: number) => `${(r * 100).toFixed(0)}%`;
+/** Whole percent, rounded down: a ratio printed as 90% has met the 90% target. */
+const pct = (r: number) => `${Math.floor(r * 100)}%`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
 /** A transfer with the CPU seconds the gateway and the registry spent meanwhile. */
