@@ -1,8 +1,12 @@
 // A lying or failing upstream behind the gateway (the fault proxy in front of
 // a real registry): tampered manifests are never passed on, outages become
 // 503 after the registry client's retries, a body cut off upstream never
-// reaches the client as a complete blob, and the gateway keeps serving.
+// reaches the client as a complete blob, and the gateway keeps serving. And
+// clients that lie about a blob's digest or vanish mid-upload: the upstream
+// never commits what they sent.
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../src/gateway/server.js';
 import type { Logger } from '../src/server/log.js';
@@ -114,5 +118,51 @@ describe('a faulty upstream', () => {
     expect(got).toBeLessThan(blob.length);
     const again = Buffer.from(await (await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`)).arrayBuffer());
     expect(sha(again)).toBe(sha(blob));
+  });
+});
+
+// The whole-blob PUT is relayed as it arrives, its last chunk held back until the digest checks out
+// (src/store/registry/source.ts holdbackVerified): the upstream must never get a body it could commit.
+describe('a lying or vanishing client', () => {
+  const startUpload = async (repo: string) => {
+    const res = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+    expect(res.status).toBe(202);
+    return res.headers.get('location')!;
+  };
+  const uploadRequests = (method: string) => proxy.log.filter((r) => r.method === method && r.path.includes('/blobs/uploads/'));
+  const upstreamHas = async (repo: string, d: string) => (await fetch(`${reg.url}/v2/${repo}/blobs/${d}`, { method: 'HEAD' })).status === 200;
+
+  it('a PUT whose bytes do not match its digest is refused, never completes upstream, and ends the session there', async () => {
+    proxy.reset();
+    const actual = Buffer.alloc(2 << 20, 'y');
+    const claimed = sha(Buffer.alloc(2 << 20, 'z'));
+    const loc = await startUpload('f/lie');
+    const res = await fetch(`${base}${loc}?digest=${claimed}`, { method: 'PUT', body: new Uint8Array(actual) });
+    expect(res.status).toBe(400);
+    expect((await res.json()).errors[0].code).toBe('DIGEST_INVALID');
+    // The upstream's PUT was never answered: it never had the whole body (with it, distribution says 400 or 201).
+    expect(uploadRequests('PUT').map((r) => r.status)).toEqual([undefined]);
+    expect(uploadRequests('DELETE').length).toBeGreaterThan(0);
+    expect(await upstreamHas('f/lie', claimed)).toBe(false);
+    expect(await upstreamHas('f/lie', sha(actual))).toBe(false);
+  });
+
+  it('a client gone mid-body leaves nothing committed upstream, and the gateway serves on', async () => {
+    proxy.reset();
+    const data = Buffer.alloc(4 << 20, 'w');
+    const loc = await startUpload('f/gone');
+    const { hostname, port } = new URL(base);
+    const sock = connect(Number(port), hostname);
+    await once(sock, 'connect');
+    sock.write(`PUT ${loc}?digest=${sha(data)} HTTP/1.1\r\nhost: ${hostname}:${port}\r\ncontent-length: ${data.length}\r\n\r\n`);
+    sock.write(data.subarray(0, 1 << 20));
+    // The first MiB is on its way upstream before the client vanishes.
+    for (let i = 0; i < 200 && uploadRequests('PUT').length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    sock.destroy();
+    for (let i = 0; i < 400 && uploadRequests('DELETE').length === 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(uploadRequests('DELETE').length).toBeGreaterThan(0);
+    expect(uploadRequests('PUT').some((r) => r.status === 201)).toBe(false);
+    expect(await upstreamHas('f/gone', sha(data))).toBe(false);
+    expect((await fetch(`${base}/v2/f/app/blobs/${sha(blob)}`, { method: 'HEAD' })).status).toBe(200);
   });
 });

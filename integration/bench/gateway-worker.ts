@@ -1,6 +1,7 @@
 // One measured client in its own process: pushes or pulls N layers of M MiB
 // (deterministic bytes from a seed) to a registry or to the gateway, with the
-// project's registry store, 4 blobs in flight; prints ms and bytes.
+// project's registry store, 4 blobs in flight; prints ms, bytes and the CPU
+// time this process spent on the transfer (cpuMs, user + system).
 //   push HOST/REPO LAYERS MIB SEED
 //   pull HOST/REPO LAYERS MIB SEED
 import { createHash } from 'node:crypto';
@@ -57,6 +58,7 @@ async function main(): Promise<Record<string, number>> {
   for (let i = 0; i < layers; i++) descs.push(await describe(base, i, size));
   const store = new RegistryStore(ref!, { insecure: true, dockerConfig: false });
   let bytes = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   if (mode === 'push') {
     await pool(descs.map((d, i) => [d, i] as const), 4, async ([d, i]) => {
@@ -69,8 +71,9 @@ async function main(): Promise<Record<string, number>> {
     });
   } else throw new Error(`unknown mode ${mode}`);
   const ms = Math.round(performance.now() - t0);
+  const cpu = process.cpuUsage(cpu0);
   await store.close();
-  return { ms, bytes };
+  return { ms, bytes, cpuMs: Math.round((cpu.user + cpu.system) / 1000) };
 }
 
 main().then(

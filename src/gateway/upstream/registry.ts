@@ -18,7 +18,7 @@ import { dockerConfigCredentials } from '../../store/registry/auth/docker-config
 import { header, RegistryClient, type RegistryRequest, type RegistryResponse } from '../../store/registry/client.js';
 import { resolveEndpoint, type Endpoint, type HostSettings } from '../../store/registry/hosts.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
-import { HoldbackVerify } from '../../store/registry/source.js';
+import { holdbackVerified } from '../../store/registry/source.js';
 import { HashingPass, resumeHash, unverifiable, type HashState } from '../upload-hash.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
@@ -293,11 +293,10 @@ export class RegistryUpstream implements Upstream {
     let checkError: unknown;
     if (body && length !== undefined && length > 0) {
       // Hold back the last chunk until the digest is verified, so a mismatch
-      // never reaches the upstream as a complete body it could commit.
-      const check = new HoldbackVerify({ mediaType: '', digest, size: length }, undefined, resumed);
-      check.once('error', (e) => (checkError = e));
-      body.once('error', (e) => check.destroy(e));
-      sent = body.pipe(check);
+      // never reaches the upstream as a complete body it could commit. Read
+      // straight off the request (no Transform between): every byte of a push crosses this.
+      sent = holdbackVerified(body, { mediaType: '', digest, size: length }, resumed);
+      sent.once('error', (e) => (checkError = e));
     } else {
       body?.resume();
       // Nothing more comes: the digest is checked here, and a mismatch never reaches the upstream.
