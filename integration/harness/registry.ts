@@ -24,6 +24,8 @@ export interface StartedRegistry {
   /** "127.0.0.1:port", the registry name to put in references. */
   host: string;
   url: string;
+  /** The registry process (for CPU accounting in benchmarks: /proc/PID/stat). */
+  pid: number;
   auth: RegistryAuth;
   /** Valid credentials (htpasswd and token modes). */
   username?: string;
@@ -153,7 +155,7 @@ async function startOnce(opts: StartRegistryOptions): Promise<StartedRegistry> {
     const [alg, hex] = digest.split(':') as [string, string];
     return join(root, 'data', 'docker', 'registry', 'v2', 'blobs', alg, hex.slice(0, 2), hex, 'data');
   };
-  return { host: `127.0.0.1:${port}`, url, auth, tokenServer, blobPath, logs, stop, ...creds };
+  return { host: `127.0.0.1:${port}`, url, pid: proc.pid!, auth, tokenServer, blobPath, logs, stop, ...creds };
 }
 
 /**

@@ -235,6 +235,15 @@ export class RegistryClient {
         body: body ?? undefined,
         signal,
         headersTimeout: headersMs,
+        // undici closes the connection after every HEAD unless told not to
+        // (nodejs/undici#258: servers that wrongly send a body). A registry
+        // HEAD per blob (verify, push's existence checks) then pays a TCP
+        // connect and the server's connection setup each: measured on the
+        // local distribution registry, 10 000 HEADs took 19.8 s with 5.2 s
+        // of our CPU against 8.4 s and 1.0 s kept alive. Registries are Go,
+        // Java or nginx servers that send no HEAD body; one that did would
+        // garble the next answer on that socket, a parse error we retry.
+        reset: method === 'HEAD' ? false : undefined,
       });
       return { status: r.statusCode, headers: r.headers, body: r.body as unknown as RegistryResponse['body'], url };
     } catch (err) {
