@@ -87,10 +87,9 @@ function sourcesOf(n: CacheNode): readonly CacheNode[] {
  * strings, no set per record: a large diff is mostly allocation).
  */
 export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
-  // A's roots by key, and its dependents by (source through input 0, key).
+  // A's records by key, and its roots by key.
   const rootsA = new Map<string, CacheNode[]>();
   const byDigestA = new Map<string, CacheNode[]>();
-  const firstInputA = new Map<CacheNode, Map<string, CacheNode[]>>();
   const push = <K, V>(m: Map<K, V[]>, k: K, v: V) => {
     const l = m.get(k);
     if (l) l.push(v);
@@ -98,16 +97,23 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   };
   for (const n of a.nodes) {
     push(byDigestA, n.digest, n);
-    if (n.links.length === 0) {
-      push(rootsA, n.digest, n);
-      continue;
-    }
-    for (const l of n.links[0]!.values()) {
-      let d = firstInputA.get(l.src);
-      if (!d) firstInputA.set(l.src, (d = new Map()));
-      push(d, n.digest, n);
-    }
+    if (n.links.length === 0) push(rootsA, n.digest, n);
   }
+  const bySource = new Map<readonly CacheNode[], Map<CacheNode, CacheNode[]>>();
+  /**
+   * The records of A with one key that may link from `srcA` through input 0:
+   * the few with that key as they are, or, where many share it, those
+   * indexed by source (built once per key), so no record scans a long list.
+   */
+  const dependents = (sameKey: readonly CacheNode[], srcA: CacheNode): readonly CacheNode[] => {
+    if (sameKey.length <= 8) return sameKey;
+    let idx = bySource.get(sameKey);
+    if (!idx) {
+      bySource.set(sameKey, (idx = new Map()));
+      for (const c of sameKey) for (const l of c.links[0]?.values() ?? []) push(idx, l.src, c);
+    }
+    return idx.get(srcA) ?? EMPTY;
+  };
 
   const { order, depth } = sourcesFirst(b.nodes);
   const match = new Map<CacheNode, Matches>();
@@ -120,9 +126,11 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
       found = rootsA.get(n.digest);
       for (const c of found ?? EMPTY) matchedA.set(c, n);
     } else {
+      const sameKey = byDigestA.get(n.digest) ?? EMPTY;
       for (const l of n.links[0]!.values()) {
+        if (sameKey.length === 0) break;
         for (const srcA of match.get(l.src)!) {
-          for (const c of firstInputA.get(srcA)?.get(n.digest) ?? EMPTY) {
+          for (const c of dependents(sameKey, srcA)) {
             if (matchedA.get(c) === n || c.links.length !== n.links.length) continue;
             if (!c.links[0]!.has(linkKey(srcA, l.selector)) || !inputsMatch(n, c, match)) continue;
             (found ??= []).push(c);
