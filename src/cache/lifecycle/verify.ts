@@ -118,8 +118,9 @@ function childrenOf(bytes: Buffer, digest: string): Descriptor[] {
 
 export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opts: VerifyOptions = {}): Promise<Verified> {
   const limit = opts.concurrency ?? ctx.registry?.concurrency ?? DEFAULT_VERIFY_CONCURRENCY;
-  // One kept-alive connection per check in flight: a smaller pool would queue the checks the caller asked to run at once.
-  const connectionsPerHost = Math.max(limit, ctx.registry?.connectionsPerHost ?? DEFAULT_CONNECTIONS_PER_HOST);
+  // One kept-alive connection per check in flight, and one for the config read
+  // alongside them: a smaller pool would queue what the caller asked to run at once.
+  const connectionsPerHost = Math.max(limit + 1, ctx.registry?.connectionsPerHost ?? DEFAULT_CONNECTIONS_PER_HOST);
   const target = await openImport(spec, { ...ctx, registry: { ...ctx.registry, connectionsPerHost } });
   const store = target.store;
   let keepOpen = false;
@@ -177,21 +178,27 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
     throw err;
   }
   results.set(manifest.digest, 'ok');
+  // The cache config is read and parsed while the blobs are checked: the
+  // checks keep the registry busy, the parse (megabytes for 10 000 layers)
+  // keeps us busy. loadCache reads the manifest again: it gets the bytes
+  // just read and checked. Its failure is judged once the checks are done.
+  const again: Fetcher = {
+    fetch: (d, o) => (d.digest === manifest.digest && !o?.offset ? Promise.resolve(Readable.from([bytes])) : store.fetch(d, o)),
+  };
+  const loading = loadCache(again, manifest, { signal: opts.signal }).then(
+    (loaded) => ({ loaded }),
+    (err: unknown) => ({ err }),
+  );
   await checkAll(store, childrenOf(bytes, manifest.digest), deep, limit, results, opts.signal);
-  let loaded: LoadedCache;
-  try {
-    // loadCache reads the manifest again: give it the bytes just read and
-    // checked (a manifest naming 10 000 layers is 2.7 MB).
-    const again: Fetcher = {
-      fetch: (d, o) => (d.digest === manifest.digest && !o?.offset ? Promise.resolve(Readable.from([bytes])) : store.fetch(d, o)),
-    };
-    loaded = await loadCache(again, manifest, { signal: opts.signal });
-  } catch (err) {
+  const got = await loading;
+  if ('err' in got) {
+    const err = got.err;
     // Without the config (or a platform's manifest) there are no records to judge.
     const lost = [...results.values()].some((c) => c !== 'ok');
     if (lost && err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) return report();
     throw err;
   }
+  const loaded = got.loaded;
   return finish(loaded);
 
   async function finish(loaded: LoadedCache): Promise<Verified> {
