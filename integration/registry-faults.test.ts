@@ -3,10 +3,11 @@
 // Request counts prove retries are bounded (no retry storms) and final
 // errors carry the right code.
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { MT } from '../src/oci/media-types.js';
+import { RegistryStore } from '../src/store/registry/index.js';
 import { importChain, inspectCache } from '../src/cache/operations.js';
 import { blobOf, digestOfStream, generated, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
 import { failure, faultyRegistry } from './harness/faulty-registry.js';
@@ -245,6 +246,41 @@ describe('auth failures fail fast', () => {
 });
 
 describe('lying registries', () => {
+  it('answers HEADs right from a server that sends a body after each HEAD answer (HEADs are kept alive)', async () => {
+    // Node's http server drops a HEAD body, so a raw socket plays the broken
+    // server. The stray bytes are not an answer: the socket is dropped and
+    // the next HEAD goes out on a new one (or is retried), never misread.
+    let connections = 0;
+    const srv = createNetServer((sock) => {
+      connections++;
+      let buf = '';
+      sock.on('error', () => {});
+      sock.on('data', (d) => {
+        buf += d.toString('latin1');
+        for (let end = buf.indexOf('\r\n\r\n'); end >= 0; end = buf.indexOf('\r\n\r\n')) {
+          const head = buf.slice(0, end);
+          buf = buf.slice(end + 4);
+          const found = head.startsWith('HEAD') && head.includes('/blobs/') && !head.includes('/blobs/' + missing.digest);
+          sock.write(found ? 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' : 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}');
+        }
+      });
+    });
+    const missing = blobOf(uniqueBytes(10));
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    const host = `127.0.0.1:${(srv.address() as AddressInfo).port}`;
+    const s = new RegistryStore(`${host}/lies/headbody`, { hosts: { [host]: { insecure: true } }, dockerConfig: false, retry: RETRY });
+    try {
+      for (let i = 0; i < 10; i++) expect(await s.exists(blobOf(uniqueBytes(10)))).toBe(true);
+      expect(await s.exists(missing)).toBe(false);
+      const many = await Promise.all(Array.from({ length: 20 }, () => s.exists(blobOf(uniqueBytes(10)))));
+      expect(many.every(Boolean)).toBe(true);
+      expect(connections).toBeGreaterThan(1);
+    } finally {
+      await s.close();
+      await new Promise((resolve) => srv.close(resolve));
+    }
+  });
+
   it('catches a wrong Docker-Content-Digest on a manifest', async () => {
     const m = await seedManifest('faults/lies');
     env.proxy.rules.push({

@@ -2,6 +2,7 @@
 // conformance suite once per auth mode, then what only registries have
 // (mounts, auth flows, chunked uploads, deletes, interop with skopeo).
 import { execFileSync } from 'node:child_process';
+import dc from 'node:diagnostics_channel';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -256,6 +257,30 @@ describe('registry features beyond the conformance suite', () => {
     await s.close();
     const raw = execFileSync('skopeo', ['inspect', '--raw', '--tls-verify=false', `docker://${reg.host}/interop/skopeo:v1`]);
     expect(Buffer.from(raw)).toEqual(m.bytes);
+  });
+
+  it('keeps connections alive across HEADs: 80 existence checks over the pool\'s sockets', async () => {
+    // undici closes a connection after each HEAD unless told not to; verify
+    // sends a HEAD per blob, so each would otherwise pay a connect.
+    const blobs = Array.from({ length: 40 }, (_, i) => uniqueBytes(100 + i));
+    const writer = storeFor(reg, 'keepalive/heads');
+    for (const b of blobs.slice(0, 20)) await writer.push(blobOf(b), b);
+    await writer.close();
+    const s = storeFor(reg, 'keepalive/heads', { http: { connectionsPerHost: 4 } });
+    let connections = 0;
+    const onConnect = () => connections++;
+    dc.subscribe('undici:client:connected', onConnect);
+    try {
+      for (const [i, b] of blobs.entries()) expect(await s.exists(blobOf(b))).toBe(i < 20);
+      const found = await Promise.all(blobs.map((b) => s.exists(blobOf(b))));
+      expect(found.filter(Boolean)).toHaveLength(20);
+      // 80 HEADs, found and missing, over at most the pool's 4 sockets (one per HEAD without keep-alive).
+      expect(connections).toBeGreaterThan(0);
+      expect(connections).toBeLessThanOrEqual(4);
+    } finally {
+      dc.unsubscribe('undici:client:connected', onConnect);
+      await s.close();
+    }
   });
 
   it('never answers NOT_FOUND for anything but a miss', async () => {

@@ -2,10 +2,10 @@
 // tests: 127.0.0.1 only, a temp storage root, deletes enabled, and one of
 // three auth modes. Config reference: https://distribution.github.io/distribution/about/configuration/
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { signingCert, startTokenServer, type TokenServer } from './token-server.js';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
@@ -24,7 +24,7 @@ export interface StartedRegistry {
   /** "127.0.0.1:port", the registry name to put in references. */
   host: string;
   url: string;
-  /** The registry process (benchmarks read its CPU time from /proc). */
+  /** The registry process (for CPU accounting in benchmarks: /proc/PID/stat). */
   pid: number;
   auth: RegistryAuth;
   /** Valid credentials (htpasswd and token modes). */
@@ -35,6 +35,14 @@ export interface StartedRegistry {
   tokenServer?: TokenServer;
   /** Where a blob's bytes live on disk (for tests that corrupt storage). */
   blobPath(digest: string): string;
+  /**
+   * Stores blobs in a repository by writing distribution's storage layout
+   * (the blob's data and the repository's layer link), which is all a push
+   * leaves behind when no blob descriptor cache is configured (none is):
+   * benchmarks seed 10 000 blobs in seconds instead of minutes of uploads,
+   * and the registry serves them as pushed ones.
+   */
+  seedBlobs(repository: string, blobs: Iterable<[digest: string, bytes: Buffer]>): void;
   /** Recent registry output, for failure messages. */
   logs(): string;
   stop(): Promise<void>;
@@ -155,7 +163,18 @@ async function startOnce(opts: StartRegistryOptions): Promise<StartedRegistry> {
     const [alg, hex] = digest.split(':') as [string, string];
     return join(root, 'data', 'docker', 'registry', 'v2', 'blobs', alg, hex.slice(0, 2), hex, 'data');
   };
-  return { host: `127.0.0.1:${port}`, url, pid: proc.pid!, auth, tokenServer, blobPath, logs, stop, ...creds };
+  const seedBlobs = (repository: string, blobs: Iterable<[string, Buffer]>) => {
+    for (const [digest, bytes] of blobs) {
+      const [alg, hex] = digest.split(':') as [string, string];
+      const data = blobPath(digest);
+      mkdirSync(dirname(data), { recursive: true });
+      writeFileSync(data, bytes);
+      const link = join(root, 'data', 'docker', 'registry', 'v2', 'repositories', repository, '_layers', alg, hex, 'link');
+      mkdirSync(dirname(link), { recursive: true });
+      writeFileSync(link, digest);
+    }
+  };
+  return { host: `127.0.0.1:${port}`, url, pid: proc.pid!, auth, tokenServer, blobPath, seedBlobs, logs, stop, ...creds };
 }
 
 /**

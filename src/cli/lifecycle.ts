@@ -63,7 +63,8 @@ its digest and size.
   --repair --export-cache SPEC   write the cache without the results whose layer
                                  chains lost a blob (SPEC may be the same ref: the
                                  tag moves only once the new cache is complete)
-  --concurrency N                checks in flight (default 8)
+  --concurrency N                checks in flight, each on its own kept-alive
+                                 connection (default 8)
   --format json                  {"ok","manifest","blobs","missing","corrupt","records","brokenRecords"}
                                  (with --repair also "repair": {"manifest","dropped"})
 

@@ -8,7 +8,7 @@
 // A root without a result that only B has (a content checksum of a changed
 // file, a new base image reference) is not itself a step; it counts as an
 // input that differs for the records that link from it.
-import type { CacheGraph, CacheNode } from '../graph.js';
+import { linkKey, type CacheGraph, type CacheNode, type Link } from '../graph.js';
 import { resultOf } from './cache.js';
 import { describeLayers } from './du.js';
 
@@ -37,45 +37,59 @@ export interface DiffReport {
   divergences: Divergence[];
 }
 
-/** Sources before dependents, without recursion (parse already refused loops). */
-export function sourcesFirst(nodes: readonly CacheNode[]): CacheNode[] {
-  const out: CacheNode[] = [];
-  const state = new Map<CacheNode, 1 | 2>();
+/** What a record of B matched in A: none (the shared EMPTY), usually one, more where A has equal records. */
+type Matches = readonly CacheNode[];
+const EMPTY: Matches = [];
+
+/**
+ * Sources before dependents, and each record's depth (longest path from a
+ * root), in one pass without recursion (parse already refused loops).
+ */
+export function sourcesFirst(nodes: readonly CacheNode[]): { order: CacheNode[]; depth: Map<CacheNode, number> } {
+  const order: CacheNode[] = [];
+  // -1 while a record is on the stack, its depth once done.
+  const depth = new Map<CacheNode, number>();
+  const stack: { n: CacheNode; srcs: readonly CacheNode[]; i: number }[] = [];
   for (const start of nodes) {
-    if (state.has(start)) continue;
-    const stack: { n: CacheNode; srcs: CacheNode[]; i: number }[] = [{ n: start, srcs: sourcesOf(start), i: 0 }];
-    state.set(start, 1);
+    if (depth.has(start)) continue;
+    depth.set(start, -1);
+    stack.push({ n: start, srcs: sourcesOf(start), i: 0 });
     while (stack.length) {
       const f = stack[stack.length - 1]!;
       if (f.i < f.srcs.length) {
         const s = f.srcs[f.i++]!;
-        if (!state.has(s)) {
-          state.set(s, 1);
+        if (!depth.has(s)) {
+          depth.set(s, -1);
           stack.push({ n: s, srcs: sourcesOf(s), i: 0 });
         }
         continue;
       }
-      state.set(f.n, 2);
-      out.push(f.n);
+      let d = 0;
+      for (const s of f.srcs) d = Math.max(d, depth.get(s)! + 1);
+      depth.set(f.n, d);
+      order.push(f.n);
       stack.pop();
     }
   }
-  return out;
+  return { order, depth };
 }
 
-function sourcesOf(n: CacheNode): CacheNode[] {
+function sourcesOf(n: CacheNode): readonly CacheNode[] {
+  if (n.links.length === 0) return EMPTY;
   const out: CacheNode[] = [];
   for (const m of n.links) for (const l of m.values()) out.push(l.src);
   return out;
 }
 
-const depKey = (digest: string, input: number, selector: string) => `${digest}\u0000${input}\u0000${selector}`;
-
+/**
+ * Every step is a map lookup or a walk over one record's links, so the diff
+ * grows linearly with the records and links of A and B (no per-link key
+ * strings, no set per record: a large diff is mostly allocation).
+ */
 export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
-  // A's records by key (roots) and by (source, key, input, selector) (dependents).
+  // A's records by key, and its roots by key.
   const rootsA = new Map<string, CacheNode[]>();
   const byDigestA = new Map<string, CacheNode[]>();
-  const depsA = new Map<CacheNode, Map<string, CacheNode[]>>();
   const push = <K, V>(m: Map<K, V[]>, k: K, v: V) => {
     const l = m.get(k);
     if (l) l.push(v);
@@ -84,52 +98,58 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   for (const n of a.nodes) {
     push(byDigestA, n.digest, n);
     if (n.links.length === 0) push(rootsA, n.digest, n);
-    n.links.forEach((m, input) => {
-      for (const l of m.values()) {
-        let d = depsA.get(l.src);
-        if (!d) depsA.set(l.src, (d = new Map()));
-        push(d, depKey(n.digest, input, l.selector), n);
-      }
-    });
   }
+  const bySource = new Map<readonly CacheNode[], Map<CacheNode, CacheNode[]>>();
+  /**
+   * The records of A with one key that may link from `srcA` through input 0:
+   * the few with that key as they are, or, where many share it, those
+   * indexed by source (built once per key), so no record scans a long list.
+   */
+  const dependents = (sameKey: readonly CacheNode[], srcA: CacheNode): readonly CacheNode[] => {
+    if (sameKey.length <= 8) return sameKey;
+    let idx = bySource.get(sameKey);
+    if (!idx) {
+      bySource.set(sameKey, (idx = new Map()));
+      for (const c of sameKey) for (const l of c.links[0]?.values() ?? []) push(idx, l.src, c);
+    }
+    return idx.get(srcA) ?? EMPTY;
+  };
 
-  const order = sourcesFirst(b.nodes);
-  const match = new Map<CacheNode, Set<CacheNode>>();
-  const empty = new Set<CacheNode>();
-  const matchedA = new Set<CacheNode>();
+  const { order, depth } = sourcesFirst(b.nodes);
+  const match = new Map<CacheNode, Matches>();
+  // The records of A that B matches, each with the last record of B that matched it (for dedup).
+  const matchedA = new Map<CacheNode, CacheNode>();
+  let common = 0;
   for (const n of order) {
-    let found: Set<CacheNode>;
+    let found: CacheNode[] | undefined;
     if (n.links.length === 0) {
-      found = new Set(rootsA.get(n.digest) ?? []);
+      found = rootsA.get(n.digest);
+      for (const c of found ?? EMPTY) matchedA.set(c, n);
     } else {
-      found = new Set();
+      const sameKey = byDigestA.get(n.digest) ?? EMPTY;
       for (const l of n.links[0]!.values()) {
-        for (const srcA of match.get(l.src) ?? empty) {
-          for (const c of depsA.get(srcA)?.get(depKey(n.digest, 0, l.selector)) ?? []) {
-            if (c.links.length === n.links.length && inputsMatch(n, c, match)) found.add(c);
+        if (sameKey.length === 0) break;
+        for (const srcA of match.get(l.src)!) {
+          for (const c of dependents(sameKey, srcA)) {
+            if (matchedA.get(c) === n || c.links.length !== n.links.length) continue;
+            if (!c.links[0]!.has(linkKey(srcA, l.selector)) || !inputsMatch(n, c, match)) continue;
+            (found ??= []).push(c);
+            matchedA.set(c, n);
           }
         }
       }
     }
-    match.set(n, found);
-    for (const c of found) matchedA.add(c);
+    match.set(n, found ?? EMPTY);
+    if (found?.length) common++;
   }
 
-  const common = order.filter((n) => match.get(n)!.size > 0).length;
-  const matched = (n: CacheNode) => match.get(n)!.size > 0;
+  const matched = (n: CacheNode) => match.get(n)!.length > 0;
   const transparent = (n: CacheNode) => n.links.length === 0 && !resultOf(n) && !matched(n);
-  const depth = new Map<CacheNode, number>();
-  for (const n of order) {
-    let d = 0;
-    for (const s of sourcesOf(n)) d = Math.max(d, depth.get(s)! + 1);
-    depth.set(n, d);
-  }
+  const inA = (n: CacheNode) => matched(n) || transparent(n);
 
   const divergences: Divergence[] = [];
   for (const n of order) {
-    if (matched(n) || transparent(n)) continue;
-    const inputsInA = n.links.every((m) => [...m.values()].some((l) => matched(l.src) || transparent(l.src)));
-    if (!inputsInA) continue;
+    if (inA(n) || !n.links.every((m) => someLink(m, (l) => inA(l.src)))) continue;
     const res = resultOf(n);
     const div: Divergence = {
       record: n.digest,
@@ -138,7 +158,7 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
     };
     const description = res ? describeLayers(res.layers) : undefined;
     if (description) div.description = description;
-    const replaced = likelyReplaced(n, match, matchedA, byDigestA, depsA);
+    const replaced = likelyReplaced(n, match, matchedA, byDigestA);
     if (replaced) div.replaces = replaced;
     divergences.push(div);
   }
@@ -146,15 +166,20 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   return { common, onlyA: a.nodes.length - matchedA.size, onlyB: order.length - common, divergences };
 }
 
+function someLink(m: Map<string, Link>, test: (l: Link) => boolean): boolean {
+  for (const l of m.values()) if (test(l)) return true;
+  return false;
+}
+
 /** Inputs 1.. of `n` (B) each have a link that `c` (A) has too, with an equal selector and a matching source. */
-function inputsMatch(n: CacheNode, c: CacheNode, match: Map<CacheNode, Set<CacheNode>>): boolean {
+function inputsMatch(n: CacheNode, c: CacheNode, match: Map<CacheNode, Matches>): boolean {
   for (let i = 1; i < n.links.length; i++) {
     let ok = false;
     for (const l of n.links[i]!.values()) {
-      const srcs = match.get(l.src);
-      if (!srcs?.size) continue;
+      const srcs = match.get(l.src)!;
+      if (srcs.length === 0) continue;
       for (const cl of c.links[i]!.values()) {
-        if (cl.selector === l.selector && srcs.has(cl.src)) {
+        if (cl.selector === l.selector && srcs.includes(cl.src)) {
           ok = true;
           break;
         }
@@ -174,17 +199,14 @@ function inputsMatch(n: CacheNode, c: CacheNode, match: Map<CacheNode, Set<Cache
  */
 function likelyReplaced(
   n: CacheNode,
-  match: Map<CacheNode, Set<CacheNode>>,
-  matchedA: Set<CacheNode>,
+  match: Map<CacheNode, Matches>,
+  matchedA: Map<CacheNode, CacheNode>,
   byDigestA: Map<string, CacheNode[]>,
-  depsA: Map<CacheNode, Map<string, CacheNode[]>>,
 ): Divergence['replaces'] {
   const candidates = new Set<CacheNode>(byDigestA.get(n.digest) ?? []);
-  n.links.forEach((m) => {
-    for (const l of m.values()) {
-      for (const srcA of match.get(l.src) ?? []) for (const deps of depsA.get(srcA)?.values() ?? []) for (const c of deps) candidates.add(c);
-    }
-  });
+  for (const m of n.links) {
+    for (const l of m.values()) for (const srcA of match.get(l.src)!) for (const c of srcA.backlinks) candidates.add(c);
+  }
   let best: CacheNode | undefined;
   let bestScore = 0;
   for (const c of candidates) {
@@ -194,9 +216,9 @@ function likelyReplaced(
       const cl = c.links[i];
       if (!cl) return;
       for (const l of m.values()) {
-        const srcs = match.get(l.src);
+        const srcs = match.get(l.src)!;
         for (const x of cl.values()) {
-          if (srcs?.has(x.src)) score += x.selector === l.selector ? 3 : 1;
+          if (srcs.includes(x.src)) score += x.selector === l.selector ? 3 : 1;
           else if (x.selector === l.selector) score += 1;
         }
       }
@@ -214,7 +236,7 @@ function likelyReplaced(
 }
 
 /** What differs between A's record `c` and B's record `n`: key, input count, and per input the selector or the source. */
-function differences(c: CacheNode, n: CacheNode, match: Map<CacheNode, Set<CacheNode>>): Difference[] {
+function differences(c: CacheNode, n: CacheNode, match: Map<CacheNode, Matches>): Difference[] {
   const out: Difference[] = [];
   if (c.digest !== n.digest) out.push({ what: 'key', a: c.digest, b: n.digest });
   if (c.links.length !== n.links.length) out.push({ what: 'inputs', a: c.links.length, b: n.links.length });
@@ -223,8 +245,8 @@ function differences(c: CacheNode, n: CacheNode, match: Map<CacheNode, Set<Cache
     const bl = [...n.links[i]!.values()];
     const al = [...c.links[i]!.values()];
     // An input is equal when some link agrees in selector and source.
-    if (bl.some((l) => al.some((x) => x.selector === l.selector && match.get(l.src)?.has(x.src)))) continue;
-    const sameSource = bl.flatMap((l) => al.filter((x) => match.get(l.src)?.has(x.src)).map((x) => [x, l] as const));
+    if (bl.some((l) => al.some((x) => x.selector === l.selector && match.get(l.src)!.includes(x.src)))) continue;
+    const sameSource = bl.flatMap((l) => al.filter((x) => match.get(l.src)!.includes(x.src)).map((x) => [x, l] as const));
     if (sameSource.length) {
       const [x, l] = sameSource[0]!;
       out.push({ what: 'selector', input: i, a: x.selector, b: l.selector });

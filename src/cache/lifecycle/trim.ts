@@ -29,30 +29,47 @@ function createdMs(n: CacheNode): number {
   return Number.isNaN(t) ? -Infinity : t;
 }
 
+/** A result with what trim needs of it, computed once (a sort would otherwise parse each time n log n times). */
+interface Entry {
+  n: CacheNode;
+  ms: number;
+  /** The chain's distinct blobs (a chain may name a blob twice, e.g. the empty layer). */
+  blobs: { digest: string; size: number }[];
+}
+
 /** Oldest first; equal times by creation string (nanoseconds), then key, so the choice is deterministic. */
-function byAge(a: CacheNode, b: CacheNode): number {
-  const d = createdMs(a) - createdMs(b);
-  if (d !== 0 && !Number.isNaN(d)) return d < 0 ? -1 : 1;
-  const ca = a.result!.createdAt;
-  const cb = b.result!.createdAt;
+function byAge(a: Entry, b: Entry): number {
+  if (a.ms !== b.ms) return a.ms < b.ms ? -1 : 1;
+  const ca = a.n.result!.createdAt;
+  const cb = b.n.result!.createdAt;
   if (ca !== cb) return ca < cb ? -1 : 1;
-  return a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : a.uid - b.uid;
+  return a.n.digest < b.n.digest ? -1 : a.n.digest > b.n.digest ? 1 : a.n.uid - b.n.uid;
+}
+
+function entryOf(n: CacheNode): Entry {
+  const seen = new Map<string, number>();
+  for (const l of resultOf(n)!.layers) seen.set(l.digest, l.size);
+  const blobs: Entry['blobs'] = [];
+  for (const [digest, size] of seen) blobs.push({ digest, size });
+  return { n, ms: createdMs(n), blobs };
 }
 
 export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
-  const withResults = graph.nodes.filter((n) => resultOf(n)).sort(byAge);
+  const withResults: Entry[] = [];
+  for (const n of graph.nodes) if (resultOf(n)) withResults.push(entryOf(n));
+  withResults.sort(byAge);
   const drop = new Set<CacheNode>();
   if (opts.maxAge !== undefined) {
     const cutoff = (opts.now ?? new Date()).getTime() - opts.maxAge;
-    for (const n of withResults) if (createdMs(n) < cutoff) drop.add(n);
+    for (const e of withResults) if (e.ms < cutoff) drop.add(e.n);
   }
   // Reference counts of the blobs still named, so each drop costs its chain's length.
   const users = new Map<string, number>();
   const sizes = new Map<string, number>();
   let total = 0;
-  for (const n of withResults) {
-    if (drop.has(n)) continue;
-    for (const d of chainBlobs(n)) {
+  for (const e of withResults) {
+    if (drop.has(e.n)) continue;
+    for (const d of e.blobs) {
       const u = users.get(d.digest) ?? 0;
       if (u === 0) {
         total += d.size;
@@ -62,13 +79,13 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
     }
   }
   if (opts.maxSize !== undefined) {
-    const bySize: CacheNode[] = [];
-    for (const n of withResults) {
+    const bySize: Entry[] = [];
+    for (const e of withResults) {
       if (total <= opts.maxSize) break;
-      if (drop.has(n)) continue;
-      drop.add(n);
-      bySize.push(n);
-      for (const d of chainBlobs(n)) {
+      if (drop.has(e.n)) continue;
+      drop.add(e.n);
+      bySize.push(e);
+      for (const d of e.blobs) {
         const u = users.get(d.digest)! - 1;
         users.set(d.digest, u);
         if (u === 0) total -= sizes.get(d.digest)!;
@@ -76,19 +93,15 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
     }
     // An old result whose whole chain the kept results still name frees
     // nothing by going (a base step under newer steps): it stays.
-    for (const n of bySize) if (chainBlobs(n).every((d) => users.get(d.digest)! > 0)) drop.delete(n);
+    for (const e of bySize) if (e.blobs.every((d) => users.get(d.digest)! > 0)) drop.delete(e.n);
   }
   const before = sumSizes(namedBlobs(graph.nodes));
   const { graph: kept, dropped } = keepResults(graph, (n) => !drop.has(n));
-  dropped.sort(byAge);
+  // keepResults lists dropped results in graph order; report them oldest first.
+  const rank = new Map<CacheNode, number>();
+  withResults.forEach((e, i) => rank.set(e.n, i));
+  dropped.sort((x, y) => rank.get(x)! - rank.get(y)!);
   return { graph: kept, dropped, before: { bytes: before } };
-}
-
-/** A chain's distinct blobs (a chain may name a blob twice, e.g. the empty layer). */
-function chainBlobs(n: CacheNode): { digest: string; size: number }[] {
-  const seen = new Map<string, number>();
-  for (const l of resultOf(n)!.layers) seen.set(l.digest, l.size);
-  return [...seen].map(([digest, size]) => ({ digest, size }));
 }
 
 export interface TrimCounts {

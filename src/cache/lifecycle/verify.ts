@@ -5,7 +5,7 @@
 // what `repair` writes. Everything goes through the ContentStore interface:
 // `exists` (a HEAD on registries, a stat on layouts) and `fetch`.
 import { setMaxListeners } from 'node:events';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BkError, failedPrecondition } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
@@ -13,7 +13,8 @@ import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
 import { isIndexMediaType } from '../../oci/media-types.js';
 import { fetchBytes, verified } from '../../store/content.js';
-import type { ContentStore } from '../../store/types.js';
+import type { ContentStore, Fetcher } from '../../store/types.js';
+import { DEFAULT_CONNECTIONS_PER_HOST } from '../../store/registry/hosts.js';
 import type { CacheNode } from '../graph.js';
 import { addToGraph, loadCache, type LoadedCache } from '../import.js';
 import type { ExportResult } from '../operations.js';
@@ -116,12 +117,16 @@ function childrenOf(bytes: Buffer, digest: string): Descriptor[] {
 }
 
 export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opts: VerifyOptions = {}): Promise<Verified> {
-  const target = await openImport(spec, ctx);
+  const limit = opts.concurrency ?? ctx.registry?.concurrency ?? DEFAULT_VERIFY_CONCURRENCY;
+  // One kept-alive connection per check in flight, and one for the config read
+  // alongside them: a smaller pool would queue what the caller asked to run at once.
+  const connectionsPerHost = Math.max(limit + 1, ctx.registry?.connectionsPerHost ?? DEFAULT_CONNECTIONS_PER_HOST);
+  const target = await openImport(spec, { ...ctx, registry: { ...ctx.registry, connectionsPerHost } });
   const store = target.store;
   let keepOpen = false;
   try {
     const manifest = await target.resolve({ signal: opts.signal });
-    const res = await verifyManifest(store, manifest, { concurrency: ctx.registry?.concurrency, ...opts });
+    const res = await verifyManifest(store, manifest, { ...opts, concurrency: limit });
     keepOpen = !!res.opened;
     return res;
   } finally {
@@ -173,16 +178,27 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
     throw err;
   }
   results.set(manifest.digest, 'ok');
+  // The cache config is read and parsed while the blobs are checked: the
+  // checks keep the registry busy, the parse (megabytes for 10 000 layers)
+  // keeps us busy. loadCache reads the manifest again: it gets the bytes
+  // just read and checked. Its failure is judged once the checks are done.
+  const again: Fetcher = {
+    fetch: (d, o) => (d.digest === manifest.digest && !o?.offset ? Promise.resolve(Readable.from([bytes])) : store.fetch(d, o)),
+  };
+  const loading = loadCache(again, manifest, { signal: opts.signal }).then(
+    (loaded) => ({ loaded }),
+    (err: unknown) => ({ err }),
+  );
   await checkAll(store, childrenOf(bytes, manifest.digest), deep, limit, results, opts.signal);
-  let loaded: LoadedCache;
-  try {
-    loaded = await loadCache(store, manifest, { signal: opts.signal });
-  } catch (err) {
+  const got = await loading;
+  if ('err' in got) {
+    const err = got.err;
     // Without the config (or a platform's manifest) there are no records to judge.
     const lost = [...results.values()].some((c) => c !== 'ok');
     if (lost && err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) return report();
     throw err;
   }
+  const loaded = got.loaded;
   return finish(loaded);
 
   async function finish(loaded: LoadedCache): Promise<Verified> {

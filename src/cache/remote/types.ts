@@ -13,6 +13,12 @@ export interface BackendContext {
     /** Path of a Docker config.json with credentials. */
     dockerConfig?: string;
     concurrency?: number;
+    /**
+     * Keep-alive sockets per registry host (default 16). Requests beyond it
+     * wait in the pool, so a caller running more requests at once (verify's
+     * HEADs) raises it to match.
+     */
+    connectionsPerHost?: number;
     /** How long registry requests may wait (daemon config `registry.timeouts`). */
     timeouts?: Partial<RegistryTimeouts>;
   };

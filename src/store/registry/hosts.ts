@@ -28,6 +28,9 @@ export interface Endpoint {
 
 export const DEFAULT_MAX_CONCURRENCY = 4;
 
+/** Keep-alive sockets per origin when the caller sets none (RegistryClientOptions.connectionsPerHost). */
+export const DEFAULT_CONNECTIONS_PER_HOST = 16;
+
 export interface EndpointOptions {
   insecure?: boolean;
   hosts?: Record<string, HostSettings>;

@@ -66,6 +66,35 @@ describe('diff', () => {
     expect(r.divergences[0]!.replaces!.differences).toEqual([{ what: 'selector', input: 1, a: 'sha256:aaaa', b: 'sha256:bbbb' }]);
   });
 
+  it('one key on many records (the same step on many bases) matches each by its source', () => {
+    // 12 records share the key of one step, each on its own base: more than
+    // diff looks through as a list, so it indexes them by source.
+    const build12 = (changed?: number) => {
+      const g = new CacheGraph();
+      const steps: CacheNode[] = [];
+      for (let i = 0; i < 12; i++) {
+        const base = g.add(sha(`base ${i}${i === changed ? ' v2' : ''}`)) as CacheNode;
+        const step = g.add(sha('run make')) as CacheNode;
+        step.linkFrom(base, 0);
+        step.addResult('2026-01-01T00:00:00Z', [layer(`make on ${i}${i === changed ? ' v2' : ''}`).desc]);
+        steps.push(step);
+      }
+      return { g, steps };
+    };
+    expect(diffGraphs(build12().g, build12().g)).toEqual({ common: 24, onlyA: 0, onlyB: 0, divergences: [] });
+    const a = build12();
+    const b = build12(5);
+    const r = diffGraphs(a.g, b.g);
+    expect(r).toMatchObject({ common: 22, onlyA: 2, onlyB: 2 });
+    expect(r.divergences).toHaveLength(1);
+    expect(r.divergences[0]).toMatchObject({ record: sha('run make'), depth: 1 });
+    expect(r.divergences[0]!.layers.map((l) => l.digest)).toEqual([layer('make on 5 v2').desc.digest]);
+    expect(r.divergences[0]!.replaces).toEqual({
+      record: sha('run make'),
+      differences: [{ what: 'input', input: 0, a: sha('base 5'), b: sha('base 5 v2') }],
+    });
+  });
+
   it('one alternative link per input is enough to match, as BuildKit finds a key through any of them', () => {
     const a = build();
     const b = build();

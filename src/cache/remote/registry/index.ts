@@ -16,6 +16,7 @@ async function storeFor(attrs: Record<string, string>, ctx: BackendContext): Pro
     dockerConfig: ctx.registry?.dockerConfig,
     maxConcurrency: ctx.registry?.concurrency,
     timeouts: ctx.registry?.timeouts,
+    http: ctx.registry?.connectionsPerHost ? { connectionsPerHost: ctx.registry.connectionsPerHost } : undefined,
   };
   const insecure = attrs['registry.insecure'];
   if (insecure !== undefined) opts.insecure = parseGoBool('registry.insecure', insecure);
