@@ -4,7 +4,7 @@
 // cannot export a hash in progress; hash-wasm can (save()/load(), a few
 // hundred bytes for SHA-2, ~1.9 KiB for BLAKE3), at a CPU cost measured in
 // `npm run bench`. One-shot uploads (the whole body in one PUT) keep node's
-// crypto (HoldbackVerify): nothing to resume there.
+// crypto (holdbackVerified, src/store/registry/source.ts): nothing to resume there.
 //
 // The algorithm must be known when the first byte passes, and a client says
 // which only at the end (PUT ?digest=). sha256 is what every client pushes;
