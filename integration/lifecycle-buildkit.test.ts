@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, runJson } from './harness/cli.js';
-import { CHANGED_FILE_STEPS, changedFileContext, pushBusyboxBase, stepsInOrder, startDockerd, type Dockerd } from './harness/dockerd.js';
+import { CHANGED_FILE_STEPS, changedFileContext, pushChangedFileApps, stepsInOrder, startDockerd, type Dockerd } from './harness/dockerd.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 let reg: StartedRegistry;
@@ -25,12 +25,8 @@ const appContext = (content: string) => changedFileContext(tmp, `${reg.host}/bas
 beforeAll(async () => {
   reg = await startRegistry();
   dockerd = await startDockerd({ insecureRegistries: [reg.host] });
-  await pushBusyboxBase(dockerd, `${reg.host}/base:1`);
   // Two builds of one Dockerfile, a.txt changed between them, each pushed with its inline cache.
-  for (const [tag, content] of [['v1', 'one\n'], ['v2', 'two\n']] as const) {
-    await dockerd.pruneBuilderCache();
-    await dockerd.build(appContext(content), { tags: [`${reg.host}/app:${tag}`], buildArgs: { BUILDKIT_INLINE_CACHE: '1' }, push: true });
-  }
+  await pushChangedFileApps(dockerd, tmp, reg.host);
 }, 600_000);
 
 afterAll(async () => {

@@ -345,5 +345,18 @@ export function changedFileContext(parent: string, base: string, content: string
   return dir;
 }
 
+/**
+ * Pushes the busybox base to `registry`/base:1, then builds changedFileContext()
+ * twice from a pruned builder, a.txt "one" and then "two", and pushes each with
+ * its inline cache as `registry`/app:v1 and app:v2.
+ */
+export async function pushChangedFileApps(d: Dockerd, parent: string, registry: string): Promise<void> {
+  await pushBusyboxBase(d, `${registry}/base:1`);
+  for (const [tag, content] of [['v1', 'one\n'], ['v2', 'two\n']] as const) {
+    await d.pruneBuilderCache();
+    await d.build(changedFileContext(parent, `${registry}/base:1`, content), { tags: [`${registry}/app:${tag}`], buildArgs: { BUILDKIT_INLINE_CACHE: '1' }, push: true });
+  }
+}
+
 /** A build's steps in Dockerfile order (BuildKit prints independent steps in either order). */
 export const stepsInOrder = (progress: string): BuildStep[] => buildSteps(progress).sort((a, b) => a.step - b.step);
