@@ -28,6 +28,11 @@ import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 const INGEST_DIR = '.gateway-uploads';
 const MAX_CATALOG_DEPTH = 8;
 
+/** A delete refused because the layout could not be walked to prove nothing names the digest. */
+function unprovable(repo: string, err: unknown): BkError {
+  return new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
+}
+
 export class LocalUpstream implements Upstream {
   constructor(readonly root: string) {
     this.root = path.resolve(root);
@@ -87,7 +92,7 @@ export class LocalUpstream implements Upstream {
     try {
       named = await reachable(this.dirOf(repo), keep, true);
     } catch (err) {
-      throw new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
+      throw unprovable(repo, err);
     }
     if (named.has(digest)) throw new BkError('FAILED_PRECONDITION', `a manifest in ${repo} still names ${digest}`, { reason: 'still-named' });
     // Read only (dryRun): removing dead leases is prune's work.
@@ -141,7 +146,7 @@ export class LocalUpstream implements Upstream {
       try {
         entries = await readLayoutStrict(dir);
       } catch (err) {
-        throw new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
+        throw unprovable(repo, err);
       }
       await this.refuseNamed(repo, entries, digest);
       return this.unlink(repo, digest);
