@@ -20,13 +20,12 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { insecureHosts } from '../harness/gateway.js';
 import { startRegistry } from '../harness/registry.js';
+import { cpuSeconds, peakRssMiB } from './proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
 
 const ROUNDS = 3;
-/** USER_HZ: the unit of /proc/PID/stat's utime and stime (100 on every Linux port that runs node). */
-const CLOCK_TICKS = 100;
 
 interface Transfer {
   ms: number;
@@ -81,13 +80,6 @@ async function stopGateway(g: Gw): Promise<void> {
   rmSync(g.dir, { recursive: true, force: true });
 }
 
-/** CPU seconds (user + system, all threads) a process has used so far. */
-function cpuSeconds(pid: number): number {
-  // The command name (in parentheses) may hold spaces: fields are counted after it.
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-}
-
 /** Whole percent, rounded down: a ratio printed as 90% has met the 90% target. */
 const pct = (r: number) => `${Math.floor(r * 100)}%`;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
@@ -102,11 +94,6 @@ interface Measured extends Transfer {
 interface Round {
   d: Measured;
   g: Measured;
-}
-
-function peakRssMiB(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : NaN;
 }
 
 export async function gatewayBench(): Promise<void> {

@@ -41,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Descriptor } from '../../src/oci/descriptor.js';
 import { digestBytes, newHasher, parseDigest } from '../../src/oci/digest.js';
+import { peakRssMiB } from './proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const LAYERS = 8;
@@ -128,13 +129,6 @@ async function startDaemon(parent: string): Promise<{ addr: string; proc: ChildP
   return { addr: `unix://${sock}`, proc, stop };
 }
 
-/** Peak resident set of a live process, from /proc (Linux). */
-function vmHwmMiB(pid: number): number {
-  const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmHWM in /proc/${pid}/status`);
-  return Math.round(Number(m[1]) / 1024);
-}
-
 async function runOnce(mode: Mode, layersJson: string, csDir: string, rootParent: string): Promise<Run> {
   const daemon = await startDaemon(rootParent);
   try {
@@ -144,7 +138,7 @@ async function runOnce(mode: Mode, layersJson: string, csDir: string, rootParent
     });
     const r = JSON.parse(stdout.trim().split('\n').at(-1)!) as Omit<Run, 'sidecarPeakRssMiB'>;
     if (daemon.proc.exitCode !== null || daemon.proc.signalCode !== null) throw new Error('bkcache serve died during the export');
-    const sidecarPeakRssMiB = vmHwmMiB(daemon.proc.pid!);
+    const sidecarPeakRssMiB = peakRssMiB(daemon.proc.pid!);
     // Sanity: every blob landed in the target, and came the way the mode says.
     if (r.uploadedBytes !== TOTAL) throw new Error(`${mode}: the daemon stored ${r.uploadedBytes} bytes, expected ${TOTAL}`);
     const expectReceived = mode === 'content-store' ? 0 : TOTAL;

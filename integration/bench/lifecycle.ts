@@ -33,6 +33,7 @@ import { parseConfig } from '../../src/cache/parse.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
 import { startRegistry, type StartedRegistry } from '../harness/registry.js';
 import { generate } from './graph.js';
+import { cpuSeconds } from './proc.js';
 import type { RequestStats } from './request-stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -139,14 +140,6 @@ function runSize(size: number): OpsRow {
   return JSON.parse(out.trim().split('\n').at(-1)!);
 }
 
-/** User + system CPU seconds of a process so far (fields 14 and 15 of /proc/PID/stat, in clock ticks). */
-function procCpuS(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  return (Number(f[11]) + Number(f[12])) / clockTicks;
-}
-let clockTicks: number | undefined;
 
 interface Measured {
   ms: number;
@@ -156,12 +149,12 @@ interface Measured {
 
 /** Wall time and registry CPU of `fn`; client CPU is this process's unless `fn` reports a child's. */
 async function measured(reg: StartedRegistry, fn: () => Promise<number | void>): Promise<Measured> {
-  const r0 = procCpuS(reg.pid);
+  const r0 = cpuSeconds(reg.pid);
   const c0 = cpuMs();
   const t0 = process.hrtime.bigint();
   const child = await fn();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  return { ms, registryCpuS: procCpuS(reg.pid) - r0, clientCpuS: typeof child === 'number' ? child : (cpuMs() - c0) / 1000 };
+  return { ms, registryCpuS: cpuSeconds(reg.pid) - r0, clientCpuS: typeof child === 'number' ? child : (cpuMs() - c0) / 1000 };
 }
 
 /** HEAD of every digest, `inFlight` at a time, from a bare undici pool: no auth, retries or checks of ours. */
