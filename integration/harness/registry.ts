@@ -18,6 +18,14 @@ export interface StartRegistryOptions {
   deleteEnabled?: boolean;
   /** Token mode: let anonymous clients pull (default true). */
   anonymousPull?: boolean;
+  /**
+   * distribution's in-memory blob descriptor cache (`storage.cache.blobdescriptor: inmemory`), which
+   * Debian's packaged /etc/docker/registry/config.yml turns on. Off by default: with it, a blob
+   * removed from disk by a test (or seeded by `seedBlobs`) is not what the registry reports.
+   */
+  descriptorCache?: boolean;
+  /** Where the registry's storage lives (default: a new directory in the OS temp dir). */
+  parentDir?: string;
 }
 
 export interface StartedRegistry {
@@ -61,14 +69,14 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function configYaml(root: string, port: number, authBlock: string, deleteEnabled: boolean): string {
+function configYaml(root: string, port: number, authBlock: string, deleteEnabled: boolean, descriptorCache: boolean): string {
   return `version: 0.1
 log:
   level: error
   accesslog:
     disabled: true
 storage:
-  filesystem:
+${descriptorCache ? '  cache:\n    blobdescriptor: inmemory\n' : ''}  filesystem:
     rootdirectory: ${root}/data
   delete:
     enabled: ${deleteEnabled}
@@ -99,7 +107,7 @@ async function waitReady(url: string, proc: ChildProcess, logs: () => string): P
 
 async function startOnce(opts: StartRegistryOptions): Promise<StartedRegistry> {
   const auth = opts.auth ?? 'none';
-  const root = mkdtempSync(join(tmpdir(), 'bkcache-registry-'));
+  const root = mkdtempSync(join(opts.parentDir ?? tmpdir(), 'bkcache-registry-'));
   const port = await freePort();
   let tokenServer: TokenServer | undefined;
   let authBlock = '';
@@ -128,7 +136,7 @@ async function startOnce(opts: StartRegistryOptions): Promise<StartedRegistry> {
   }
 
   const configPath = join(root, 'config.yml');
-  writeFileSync(configPath, configYaml(root, port, authBlock, opts.deleteEnabled ?? true));
+  writeFileSync(configPath, configYaml(root, port, authBlock, opts.deleteEnabled ?? true, opts.descriptorCache ?? false));
 
   let output = '';
   const proc = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
