@@ -1,13 +1,18 @@
 // Benchmarks of the lifecycle tools.
 // - verify: a cache naming 10 000 blobs in a real local registry, checked by
 //   the CLI (`bkcache verify`, a HEAD per blob, 16 in flight). Target: under
-//   10 s. Beside it, in the same run, the registry's own pace: the same HEADs
-//   from a bare loop on kept-alive connections (the floor for any client),
-//   and as undici sends HEADs by default (a new connection each). Each line
+//   10 s. Two scenarios (verifyScenario): "cold", layers seeded on disk and no
+//   blob descriptor cache (a registry just restarted), and "pushed", the
+//   registry configured as Debian packages it (in-memory descriptor cache) and
+//   the cache exported for real, every layer uploaded through the API. Beside
+//   verify, in the same run, the registry's own pace: the same HEADs from a
+//   bare loop on kept-alive connections (the floor for any client). Each line
 //   has its wall time, the CPU seconds of the client and of the registry
-//   process (/proc/PID/stat), and for verify the requests and connections it
-//   made (request-stats.ts), so a shared machine's load can be told apart
-//   from our own cost.
+//   process (/proc/PID/stat), the CPU stolen by the hypervisor and that of
+//   all processes on the VM (/proc/stat), and for verify the requests and connections
+//   it made (request-stats.ts), so a shared machine's load can be told apart
+//   from our own cost. BKCACHE_BENCH_VERIFY_SCENARIO=cold|pushed runs one;
+//   BKCACHE_BENCH_VERIFY_SWEEP=4,8,16 also runs verify at those concurrencies.
 // - trim (plan + marshal of the kept part), du and diff on caches of the
 //   graph bench's family at 1 000, 5 000 and 20 000 records, each size in its
 //   own process. Targets: 20 000 records under 2 s each, and near-linear (see
@@ -33,7 +38,7 @@ import { parseConfig } from '../../src/cache/parse.js';
 import type { Descriptor } from '../../src/oci/descriptor.js';
 import { startRegistry, type StartedRegistry } from '../harness/registry.js';
 import { generate } from './graph.js';
-import { cpuSeconds } from './proc.js';
+import { cpuSeconds, machineDelta, machineTimes } from './proc.js';
 import type { RequestStats } from './request-stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -145,16 +150,24 @@ interface Measured {
   ms: number;
   registryCpuS: number;
   clientCpuS: number;
+  /** Share of the machine's CPU time the hypervisor stole during the run. */
+  steal: number;
+  /** CPU seconds all processes on this VM ran meanwhile (client and registry included), from /proc/stat. */
+  machineCpuS: number;
 }
 
 /** Wall time and registry CPU of `fn`; client CPU is this process's unless `fn` reports a child's. */
 async function measured(reg: StartedRegistry, fn: () => Promise<number | void>): Promise<Measured> {
+  const m0 = machineTimes();
   const r0 = cpuSeconds(reg.pid);
   const c0 = cpuMs();
   const t0 = process.hrtime.bigint();
   const child = await fn();
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  return { ms, registryCpuS: cpuSeconds(reg.pid) - r0, clientCpuS: typeof child === 'number' ? child : (cpuMs() - c0) / 1000 };
+  const registryCpuS = cpuSeconds(reg.pid) - r0;
+  const clientCpuS = typeof child === 'number' ? child : (cpuMs() - c0) / 1000;
+  const { stealShare, busyS } = machineDelta(m0, machineTimes());
+  return { ms, registryCpuS, clientCpuS, steal: stealShare, machineCpuS: busyS };
 }
 
 /** HEAD of every digest, `inFlight` at a time, from a bare undici pool: no auth, retries or checks of ours. */
@@ -181,39 +194,74 @@ async function bareHeads(reg: StartedRegistry, digests: string[], inFlight: numb
   }
 }
 
-async function verifyBench(): Promise<void> {
-  const BLOBS = 10_000;
-  const IN_FLIGHT = 16;
-  const reg = await startRegistry();
+const BLOBS = 10_000;
+const IN_FLIGHT = 16;
+
+/** 2 000 records, each a result of 5 layers of its own: 10 000 distinct blobs, and their bytes. */
+function verifyCache(): { g: CacheGraph; content: Map<string, Buffer> } {
+  const g = new CacheGraph();
+  const content = new Map<string, Buffer>();
+  let prev: CacheNode | undefined;
+  for (let i = 0; i < BLOBS / 5; i++) {
+    const n = g.add(sha(`verify-rec-${i}`)) as CacheNode;
+    if (prev) n.linkFrom(prev, 0);
+    const layers: Descriptor[] = [];
+    for (let k = 0; k < 5; k++) {
+      const body = Buffer.from(`verify-layer-${i}-${k}`);
+      const d: Descriptor = {
+        mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+        digest: sha(body.toString()),
+        size: body.length,
+        annotations: { 'containerd.io/uncompressed': sha(`diff-${i}-${k}`) },
+      };
+      content.set(d.digest, body);
+      layers.push(d);
+    }
+    n.addResult('2026-01-01T00:00:00Z', layers);
+    prev = n;
+  }
+  return { g, content };
+}
+
+/** `bkcache verify` as a user runs it, in a child process (with request-stats.ts loaded); client CPU is the child's. */
+async function runVerify(reg: StartedRegistry, ref: string, inFlight: number, statsFile: string) {
+  const cli = path.join(here, '../../src/cli/main.js');
+  let out: { ok: boolean; blobs: number } | undefined;
+  const m = await measured(reg, async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', pathToFileURL(path.join(here, 'request-stats.js')).href, cli, 'verify', '--format', 'json', '--concurrency', String(inFlight), '--import-cache', `type=registry,ref=${ref},registry.insecure=true`],
+      { encoding: 'utf8', env: { ...process.env, BKCACHE_BENCH_STATS: statsFile } },
+    );
+    out = JSON.parse(stdout);
+    return (JSON.parse(readFileSync(statsFile, 'utf8')) as RequestStats).cpuS;
+  });
+  return { m, out: out!, stats: JSON.parse(readFileSync(statsFile, 'utf8')) as RequestStats };
+}
+
+const line = (m: Measured, heads: number) =>
+  `${Math.round(m.ms)} ms wall; client ${m.clientCpuS.toFixed(1)} s CPU; registry ${m.registryCpuS.toFixed(1)} s CPU (${((m.registryCpuS / heads) * 1000).toFixed(2)} ms per HEAD); ` +
+  `all processes ${m.machineCpuS.toFixed(1)} s CPU; steal ${(m.steal * 100).toFixed(0)}%`;
+
+/**
+ * One scenario of the verify bench:
+ * - cold: the layers written straight into the registry's storage, and a
+ *   registry without a blob descriptor cache, so every HEAD stats the
+ *   filesystem (a registry just restarted, or configured without the cache);
+ * - pushed: the registry as Debian packages it (in-memory blob descriptor
+ *   cache), and the cache exported for real: every layer uploaded through
+ *   the registry API, which fills the descriptor cache as a push does.
+ */
+async function verifyScenario(name: 'cold' | 'pushed', sweep: number[]): Promise<void> {
+  const pushed = name === 'pushed';
+  const reg = await startRegistry({ descriptorCache: pushed });
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-bench-verify-'));
   try {
-    // 2 000 records, each a result of 5 layers of its own: 10 000 distinct blobs.
-    const g = new CacheGraph();
-    const content = new Map<string, Buffer>();
-    let prev: CacheNode | undefined;
-    for (let i = 0; i < BLOBS / 5; i++) {
-      const n = g.add(sha(`verify-rec-${i}`)) as CacheNode;
-      if (prev) n.linkFrom(prev, 0);
-      const layers: Descriptor[] = [];
-      for (let k = 0; k < 5; k++) {
-        const body = Buffer.from(`verify-layer-${i}-${k}`);
-        const d: Descriptor = {
-          mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-          digest: sha(body.toString()),
-          size: body.length,
-          annotations: { 'containerd.io/uncompressed': sha(`diff-${i}-${k}`) },
-        };
-        content.set(d.digest, body);
-        layers.push(d);
-      }
-      n.addResult('2026-01-01T00:00:00Z', layers);
-      prev = n;
-    }
+    const { g, content } = verifyCache();
     const ref = `${reg.host}/bench/verify:latest`;
     const t0 = Date.now();
-    // Layers straight into the registry's storage (uploading 10 000 blobs takes minutes, and is not what is measured);
-    // the export then finds each with a HEAD and pushes the config and manifest.
-    reg.seedBlobs('bench/verify', content);
+    // cold: layers straight into storage; the export then finds each with a HEAD and pushes the config and manifest.
+    if (!pushed) reg.seedBlobs('bench/verify', content);
     await exportGraph(
       g,
       { fetch: async (d) => Readable.from([content.get(d.digest)!]) },
@@ -221,53 +269,49 @@ async function verifyBench(): Promise<void> {
       { registry: { concurrency: IN_FLIGHT } },
       { concurrency: IN_FLIGHT },
     );
-    const pushMs = Date.now() - t0;
+    const setupMs = Date.now() - t0;
     const digests = [...content.keys()];
+    const label = pushed ? 'pushed (descriptor cache on, as Debian packages it; layers uploaded through the API)' : 'cold (no descriptor cache; layers seeded on disk)';
+    console.log(`  verify, ${label}: setup ${pushed ? '(export uploading 10 000 layers)' : '(seed + export)'} ${setupMs} ms`);
 
     // The floor: the registry's own pace for these HEADs on kept-alive connections.
     const floor = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, true));
-    const floorLoad = load();
-
-    const cli = path.join(here, '../../src/cli/main.js');
-    const statsFile = path.join(tmp, 'stats.json');
-    let out: { ok: boolean; blobs: number } | undefined;
-    const v = await measured(reg, async () => {
-      const { stdout } = await promisify(execFile)(
-        process.execPath,
-        ['--import', pathToFileURL(path.join(here, 'request-stats.js')).href, cli, 'verify', '--format', 'json', '--concurrency', String(IN_FLIGHT), '--import-cache', `type=registry,ref=${ref},registry.insecure=true`],
-        { encoding: 'utf8', env: { ...process.env, BKCACHE_BENCH_STATS: statsFile } },
-      );
-      out = JSON.parse(stdout);
-      return (JSON.parse(readFileSync(statsFile, 'utf8')) as RequestStats).cpuS;
-    });
-    const vLoad = load();
-    const stats = JSON.parse(readFileSync(statsFile, 'utf8')) as RequestStats;
-
+    const v = await runVerify(reg, ref, IN_FLIGHT, path.join(tmp, 'stats.json'));
     // The floor again, so a change in the machine's load during verify shows.
     const floor2 = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, true));
-    const floor2Load = load();
-    // What a HEAD loop costs when each HEAD opens a connection (undici's default, and verify's before it kept them alive).
-    const fresh = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, false));
-    const freshLoad = load();
 
-    const requests = Object.values(stats.byMethod).reduce((s, x) => s + x, 0);
-    const heads = stats.byMethod['HEAD'] ?? 0;
-    const line = (m: Measured, heads: number) =>
-      `${Math.round(m.ms)} ms wall; client ${m.clientCpuS.toFixed(1)} s CPU; registry ${m.registryCpuS.toFixed(1)} s CPU (${((m.registryCpuS / heads) * 1000).toFixed(2)} ms per HEAD)`;
-    const met = v.ms < 10_000 && out?.ok ? 'target met' : 'TARGET MISSED';
-    console.log(`  verify ${out?.blobs} blobs (bkcache verify, ${IN_FLIGHT} in flight): ${line(v, heads)}, ok=${out?.ok}  ${met}  (${vLoad})`);
+    const heads = v.stats.byMethod['HEAD'] ?? 0;
+    const requests = Object.values(v.stats.byMethod).reduce((s, x) => s + x, 0);
+    const met = v.m.ms < 10_000 && v.out.ok ? 'target met' : 'TARGET MISSED';
+    console.log(`    bkcache verify ${v.out.blobs} blobs, ${IN_FLIGHT} in flight: ${line(v.m, heads)}; ok=${v.out.ok}  [${name}] ${met} (< 10 000 ms)  (${load()})`);
     console.log(
-      `    requests: ${Object.entries(stats.byMethod).map(([k, n]) => `${n} ${k}`).join(', ')} (${(requests / (out?.blobs ?? 1)).toFixed(3)} per blob) over ${stats.connections} connections`,
+      `      requests: ${Object.entries(v.stats.byMethod).map(([k, n]) => `${n} ${k}`).join(', ')} (${(requests / v.out.blobs).toFixed(3)} per blob) over ${v.stats.connections} connections`,
     );
-    console.log(`  bare HEAD loop, ${IN_FLIGHT} kept-alive connections (the registry's pace), before verify: ${line(floor, digests.length)}  (${floorLoad})`);
-    console.log(`  the same, after verify: ${line(floor2, digests.length)}  (${floor2Load})`);
-    console.log(`  bare HEAD loop, a new connection per HEAD (undici's default): ${line(fresh, digests.length)}  (${freshLoad})`);
+    console.log(`    bare HEAD loop, ${IN_FLIGHT} kept-alive connections (the registry's pace), before verify: ${line(floor, digests.length)}`);
+    console.log(`    the same, after verify: ${line(floor2, digests.length)}`);
     const pace = (floor.ms + floor2.ms) / 2;
-    console.log(`  verify / kept-alive loop (mean of both): ${(v.ms / pace).toFixed(2)}x wall; setup (seed + export) ${pushMs} ms`);
+    console.log(`    verify / kept-alive loop (mean of both): ${(v.m.ms / pace).toFixed(2)}x wall`);
+    if (!pushed) {
+      // What a HEAD loop costs when each HEAD opens a connection (undici's default, and verify's before it kept them alive).
+      const fresh = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, false));
+      console.log(`    bare HEAD loop, a new connection per HEAD (undici's default): ${line(fresh, digests.length)}`);
+    }
+    // BKCACHE_BENCH_VERIFY_SWEEP=4,8,16: verify again at each of these concurrencies, to choose the default.
+    for (const n of sweep) {
+      const r = await runVerify(reg, ref, n, path.join(tmp, `stats-${n}.json`));
+      console.log(`    sweep: bkcache verify, ${String(n).padStart(2)} in flight: ${line(r.m, r.stats.byMethod['HEAD'] ?? 0)}`);
+    }
   } finally {
     rmSync(tmp, { recursive: true, force: true });
     await reg.stop();
   }
+}
+
+async function verifyBench(): Promise<void> {
+  const sweep = (process.env.BKCACHE_BENCH_VERIFY_SWEEP ?? '').split(',').filter(Boolean).map(Number);
+  if (sweep.some((n) => !(Number.isInteger(n) && n > 0 && n <= 256))) throw new Error('BKCACHE_BENCH_VERIFY_SWEEP: comma-separated integers from 1 to 256');
+  const only = process.env.BKCACHE_BENCH_VERIFY_SCENARIO;
+  for (const name of ['cold', 'pushed'] as const) if (!only || only === name) await verifyScenario(name, sweep);
 }
 
 export async function lifecycleBench(): Promise<void> {
