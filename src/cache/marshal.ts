@@ -55,8 +55,8 @@ interface LayerEntry {
   blob: string;
   parent: number;
   key: string;
-  /** Blobs from this layer down to the base. */
-  lineage: string[];
+  /** Layers from this one down to the base (its lineage's length; the lineage itself is walked through `parent`). */
+  depth: number;
   newIndex: number;
 }
 
@@ -78,8 +78,8 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
       let idx = layerByKey.get(key);
       if (idx === undefined) {
         idx = layers.length;
-        const lineage = parent === -1 ? [d.digest] : [d.digest, ...layers[parent]!.lineage];
-        layers.push({ blob: d.digest, parent, key, lineage, newIndex: -1 });
+        const depth = parent === -1 ? 1 : layers[parent]!.depth + 1;
+        layers.push({ blob: d.digest, parent, key, depth, newIndex: -1 });
         layerByKey.set(key, idx);
       }
       parent = idx;
@@ -105,12 +105,12 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
     if (c !== 0) return c;
     const h = cmpHint(graph.layerHints.get(a.key), graph.layerHints.get(b.key));
     if (h !== 0) return h;
-    const n = Math.min(a.lineage.length, b.lineage.length);
-    for (let i = 1; i < n; i++) {
-      const x = cmpStr(a.lineage[i]!, b.lineage[i]!);
+    // Then by the blobs below, nearest first, and the shorter chain first.
+    for (let pa = a.parent, pb = b.parent; pa !== -1 && pb !== -1; pa = layers[pa]!.parent, pb = layers[pb]!.parent) {
+      const x = cmpStr(layers[pa]!.blob, layers[pb]!.blob);
       if (x !== 0) return x;
     }
-    return a.lineage.length - b.lineage.length;
+    return a.depth - b.depth;
   });
   sortedLayers.forEach((l, i) => (l.newIndex = i));
   const outLayers: CacheLayer[] = sortedLayers.map((l) => ({
