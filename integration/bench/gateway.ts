@@ -25,7 +25,7 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { insecureHosts } from '../harness/gateway.js';
 import { startRegistry } from '../harness/registry.js';
-import { cpuSeconds, peakRssMiB } from './proc.js';
+import { cpuSeconds, machineTimes, peakRssMiB } from './proc.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const run = promisify(execFile);
@@ -101,23 +101,16 @@ interface Round {
   g: Measured;
 }
 
-/** Aggregate CPU times of the machine (the "cpu" line of /proc/stat), in clock ticks. */
-function cpuTicks(): { steal: number; total: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal guest guest_nice: guest time is already counted in user.
-  return { steal: f[7] ?? 0, total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
-}
-
 /** The share of the machine's CPU time its host took (steal) over some phases, summed. */
 class Steal {
   private steal = 0;
   private total = 0;
   async over<T>(fn: () => Promise<T>): Promise<T> {
-    const a = cpuTicks();
+    const a = machineTimes();
     try {
       return await fn();
     } finally {
-      const b = cpuTicks();
+      const b = machineTimes();
       this.steal += b.steal - a.steal;
       this.total += b.total - a.total;
     }
