@@ -96,11 +96,10 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
     for (const e of bySize) if (e.blobs.every((d) => users.get(d.digest)! > 0)) drop.delete(e.n);
   }
   const before = sumSizes(namedBlobs(graph.nodes));
-  const { graph: kept, dropped } = keepResults(graph, (n) => !drop.has(n));
-  // keepResults lists dropped results in graph order; report them oldest first.
-  const rank = new Map<CacheNode, number>();
-  withResults.forEach((e, i) => rank.set(e.n, i));
-  dropped.sort((x, y) => rank.get(x)! - rank.get(y)!);
+  const { graph: kept } = keepResults(graph, (n) => !drop.has(n));
+  // The results keepResults dropped are exactly `drop`; withResults has them oldest first.
+  const dropped: CacheNode[] = [];
+  for (const e of withResults) if (drop.has(e.n)) dropped.push(e.n);
   return { graph: kept, dropped, before: { bytes: before } };
 }
 
