@@ -295,7 +295,7 @@ export class RegistryUpstream implements Upstream {
       // Hold back the last chunk until the digest is verified, so a mismatch
       // never reaches the upstream as a complete body it could commit. Read
       // straight off the request (no Transform between): every byte of a push crosses this.
-      sent = holdbackVerified(body, { mediaType: '', digest, size: length }, resumed);
+      sent = holdbackVerified(body, { mediaType: '', digest, size: length }, { hasher: resumed });
       sent.once('error', (e) => (checkError = e));
     } else {
       body?.resume();

@@ -3,14 +3,14 @@
 import { BkError, dataLoss } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { algorithmOf, newHasher } from '../../oci/digest.js';
-import { discard, pipeInto } from '../content.js';
+import { discard } from '../content.js';
 import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
 import { RegistryError } from './errcode/index.js';
 import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
 import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
-import { ExactReader, HoldbackVerify, Source, type BlobSource } from './source.js';
+import { ExactReader, holdbackVerified, Source, type BlobSource } from './source.js';
 
 /** The smallest PATCH we send but for the last: S3-backed registries reject smaller parts. */
 export const MIN_CHUNK = 5 << 20;
@@ -126,16 +126,15 @@ function checkCommitted(res: { headers: Record<string, string | string[] | undef
   if (got && got !== desc.digest) throw dataLoss(`${wh}: registry stored ${got}`, { reason: 'digest-mismatch' });
 }
 
-/** One POST-then-PUT upload: the body streams through HoldbackVerify. */
+/** One POST-then-PUT upload: the body streams through holdbackVerified(). */
 async function uploadMonolithic(ctx: RepoContext, desc: Descriptor, src: Source, location: URL, opts: BlobPushOptions): Promise<void> {
   const wh = what(ctx, 'PUT blob', desc.digest);
   const input = await src.open();
   // Progress is counted inside the verifier: a 'data' listener here would
   // switch the stream to flowing mode before undici starts reading it.
-  const check = new HoldbackVerify(desc, opts.onProgress);
+  const body = holdbackVerified(input, desc, { onBytes: opts.onProgress });
   let checkError: unknown;
-  check.once('error', (e) => (checkError = e));
-  const body = pipeInto(input, check);
+  body.once('error', (e) => (checkError = e));
   try {
     const res = await ctx.client.send({
       method: 'PUT',

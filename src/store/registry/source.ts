@@ -70,50 +70,21 @@ class Holdback {
 }
 
 /**
- * Hashes and counts bytes on their way to the registry, and holds back the
- * last chunk until the end is verified: on a digest or size mismatch the
- * registry never receives a complete body, so it cannot commit it. Its
- * errors are held from the start (holdErrors()): the request that reads it
- * may not have begun when the content turns out wrong.
+ * `source`'s bytes on their way to a registry, hashed and counted, with the
+ * last chunk held back until the end is verified: on a digest or size
+ * mismatch the registry never receives a complete body, so it cannot commit
+ * it. Read straight off `source` ('data' events, the source paused while the
+ * reader is full) rather than piped through a Transform: one stream hop less
+ * per chunk, for every upload body the store and the gateway send. Its errors
+ * are held from the start (holdErrors()): the request that reads it may not
+ * have begun when the content turns out wrong. Like an unpipe, an end on our
+ * side (an error, a reader that gave up) stops reading `source` and leaves it
+ * paused, not destroyed: an HTTP request body whose owner still has to answer.
+ * `hasher`: one that already hashed what came before these bytes (a resumed
+ * upload); `onBytes`: the count so far, as each chunk is taken.
  */
-export class HoldbackVerify extends Transform {
-  private readonly hold: Holdback;
-
-  /** `hasher`: as Holdback's (a resumed upload). */
-  constructor(desc: Descriptor, onBytes?: (seen: number) => void, hasher?: Hasher) {
-    super();
-    holdErrors(this);
-    this.hold = new Holdback(desc, onBytes, hasher);
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    try {
-      cb(null, this.hold.take(chunk) ?? undefined);
-    } catch (err) {
-      cb(err as Error);
-    }
-  }
-
-  override _flush(cb: TransformCallback): void {
-    try {
-      cb(null, this.hold.end() ?? undefined);
-    } catch (err) {
-      cb(err as Error);
-    }
-  }
-}
-
-/**
- * What HoldbackVerify does, read straight off `source` ('data' events, the
- * source paused while the reader is full) instead of piped through a
- * Transform: one stream hop less per chunk, for a relay whose CPU per byte is
- * the point (the gateway forwarding an upload body). Errors are held as
- * HoldbackVerify's are. Like an unpipe, an end on our side (an error, a
- * reader that gave up) stops reading `source` and leaves it paused, not
- * destroyed: an HTTP request body whose owner still has to answer.
- */
-export function holdbackVerified(source: Readable, desc: Descriptor, hasher?: Hasher): Readable {
-  const hold = new Holdback(desc, undefined, hasher);
+export function holdbackVerified(source: Readable, desc: Descriptor, opts: { hasher?: Hasher; onBytes?: (seen: number) => void } = {}): Readable {
+  const hold = new Holdback(desc, opts.onBytes, opts.hasher);
   const out = holdErrors(
     new Readable({
       read: () => void source.resume(),
