@@ -18,17 +18,12 @@ import { dockerConfigCredentials } from '../../store/registry/auth/docker-config
 import { header, RegistryClient, type RegistryRequest, type RegistryResponse } from '../../store/registry/client.js';
 import { resolveEndpoint, type Endpoint, type HostSettings } from '../../store/registry/hosts.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
+import { uploadRangeEnd } from '../../store/registry/blobs.js';
 import { holdbackVerified } from '../../store/registry/source.js';
 import { HashingPass, resumeHash, unverifiable, type HashState } from '../upload-hash.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
 type RegistryState = Extract<UploadState, { kind: 'registry' }>;
-
-/** The last byte a `Range: 0-N` names (distribution's upload status), undefined without one. */
-function rangeEnd(res: RegistryResponse): number | undefined {
-  const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
-  return m ? Number(m[1]) : undefined;
-}
 
 /** Whether a reported range end stands for `off` bytes: distribution says "0-0" both for nothing and for one byte. */
 function holds(end: number | undefined, off: number): boolean {
@@ -224,7 +219,7 @@ export class RegistryUpstream implements Upstream {
     const res = await this.send({ method: 'GET', url: new URL(st.loc), scopes: this.push(repo), expect: [204, 404], what: `upload status ${this.nameOf(repo)}`, signal });
     await res.body.dump().catch(() => {});
     if (res.status === 404) throw new BkError('NOT_FOUND', 'upload session unknown upstream');
-    return rangeEnd(res);
+    return uploadRangeEnd(res);
   }
 
   /** Ends a session whose bytes the carried hash no longer describes. */
@@ -263,7 +258,7 @@ export class RegistryUpstream implements Upstream {
     const res = await this.send({ method: 'PATCH', url: new URL(loc), scopes: this.push(repo), headers, body: () => sent, replayable: false, expect: [202], what: `PATCH upload ${this.nameOf(repo)}`, signal });
     await res.body.dump().catch(() => {});
     const next = { kind: 'registry' as const, loc: this.locationOf(res), off: off + pass.seen, h: hasher.save() };
-    const end = rangeEnd(res) ?? (await this.upstreamEnd(repo, next, signal));
+    const end = uploadRangeEnd(res) ?? (await this.upstreamEnd(repo, next, signal));
     if (!holds(end, next.off)) await this.diverged(repo, next, `the upstream took bytes 0-${end} of ${next.off} sent`);
     return next;
   }

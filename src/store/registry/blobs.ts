@@ -191,11 +191,16 @@ async function uploadStatus(ctx: RepoContext, location: URL, wh: string, signal?
     throw err;
   }
   await ctx.client.finish(res);
-  const range = header(res, 'range');
-  const m = range ? /^(?:bytes=)?0-(\d+)$/.exec(range.trim()) : null;
+  const end = uploadRangeEnd(res);
   // "0-0" is what distribution reports for an empty session.
-  const received = m ? (Number(m[1]) === 0 ? 0 : Number(m[1]) + 1) : 0;
+  const received = end ? end + 1 : 0;
   return { received, location: header(res, 'location') ? locationOf(res, wh) : location };
+}
+
+/** The last byte an upload answer's `Range: 0-N` names; undefined without one. */
+export function uploadRangeEnd(res: { headers: Record<string, string | string[] | undefined> }): number | undefined {
+  const m = /^(?:bytes=)?0-(\d+)$/.exec(header(res, 'range')?.trim() ?? '');
+  return m ? Number(m[1]) : undefined;
 }
 
 /**
