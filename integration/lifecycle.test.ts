@@ -20,6 +20,7 @@ import { chainGraph, writeLocal } from '../test/cache/lifecycle/helpers.js';
 import { BIN, runCli, runJson } from './harness/cli.js';
 import { startDaemon } from './harness/daemon.js';
 import { connect } from '../src/client/index.js';
+import { startFaultProxy } from './harness/fault-proxy.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
@@ -76,6 +77,31 @@ describe('verify and repair on a registry', () => {
     const manifest = await push('registry-index-oci-max', 'verify/ok:latest');
     const out = await runJson(['verify', '--deep', '--format', 'json', '--import-cache', ref('verify/ok:latest')]);
     expect(out).toEqual({ ok: true, manifest, blobs: 9, missing: [], corrupt: [], records: 11, brokenRecords: 0 });
+  });
+
+  it('reads the tag and its manifest in one GET, and a manifest whose bytes lie is reported corrupt, not thrown', async () => {
+    const manifest = await push('registry-index-docker-min', 'verify/once:latest');
+    const proxy = await startFaultProxy(reg.url);
+    const via = `type=registry,ref=${proxy.host}/verify/once:latest,registry.insecure=true`;
+    try {
+      const ok = await verifyCache(parseCacheSpec(via));
+      await ok.opened?.close();
+      expect(ok.report).toMatchObject({ ok: true, manifest });
+      const manifestRequests = proxy.log.filter((r) => r.path.includes('/manifests/')).map((r) => `${r.method} ${r.path}`);
+      expect(manifestRequests).toEqual(['GET /v2/verify/once/manifests/latest']);
+
+      // Every manifest answer with one byte flipped, Docker-Content-Digest as the registry sent it.
+      proxy.rules.push({
+        name: 'rot',
+        match: (r) => r.method === 'GET' && r.path.includes('/manifests/'),
+        action: { rewrite: (res) => void (res.body[0] = res.body[0]! ^ 0xff) },
+      });
+      const bad = await runCli(['verify', '--format', 'json', '--import-cache', via]);
+      expect(bad.code, bad.stderr).toBe(5);
+      expect(JSON.parse(bad.stdout)).toEqual({ ok: false, manifest, blobs: 0, missing: [], corrupt: [manifest], records: 0, brokenRecords: 0 });
+    } finally {
+      await proxy.stop();
+    }
   });
 
   it('a blob the registry serves with wrong bytes: only --deep finds it, as corrupt, exit 5', async () => {

@@ -50,13 +50,25 @@ export interface LoadOptions {
 }
 
 export async function loadCache(store: Fetcher, manifest: Descriptor, opts: LoadOptions = {}): Promise<LoadedCache> {
+  const bytes = await fetchBytes(store, manifest, opts.limit ?? MAX_METADATA_BYTES, opts.signal);
+  return loadParsed(store, manifest, parseManifestBytes(bytes, manifest.digest), opts);
+}
+
+export function parseManifestBytes(bytes: Buffer, digest: string): unknown {
+  return parseJsonBytes(bytes, `manifest ${digest}`);
+}
+
+/**
+ * loadCache for a manifest already read, verified and parsed (`doc`): what
+ * the manifest names (the cache config, child manifests, image configs)
+ * is read from `store`.
+ */
+export async function loadParsed(store: Fetcher, manifest: Descriptor, doc: unknown, opts: LoadOptions = {}): Promise<LoadedCache> {
   const limit = opts.limit ?? MAX_METADATA_BYTES;
   const signal = opts.signal;
   const warnings: string[] = [];
   const w = overLimitWarning('manifest', manifest);
   if (w) warnings.push(w);
-  const bytes = await fetchBytes(store, manifest, limit, signal);
-  const doc = parseJsonBytes(bytes, `manifest ${manifest.digest}`);
   const mediaType = detectManifestMediaType(doc);
 
   const provider: DescriptorMap = new Map();

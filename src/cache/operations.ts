@@ -7,8 +7,8 @@ import type { ContentStore, FetchOptions } from '../store/types.js';
 import { buildCacheManifest } from './export.js';
 import { CacheGraph } from './graph.js';
 import type { MarshalResult } from './marshal.js';
-import { addToGraph, loadCache, type LoadedCache } from './import.js';
-import { openExport, openImport, type BackendContext } from './remote/index.js';
+import { addToGraph, loadParsed, parseManifestBytes, type LoadedCache } from './import.js';
+import { openExport, openImport, readManifest, type BackendContext } from './remote/index.js';
 import { formatCacheSpec, type CacheSpec } from './spec.js';
 import { emptyStats, pushCache, type BlobSource, type TransferOptions, type TransferStats } from './transfer.js';
 
@@ -60,7 +60,8 @@ export class SourceBlobs implements BlobSource {
 export async function openLoaded(spec: CacheSpec, ctx: BackendContext = {}, signal?: AbortSignal): Promise<{ store: ContentStore; loaded: LoadedCache }> {
   const target = await openImport(spec, ctx);
   try {
-    return { store: target.store, loaded: await loadCache(target.store, await target.resolve({ signal }), { signal }) };
+    const { desc, bytes } = await readManifest(target, signal);
+    return { store: target.store, loaded: await loadParsed(target.store, desc, parseManifestBytes(bytes, desc.digest), { signal }) };
   } catch (err) {
     await target.store.close?.();
     throw err;

@@ -5,20 +5,19 @@
 // what `repair` writes. Everything goes through the ContentStore interface:
 // `exists` (a HEAD on registries, a stat on layouts) and `fetch`.
 import { setMaxListeners } from 'node:events';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BkError, failedPrecondition } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
-import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
 import { isIndexMediaType } from '../../oci/media-types.js';
 import { fetchBytes, verified } from '../../store/content.js';
-import type { ContentStore, Fetcher } from '../../store/types.js';
+import type { ContentStore } from '../../store/types.js';
 import { DEFAULT_CONNECTIONS_PER_HOST } from '../../store/registry/hosts.js';
 import type { CacheNode } from '../graph.js';
-import { addToGraph, loadCache, type LoadedCache } from '../import.js';
+import { addToGraph, loadParsed, parseManifestBytes, type LoadedCache } from '../import.js';
 import type { ExportResult } from '../operations.js';
-import { openImport, type BackendContext } from '../remote/index.js';
+import { openImport, readManifest, type BackendContext } from '../remote/index.js';
 import type { CacheSpec } from '../spec.js';
 import { mapLimit } from '../transfer.js';
 import { CacheGraph } from '../graph.js';
@@ -108,9 +107,8 @@ async function checkAll(
   }
 }
 
-/** The descriptors a manifest names directly: index children, or config and layers. */
-function childrenOf(bytes: Buffer, digest: string): Descriptor[] {
-  const doc = parseJsonBytes(bytes, `manifest ${digest}`);
+/** The descriptors a parsed manifest names directly: index children, or config and layers. */
+function childrenOf(doc: unknown): Descriptor[] {
   if (isIndexMediaType(detectManifestMediaType(doc))) return decodeIndex(doc).manifests;
   const m = decodeManifest(doc);
   return m.config.digest ? [m.config, ...m.layers] : m.layers;
@@ -125,8 +123,15 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
   const store = target.store;
   let keepOpen = false;
   try {
-    const manifest = await target.resolve({ signal: opts.signal });
-    const res = await verifyManifest(store, manifest, { ...opts, concurrency: limit });
+    // Tag and manifest in one GET: the registry looks the manifest up once, and the checks start a round trip sooner.
+    const read = await readManifest(target, opts.signal).catch((err: unknown) => {
+      // Bytes that are not what the registry says they are: resolve, and
+      // let the read by digest report the manifest corrupt (or missing).
+      if (err instanceof BkError && err.code === 'DATA_LOSS') return undefined;
+      throw err;
+    });
+    const manifest = read?.desc ?? (await target.resolve({ signal: opts.signal }));
+    const res = await verifyManifest(store, manifest, { ...opts, concurrency: limit }, read?.bytes);
     keepOpen = !!res.opened;
     return res;
   } finally {
@@ -134,8 +139,12 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
   }
 }
 
-/** Verifies the cache `manifest` names in `store`. The caller closes `store` (also through `opened`). */
-export async function verifyManifest(store: ContentStore, manifest: Descriptor, opts: VerifyOptions = {}): Promise<Verified> {
+/**
+ * Verifies the cache `manifest` names in `store`; `read` is the manifest's
+ * bytes when the caller has read and checked them already. The caller
+ * closes `store` (also through `opened`).
+ */
+export async function verifyManifest(store: ContentStore, manifest: Descriptor, opts: VerifyOptions = {}, read?: Buffer): Promise<Verified> {
   const deep = opts.deep === true;
   const limit = opts.concurrency ?? DEFAULT_VERIFY_CONCURRENCY;
   const results = new Map<string, Check>();
@@ -169,7 +178,7 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   // The manifest itself, then what it names directly: config, layers, child manifests.
   let bytes: Buffer;
   try {
-    bytes = await fetchBytes(store, manifest, undefined, opts.signal);
+    bytes = read ?? (await fetchBytes(store, manifest, undefined, opts.signal));
   } catch (err) {
     if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
       results.set(manifest.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
@@ -178,18 +187,20 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
     throw err;
   }
   results.set(manifest.digest, 'ok');
-  // The cache config is read and parsed while the blobs are checked: the
-  // checks keep the registry busy, the parse (megabytes for 10 000 layers)
-  // keeps us busy. loadCache reads the manifest again: it gets the bytes
-  // just read and checked. Its failure is judged once the checks are done.
-  const again: Fetcher = {
-    fetch: (d, o) => (d.digest === manifest.digest && !o?.offset ? Promise.resolve(Readable.from([bytes])) : store.fetch(d, o)),
-  };
-  const loading = loadCache(again, manifest, { signal: opts.signal }).then(
-    (loaded) => ({ loaded }),
+  const doc = parseManifestBytes(bytes, manifest.digest);
+  // The cache config is read and parsed, and its graph built, while the
+  // blobs are checked: the checks keep the registry busy, the parse
+  // (megabytes for 10 000 layers) keeps us busy. A failure is judged once
+  // the checks are done.
+  const loading = loadParsed(store, manifest, doc, { signal: opts.signal }).then(
+    (loaded) => {
+      const graph = new CacheGraph();
+      addToGraph(graph, loaded);
+      return { loaded, graph };
+    },
     (err: unknown) => ({ err }),
   );
-  await checkAll(store, childrenOf(bytes, manifest.digest), deep, limit, results, opts.signal);
+  await checkAll(store, childrenOf(doc), deep, limit, results, opts.signal);
   const got = await loading;
   if ('err' in got) {
     const err = got.err;
@@ -198,18 +209,12 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
     if (lost && err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) return report();
     throw err;
   }
-  const loaded = got.loaded;
-  return finish(loaded);
-
-  async function finish(loaded: LoadedCache): Promise<Verified> {
-    // Inline caches of multi-platform images name layers one level further down.
-    const layers: Descriptor[] = [];
-    for (const part of loaded.parts) for (const d of part.provider.values()) layers.push(d);
-    await checkAll(store, layers, deep, limit, results, opts.signal);
-    const graph = new CacheGraph();
-    addToGraph(graph, loaded);
-    return report(loaded, graph);
-  }
+  const { loaded, graph } = got;
+  // Inline caches of multi-platform images name layers one level further down.
+  const layers: Descriptor[] = [];
+  for (const part of loaded.parts) for (const d of part.provider.values()) layers.push(d);
+  await checkAll(store, layers, deep, limit, results, opts.signal);
+  return report(loaded, graph);
 }
 
 export interface RepairResult {

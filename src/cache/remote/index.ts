@@ -1,5 +1,7 @@
 // The registry of cache backends, keyed by their `type=` name.
 import { invalidArgument } from '../../errors.js';
+import type { Descriptor } from '../../oci/descriptor.js';
+import { fetchBytes, MAX_METADATA_BYTES } from '../../store/content.js';
 import type { CacheSpec } from '../spec.js';
 import { checkSpecAttrs } from '../spec-attrs.js';
 import { localBackend } from './local/index.js';
@@ -31,6 +33,16 @@ export async function openExport(spec: CacheSpec, ctx: BackendContext = {}): Pro
   const b = backendFor(spec);
   checkSpecAttrs(spec.type, spec.attrs, b.attrs);
   return b.openExport(spec.attrs, ctx);
+}
+
+/**
+ * The manifest an import names, and its bytes: one request where the
+ * backend reads both at once, else resolve() and a bounded, verified fetch.
+ */
+export async function readManifest(target: ImportTarget, signal?: AbortSignal): Promise<{ desc: Descriptor; bytes: Buffer }> {
+  if (target.read) return target.read({ signal });
+  const desc = await target.resolve({ signal });
+  return { desc, bytes: await fetchBytes(target.store, desc, MAX_METADATA_BYTES, signal) };
 }
 
 export type { Backend, BackendContext, ExportTarget, ImportTarget };

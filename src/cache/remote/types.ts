@@ -28,6 +28,12 @@ export interface ImportTarget {
   store: ContentStore;
   /** Resolves the manifest to import; NOT_FOUND when the tag or digest is absent. */
   resolve(opts?: { signal?: AbortSignal }): Promise<Descriptor>;
+  /**
+   * Resolves and reads the manifest in one request, where the backend can
+   * (a registry's GET by tag); readManifest() in index.ts falls back to
+   * resolve() and a fetch.
+   */
+  read?(opts?: { signal?: AbortSignal }): Promise<{ desc: Descriptor; bytes: Buffer }>;
   /** For messages: "local:/dir tag=latest". */
   name: string;
 }

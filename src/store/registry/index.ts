@@ -181,6 +181,26 @@ export class RegistryStore implements ContentStore {
   }
 
   /**
+   * Resolves a tag (or a digest) and reads its manifest in one GET, for a
+   * caller that needs the bytes anyway: a HEAD first would cost the registry
+   * a second manifest lookup (and a round trip) for the same answer. The
+   * bytes are checked against the digest asked for and Docker-Content-Digest
+   * (getManifest); NOT_FOUND as resolve() says it.
+   */
+  async readManifest(reference: string, opts: { signal?: AbortSignal } = {}): Promise<{ desc: Descriptor; bytes: Buffer }> {
+    if (!isDigest(reference)) validateTag(reference);
+    try {
+      const m = await getManifest(this.ctx, reference, undefined, opts.signal);
+      return { desc: { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length }, bytes: m.bytes };
+    } catch (err) {
+      if (err instanceof BkError && err.code === 'NOT_FOUND') {
+        throw new BkError('NOT_FOUND', `${this.location}${isDigest(reference) ? '@' : ':'}${reference}: not found`, { reason: 'manifest-unknown', cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /**
    * Points `tag` at a pushed manifest by PUTting the same bytes under the
    * tag (the distribution API has no other way). Bytes pushed through this
    * store are reused from memory; others are fetched and verified first.

@@ -32,7 +32,8 @@ export const registryBackend: Backend = {
 
   async openImport(attrs, ctx) {
     const { store, tag, digest, ref } = await storeFor(attrs, ctx);
-    return { store, name: ref, resolve: (opts) => store.resolve(digest ?? tag ?? 'latest', opts) };
+    const reference = digest ?? tag ?? 'latest';
+    return { store, name: ref, resolve: (opts) => store.resolve(reference, opts), read: (opts) => store.readManifest(reference, opts) };
   },
 
   async openExport(attrs, ctx) {
