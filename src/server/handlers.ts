@@ -4,10 +4,10 @@
 // maps any failure to a status in one place.
 import type { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import { CacheGraph } from '../cache/graph.js';
-import { addToGraph, loadCache, type LoadedCache } from '../cache/import.js';
+import { addToGraph, loadParsed, parseManifestBytes, type LoadedCache } from '../cache/import.js';
 import { copyCache, importChain, inspectCache, loadFirst, summarize } from '../cache/operations.js';
 import { dropLostResults } from '../cache/lifecycle/verify.js';
-import { openImport, type ImportTarget } from '../cache/remote/index.js';
+import { openImport, readManifest, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
 import type { ProgressEvent } from '../cache/transfer.js';
 import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
@@ -288,9 +288,9 @@ function requested(req: WireFetchBlobRequest): { desc?: Descriptor; digest: stri
 async function member(r: { desc?: Descriptor; digest: string }, source: ImportTarget, signal: AbortSignal): Promise<Descriptor | undefined> {
   try {
     if (r.desc) return (await source.store.exists(r.desc, { signal })) ? r.desc : undefined;
-    const manifest = await source.resolve({ signal });
+    const { desc: manifest, bytes } = await readManifest(source, signal);
     if (manifest.digest === r.digest) return manifest;
-    const loaded = await loadCache(source.store, manifest, { signal });
+    const loaded = await loadParsed(source.store, manifest, parseManifestBytes(bytes, manifest.digest), { signal });
     if (loaded.config?.digest === r.digest) return loaded.config;
     for (const part of loaded.parts) {
       const d = part.provider.get(r.digest);
