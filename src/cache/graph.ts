@@ -6,12 +6,16 @@ import { invalidArgument } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { canonicalGoTime, GO_ZERO_TIME } from '../oci/go-json.js';
 import { parseDigest } from '../oci/digest.js';
+import { LinkGroup } from './link-group.js';
 import { marshalGraph, type MarshalResult } from './marshal.js';
 
 export interface Link {
   src: CacheNode;
   selector: string;
 }
+
+/** One input's links: `size`, `values()`, iteration, `has(src, selector)`, and `all` for indexed loops. */
+export type Links = LinkGroup<CacheNode, Link>;
 
 export interface NodeResult {
   createdAt: string;
@@ -26,25 +30,34 @@ let nextUid = 0;
 
 export class CacheNode {
   readonly uid = nextUid++;
-  /** Per input index, links keyed by source uid and selector. */
-  links: Map<string, Link>[] = [];
-  readonly backlinks = new Set<CacheNode>();
+  /** Per input index, the links (distinct source and selector pairs) in the order first added. */
+  links: Links[] = [];
   result?: NodeResult;
   hint?: Hint;
 
   constructor(
     readonly graph: CacheGraph,
     readonly digest: string,
+    /**
+     * Position in graph.nodes (records are never removed), so per-record
+     * data of a large graph can live in arrays indexed by it rather than in
+     * Maps keyed by node.
+     */
+    readonly index: number,
   ) {}
+
+  /** The records that link from this one, each once, in graph order (computed for the whole graph on first use after a change). */
+  get backlinks(): readonly CacheNode[] {
+    return this.graph.dependentsOf(this);
+  }
 
   /** Declares that input `index` of this record can be computed from `src` (through `selector`). */
   linkFrom(src: RecordHandle, index: number, selector = ''): void {
     if (!(src instanceof CacheNode)) return; // links from discarded (random:) records are dropped, as BuildKit does
     if (src.graph !== this.graph) throw invalidArgument('cannot link records of different cache graphs');
     if (!Number.isSafeInteger(index) || index < 0) throw invalidArgument(`invalid input index ${index}`);
-    while (this.links.length <= index) this.links.push(new Map());
-    this.links[index]!.set(linkKey(src, selector), { src, selector });
-    src.backlinks.add(this);
+    while (this.links.length <= index) this.links.push(new LinkGroup());
+    if (this.links[index]!.add({ src, selector })) this.graph.linksChanged();
   }
 
   /**
@@ -63,6 +76,12 @@ export class CacheNode {
   }
 }
 
+/** See CacheGraph.dependentIndexes. */
+export interface Dependents {
+  readonly start: Int32Array;
+  readonly list: Int32Array;
+}
+
 /** A record that is not kept: BuildKit drops keys that start with "random:". */
 export class DiscardedRecord {
   linkFrom(): void {}
@@ -71,25 +90,69 @@ export class DiscardedRecord {
 
 export type RecordHandle = CacheNode | DiscardedRecord;
 
-export function linkKey(src: CacheNode, selector: string): string {
-  return `${src.uid}\u0000${selector}`;
-}
-
 export class CacheGraph {
   /** Records in the order they were added; normalization gives earlier ones precedence. */
   readonly nodes: CacheNode[] = [];
   /** Source order of decoded layer chains, keyed by chain key (see chainKey in marshal.ts). */
   readonly layerHints = new Map<string, Hint>();
   private sources = 0;
+  /** Dependents of every record, built on demand; undefined after any change. */
+  private dependents?: Dependents;
 
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
     if (digest.startsWith('random:')) return new DiscardedRecord();
     // A cache key is a digest, whoever built the graph (a solver, the wire, a parsed config).
     parseDigest(digest);
-    const node = new CacheNode(this, digest);
+    const node = new CacheNode(this, digest, this.nodes.length);
     this.nodes.push(node);
+    this.dependents = undefined;
     return node;
+  }
+
+  /** Called by CacheNode.linkFrom when a link is added. */
+  linksChanged(): void {
+    this.dependents = undefined;
+  }
+
+  /** See CacheNode.backlinks. */
+  dependentsOf(node: CacheNode): readonly CacheNode[] {
+    const { start, list } = this.dependentIndexes();
+    const out: CacheNode[] = [];
+    for (let p = start[node.index]!; p < start[node.index + 1]!; p++) out.push(this.nodes[list[p]!]!);
+    return out;
+  }
+
+  /**
+   * The records that link from each record, each once and in graph order:
+   * those of record i are list[start[i]] .. list[start[i+1]-1] (indexes into
+   * `nodes`). Two typed arrays for the whole graph, kept until a record or a
+   * link is added.
+   */
+  dependentIndexes(): Dependents {
+    if (this.dependents) return this.dependents;
+    const n = this.nodes.length;
+    const start = new Int32Array(n + 1);
+    // last[s] = 1 + the last record found linking from s, so a record that links from s twice counts once.
+    const last = new Int32Array(n);
+    const each = (visit: (src: number, dep: number) => void) => {
+      last.fill(0);
+      for (const d of this.nodes) {
+        for (const g of d.links) {
+          for (const l of g.all) {
+            if (last[l.src.index] === d.index + 1) continue;
+            last[l.src.index] = d.index + 1;
+            visit(l.src.index, d.index);
+          }
+        }
+      }
+    };
+    each((src) => start[src + 1]!++);
+    for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
+    const list = new Int32Array(start[n]!);
+    const fill = start.slice(0, n);
+    each((src, dep) => (list[fill[src]!++] = dep));
+    return (this.dependents = { start, list });
   }
 
   /** Allocates a source number for hints; decoded sources are ordered by it. */

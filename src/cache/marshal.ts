@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
 import type { CacheGraph, Hint } from './graph.js';
-import { normalize, type NormNode } from './normalize.js';
+import { normalize, type NormLink, type NormNode } from './normalize.js';
 
 /** The empty gzip layer BuildKit leaves out of cache chains (exptypes.EmptyGZLayer). */
 export const EMPTY_GZ_LAYER = 'sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1';
@@ -54,7 +54,8 @@ function cmpHint(a: Hint | undefined, b: Hint | undefined): number {
 interface LayerEntry {
   blob: string;
   parent: number;
-  key: string;
+  /** Where the chain up to this layer was decoded from, if it was. */
+  hint: Hint | undefined;
   /** Layers from this one down to the base (its lineage's length; the lineage itself is walked through `parent`). */
   depth: number;
   newIndex: number;
@@ -65,45 +66,37 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   const descriptors = new Map<string, Descriptor>();
   const layers: LayerEntry[] = [];
   const layerByKey = new Map<string, number>();
+  const hints = graph.layerHints;
 
+  // Chain keys as chainKeys() makes them, one prefix at a time.
   const marshalResult = (descs: Descriptor[]): number => {
-    const keys = chainKeys(descs);
     let parent = -1;
-    let lastKey = '';
-    descs.forEach((d, i) => {
-      const key = keys[i]!;
-      if (d.digest === EMPTY_GZ_LAYER || key === lastKey) return;
-      lastKey = key;
+    let key = '';
+    for (const d of descs) {
+      if (d.digest === EMPTY_GZ_LAYER) continue;
+      key = key ? `${key}>${d.digest}` : d.digest;
       if (!descriptors.has(d.digest)) descriptors.set(d.digest, d);
       let idx = layerByKey.get(key);
       if (idx === undefined) {
         idx = layers.length;
         const depth = parent === -1 ? 1 : layers[parent]!.depth + 1;
-        layers.push({ blob: d.digest, parent, key, depth, newIndex: -1 });
+        layers.push({ blob: d.digest, parent, hint: hints.size ? hints.get(key) : undefined, depth, newIndex: -1 });
         layerByKey.set(key, idx);
       }
       parent = idx;
-    });
+    }
     return parent;
   };
 
-  const index = new Map<NormNode, number>();
-  nodes.forEach((n, i) => index.set(n, i));
-  const records: CacheRecord[] = nodes.map((n) => {
-    const rec: CacheRecord = { results: [], chains: [], digest: n.digest, inputs: [] };
-    for (const m of n.links) rec.inputs.push([...m.values()].map((l) => ({ selector: l.selector, link: index.get(l.src)! })));
-    if (n.result) {
-      const idx = marshalResult(n.result.layers);
-      if (idx !== -1) rec.results.push({ layer: idx, createdAt: n.result.createdAt });
-    }
-    return rec;
-  });
+  // Each record's result layer (-1: none); nodes[i].index === i.
+  const resultLayer = new Int32Array(nodes.length).fill(-1);
+  for (const n of nodes) if (n.result) resultLayer[n.index] = marshalResult(n.result.layers);
 
   // ---- layers ----
   const sortedLayers = [...layers].sort((a, b) => {
     const c = cmpStr(a.blob, b.blob);
     if (c !== 0) return c;
-    const h = cmpHint(graph.layerHints.get(a.key), graph.layerHints.get(b.key));
+    const h = cmpHint(a.hint, b.hint);
     if (h !== 0) return h;
     // Then by the blobs below, nearest first, and the shorter chain first.
     for (let pa = a.parent, pb = b.parent; pa !== -1 && pb !== -1; pa = layers[pa]!.parent, pb = layers[pb]!.parent) {
@@ -119,22 +112,25 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   }));
 
   // ---- records ----
-  const structKeys = structuralKeys(nodes, records);
-  const canonical = (group: CacheInput[]): CacheInput[] =>
-    [...group].sort(
-      (x, y) =>
-        cmpStr(x.selector, y.selector) ||
-        cmpStr(records[x.link]!.digest, records[y.link]!.digest) ||
-        cmpStr(structKeys[x.link]!, structKeys[y.link]!),
-    );
-  const canonInputs = records.map((r) => r.inputs.map(canonical));
-  const order = records.map((_, i) => i);
+  // Structural keys and canonical input orders are only needed to order
+  // records BuildKit's comparison leaves tied (equal digests), so they are
+  // computed on first use.
+  const structKey = structuralKeys(nodes);
+  const canonical = (group: readonly NormLink[]): readonly NormLink[] =>
+    group.length < 2
+      ? group
+      : [...group].sort(
+          (x, y) => cmpStr(x.selector, y.selector) || cmpStr(x.src.digest, y.src.digest) || cmpStr(structKey(x.src.index), structKey(y.src.index)),
+        );
+  const canonInputs: (readonly (readonly NormLink[])[] | undefined)[] = new Array(nodes.length);
+  const canon = (i: number) => (canonInputs[i] ??= nodes[i]!.links.map((g) => canonical(g.all)));
+  const order = nodes.map((_, i) => i);
   order.sort((i, j) => {
-    const ri = records[i]!;
-    const rj = records[j]!;
-    if (ri.digest !== rj.digest) return cmpStr(ri.digest, rj.digest);
-    const ii = canonInputs[i]!;
-    const ij = canonInputs[j]!;
+    const ni = nodes[i]!;
+    const nj = nodes[j]!;
+    if (ni.digest !== nj.digest) return cmpStr(ni.digest, nj.digest);
+    const ii = canon(i);
+    const ij = canon(j);
     if (ii.length !== ij.length) return ii.length - ij.length;
     for (let g = 0; g < ii.length; g++) {
       const a = ii[g]!;
@@ -142,26 +138,30 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
       if (a.length !== b.length) return a.length - b.length;
       for (let k = 0; k < a.length; k++) {
         if (a[k]!.selector !== b[k]!.selector) return cmpStr(a[k]!.selector, b[k]!.selector);
-        const da = records[a[k]!.link]!.digest;
-        const db = records[b[k]!.link]!.digest;
+        const da = a[k]!.src.digest;
+        const db = b[k]!.src.digest;
         if (da !== db) return cmpStr(da, db);
       }
     }
-    return cmpHint(nodes[i]!.hint, nodes[j]!.hint) || cmpStr(structKeys[i]!, structKeys[j]!) || i - j;
+    return cmpHint(ni.hint, nj.hint) || cmpStr(structKey(i), structKey(j)) || i - j;
   });
-  const newRecordIndex = new Array<number>(records.length);
+  const newRecordIndex = new Int32Array(nodes.length);
   order.forEach((old, i) => (newRecordIndex[old] = i));
   const outRecords: CacheRecord[] = order.map((old) => {
-    const r = records[old]!;
+    const n = nodes[old]!;
+    const inputs: CacheInput[][] = [];
+    for (const g of n.links) {
+      const group: CacheInput[] = [];
+      for (const l of g.all) group.push({ selector: l.selector, link: newRecordIndex[l.src.index]! });
+      if (group.length > 1) group.sort((x, y) => x.link - y.link || cmpStr(x.selector, y.selector));
+      inputs.push(group);
+    }
+    const layer = resultLayer[old]!;
     return {
-      results: r.results.map((res) => ({ layer: layers[res.layer]!.newIndex, createdAt: res.createdAt })),
+      results: layer === -1 ? [] : [{ layer: layers[layer]!.newIndex, createdAt: n.result!.createdAt }],
       chains: [],
-      digest: r.digest,
-      inputs: r.inputs.map((g) =>
-        g
-          .map((inp) => ({ selector: inp.selector, link: newRecordIndex[inp.link]! }))
-          .sort((x, y) => x.link - y.link || cmpStr(x.selector, y.selector)),
-      ),
+      digest: n.digest,
+      inputs,
     };
   });
 
@@ -171,35 +171,58 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
 /**
  * A hash of each record's whole upstream structure (digest, inputs with
  * selectors, result), computed sources-first without recursion. Only used to
- * order records that BuildKit's comparison leaves tied.
+ * order records that BuildKit's comparison leaves tied, so each is computed
+ * on first use with its upstream. A normalized graph has no loops; should a
+ * walk meet one, every key is computed in one pass in record order, where a
+ * source still in progress contributes a fixed marker, so the keys never
+ * depend on which were asked for first.
  */
-function structuralKeys(nodes: NormNode[], records: CacheRecord[]): string[] {
-  const keys = new Array<string>(nodes.length);
+function structuralKeys(nodes: readonly NormNode[]): (i: number) => string {
+  let keys = new Array<string | undefined>(nodes.length);
+  let looped = false;
   const state = new Uint8Array(nodes.length); // 0 new, 1 in progress, 2 done
-  for (let start = 0; start < nodes.length; start++) {
-    if (state[start] === 2) continue;
+  const keyOf = (i: number): string => {
+    const n = nodes[i]!;
+    const h = createHash('sha256').update(n.digest);
+    for (const g of n.links) {
+      // A source still in progress is a loop; it contributes a fixed marker.
+      const parts = g.all.map((l) => `${l.selector}\u0000${state[l.src.index] === 2 ? keys[l.src.index] : 'loop'}`).sort();
+      h.update(`\u0001${parts.join('\u0002')}`);
+    }
+    const res = n.result;
+    if (res) h.update(`\u0003${res.createdAt}\u0003${res.layers.map((l) => l.digest).join('>')}`);
+    return h.digest('hex');
+  };
+  /** Computes the keys of `start` and its upstream; false if it met a loop (unless `loops` allows). */
+  const walk = (start: number, loops: boolean): boolean => {
     const stack: number[] = [start];
     while (stack.length) {
       const i = stack[stack.length - 1]!;
       if (state[i] === 0) {
         state[i] = 1;
-        for (const g of records[i]!.inputs) for (const inp of g) if (state[inp.link] === 0) stack.push(inp.link);
+        for (const g of nodes[i]!.links) {
+          for (const l of g.all) {
+            const s = state[l.src.index];
+            if (s === 0) stack.push(l.src.index);
+            else if (s === 1 && !loops) return false;
+          }
+        }
         continue;
       }
       stack.pop();
       if (state[i] === 2) continue;
-      const r = records[i]!;
-      const h = createHash('sha256').update(r.digest);
-      for (const g of r.inputs) {
-        // A source still in progress is a loop; it contributes a fixed marker.
-        const parts = g.map((inp) => `${inp.selector}\u0000${state[inp.link] === 2 ? keys[inp.link] : 'loop'}`).sort();
-        h.update(`\u0001${parts.join('\u0002')}`);
-      }
-      const res = nodes[i]!.result;
-      if (res) h.update(`\u0003${res.createdAt}\u0003${res.layers.map((l) => l.digest).join('>')}`);
-      keys[i] = h.digest('hex');
+      keys[i] = keyOf(i);
       state[i] = 2;
     }
-  }
-  return keys;
+    return true;
+  };
+  return (i) => {
+    if (state[i] !== 2 && !looped && !walk(i, false)) {
+      looped = true;
+      keys = new Array<string | undefined>(nodes.length);
+      state.fill(0);
+      for (let start = 0; start < nodes.length; start++) if (state[start] !== 2) walk(start, true);
+    }
+    return keys[i]!;
+  };
 }

@@ -10,13 +10,14 @@
 // with cross links; here every step is iterative and near-linear, and the input
 // graph is never mutated, so marshalling twice gives the same bytes.
 import { invalidArgument } from '../errors.js';
-import type { CacheNode, Hint, Link, NodeResult } from './graph.js';
+import type { CacheNode, Hint, NodeResult } from './graph.js';
+import { LinkGroup } from './link-group.js';
 
 export interface NormNode {
-  /** Position in creation order; the merge target among several matches is the oldest. */
-  readonly seq: number;
+  /** Position in creation order (and in normalize's output); the merge target among several matches is the oldest. */
+  readonly index: number;
   readonly digest: string;
-  links: Map<string, NormLink>[];
+  links: LinkGroup<NormNode, NormLink>[];
   readonly result?: NodeResult;
   readonly hint?: Hint;
 }
@@ -26,195 +27,301 @@ export interface NormLink {
   selector: string;
 }
 
-function normKey(src: NormNode, selector: string): string {
-  return `${src.seq}\u0000${selector}`;
+/**
+ * The records normalized so far that link from one normalized source with
+ * one (dependent key, input, selector): BuildKit's "same links" test for
+ * merging, and the dependents edges that cutting loops walks, in the order
+ * first linked. Indexed by plain arrays and, only for sources with many
+ * dependents, by a string key, so a large graph allocates a few small
+ * objects per link rather than key strings and Sets.
+ */
+interface Edge {
+  readonly digest: string;
+  readonly input: number;
+  readonly selector: string;
+  /** Indexes of the dependents, in the order first linked. */
+  readonly ids: number[];
+  /** Index of `ids` once it is long enough that scanning it would be quadratic. */
+  idSet?: Set<number>;
 }
 
-/** Marks records unreachable by the importer: some input index without a (valid) link. */
-function findInvalid(nodes: CacheNode[]): Set<CacheNode> {
-  const invalid = new Set<CacheNode>();
-  const counts = new Map<CacheNode, number[]>();
-  const queue: CacheNode[] = [];
-  for (const n of nodes) {
-    const c = n.links.map((m) => m.size);
-    counts.set(n, c);
-    if (c.some((x) => x === 0)) {
-      invalid.add(n);
-      queue.push(n);
+/** Above this many entries an edge list or id list is indexed instead of scanned. */
+const SCAN_LIMIT = 8;
+
+const edgeKey = (digest: string, input: number, selector: string) => `${digest}\u0000${input}\u0000${selector}`;
+
+class Edges {
+  /** Per normalized source (by index): its edges in creation order. */
+  readonly bySource: (Edge[] | undefined)[] = [];
+  /** For sources with more than SCAN_LIMIT edges: the edges by key. */
+  private readonly indexed = new Map<number, Map<string, Edge>>();
+
+  find(src: number, digest: string, input: number, selector: string): Edge | undefined {
+    const list = this.bySource[src];
+    if (!list) return undefined;
+    if (list.length > SCAN_LIMIT) return this.indexed.get(src)!.get(edgeKey(digest, input, selector));
+    for (const e of list) if (e.input === input && e.digest === digest && e.selector === selector) return e;
+    return undefined;
+  }
+
+  add(src: number, digest: string, input: number, selector: string, id: number): void {
+    let e = this.find(src, digest, input, selector);
+    if (!e) {
+      e = { digest, input, selector, ids: [] };
+      let list = this.bySource[src];
+      if (!list) this.bySource[src] = list = [];
+      list.push(e);
+      if (list.length > SCAN_LIMIT) {
+        let idx = this.indexed.get(src);
+        if (!idx) {
+          this.indexed.set(src, (idx = new Map()));
+          for (const x of list) idx.set(edgeKey(x.digest, x.input, x.selector), x);
+        } else idx.set(edgeKey(digest, input, selector), e);
+      }
+    }
+    if (hasId(e, id)) return;
+    e.ids.push(id);
+    if (e.idSet) e.idSet.add(id);
+    else if (e.ids.length > SCAN_LIMIT) e.idSet = new Set(e.ids);
+  }
+}
+
+function hasId(e: Edge | undefined, id: number): boolean {
+  if (!e) return false;
+  if (e.idSet) return e.idSet.has(id);
+  for (const x of e.ids) if (x === id) return true;
+  return false;
+}
+
+/**
+ * Marks records unreachable by the importer: some input index without a
+ * (valid) link. Counts live links per input in one typed array and finds
+ * dependents through links sorted by source (a counting sort), so a large
+ * graph costs a few arrays, not a Map and an array per record.
+ */
+function findInvalid(nodes: readonly CacheNode[]): Uint8Array {
+  const n = nodes.length;
+  const invalid = new Uint8Array(n);
+  // Record i's inputs are live[first[i]] .. live[first[i+1]-1]: how many valid links each still has.
+  const first = new Int32Array(n + 1);
+  const bySrc = new Int32Array(n + 1);
+  for (let i = 0; i < n; i++) {
+    const links = nodes[i]!.links;
+    first[i + 1] = first[i]! + links.length;
+    for (const g of links) for (const l of g.all) bySrc[l.src.index + 1]!++;
+  }
+  for (let i = 0; i < n; i++) bySrc[i + 1]! += bySrc[i]!;
+  const live = new Int32Array(first[n]!);
+  // Links sorted by source: the input each counts in, and its record.
+  const fill = bySrc.slice(0, n);
+  const inputOf = new Int32Array(bySrc[n]!);
+  const depOf = new Int32Array(bySrc[n]!);
+  const queue = new Int32Array(n);
+  let q = 0;
+  for (let i = 0; i < n; i++) {
+    const links = nodes[i]!.links;
+    let bad = false;
+    for (let k = 0; k < links.length; k++) {
+      const g = links[k]!;
+      live[first[i]! + k] = g.size;
+      if (g.size === 0) bad = true;
+      for (const l of g.all) {
+        const p = fill[l.src.index]!++;
+        inputOf[p] = first[i]! + k;
+        depOf[p] = i;
+      }
+    }
+    if (bad) {
+      invalid[i] = 1;
+      queue[q++] = i;
     }
   }
-  while (queue.length) {
-    const bad = queue.pop()!;
-    for (const bl of bad.backlinks) {
-      if (invalid.has(bl)) continue;
-      const c = counts.get(bl);
-      if (!c) continue; // a record of another generation of this graph
-      bl.links.forEach((m, i) => {
-        for (const l of m.values()) if (l.src === bad) c[i]!--;
-      });
-      if (c.some((x) => x === 0)) {
-        invalid.add(bl);
-        queue.push(bl);
+  while (q > 0) {
+    const bad = queue[--q]!;
+    for (let p = bySrc[bad]!; p < bySrc[bad + 1]!; p++) {
+      const d = depOf[p]!;
+      if (invalid[d]) continue;
+      if (--live[inputOf[p]!]! === 0) {
+        invalid[d] = 1;
+        queue[q++] = d;
       }
     }
   }
   return invalid;
 }
 
-export function normalize(nodes: CacheNode[]): NormNode[] {
+/** Normalizes a graph's records (`graph.nodes`: each node's index is its position). */
+export function normalize(nodes: readonly CacheNode[]): NormNode[] {
+  nodes.forEach((n, i) => {
+    if (n.index !== i) throw new Error('normalize: nodes must be a graph\'s nodes, in order');
+  });
+  const n = nodes.length;
   const invalid = findInvalid(nodes);
-  const added = new Map<CacheNode, NormNode>();
-  const byKey = new Map<string, NormNode>();
-  // For each normalized source: "<dependent digest>\0<input>\0<selector>" -> keys of dependents.
-  const nlinks = new Map<NormNode, Map<string, Set<string>>>();
+  // The normalized record each record went to (-1: not yet).
+  const added = new Int32Array(n).fill(-1);
+  const rootByDigest = new Map<string, NormNode>();
+  const edges = new Edges();
   const out: NormNode[] = [];
-  let seq = 0;
+  // Merge candidates of the record being processed (reused), and a stamp per normalized record to list each once.
+  const cand: number[] = [];
+  const stamp = new Int32Array(n);
+  let stampNow = 0;
 
-  const liveLinks = (n: CacheNode): Link[][] => n.links.map((m) => [...m.values()].filter((l) => !invalid.has(l.src)));
-
-  const create = (n: CacheNode, inputs: number): NormNode => {
-    const nn: NormNode = { seq: seq++, digest: n.digest, links: [], result: n.result, hint: n.hint };
-    for (let i = 0; i < inputs; i++) nn.links.push(new Map());
+  const create = (it: CacheNode, inputs: number): NormNode => {
+    const nn: NormNode = { index: out.length, digest: it.digest, links: [], result: it.result, hint: it.hint };
+    for (let i = 0; i < inputs; i++) nn.links.push(new LinkGroup());
     out.push(nn);
     return nn;
   };
 
-  const process = (it: CacheNode, links: Link[][]): void => {
+  const process = (it: CacheNode): void => {
+    const links = it.links;
     if (links.length === 0) {
-      const existing = byKey.get(it.digest);
-      if (existing) {
-        added.set(it, existing);
-        return;
-      }
-      const nn = create(it, 0);
-      byKey.set(it.digest, nn);
-      added.set(it, nn);
+      let nn = rootByDigest.get(it.digest);
+      if (!nn) rootByDigest.set(it.digest, (nn = create(it, 0)));
+      added[it.index] = nn.index;
       return;
     }
     // Find an already-normalized record reached through the same links:
     // any link of input 0, and every link of every later input.
-    let matches: Set<string> | undefined;
-    links.forEach((group, i) => {
-      for (const l of group) {
-        const ids = nlinks.get(added.get(l.src)!)?.get(`${it.digest}\u0000${i}\u0000${l.selector}`);
+    cand.length = 0;
+    stampNow++;
+    for (let i = 0; i < links.length; i++) {
+      for (const l of links[i]!.all) {
+        if (invalid[l.src.index]) continue;
+        const e = edges.find(added[l.src.index]!, it.digest, i, l.selector);
         if (i === 0) {
-          matches ??= new Set();
-          if (ids) for (const id of ids) matches.add(id);
-        } else if (matches) {
-          for (const id of matches) if (!ids?.has(id)) matches.delete(id);
+          if (e) {
+            for (const id of e.ids) {
+              if (stamp[id] === stampNow) continue;
+              stamp[id] = stampNow;
+              cand.push(id);
+            }
+          }
+        } else {
+          let w = 0;
+          for (const id of cand) if (hasId(e, id)) cand[w++] = id;
+          cand.length = w;
         }
       }
-    });
-    let id: string;
+    }
     let target: NormNode;
-    if (matches && matches.size > 0) {
-      id = [...matches].reduce((a, b) => (Number(a.slice(1)) <= Number(b.slice(1)) ? a : b));
-      target = byKey.get(id)!;
+    if (cand.length > 0) {
+      let id = cand[0]!;
+      for (const x of cand) if (x < id) id = x;
+      target = out[id]!;
     } else {
       target = create(it, links.length);
-      id = `#${target.seq}`;
-      byKey.set(id, target);
     }
-    added.set(it, target);
-    links.forEach((group, i) => {
-      while (target.links.length <= i) target.links.push(new Map());
-      for (const l of group) {
-        const sub = added.get(l.src)!;
-        target.links[i]!.set(normKey(sub, l.selector), { src: sub, selector: l.selector });
-        let bySrc = nlinks.get(sub);
-        if (!bySrc) nlinks.set(sub, (bySrc = new Map()));
-        const k = `${it.digest}\u0000${i}\u0000${l.selector}`;
-        let ids = bySrc.get(k);
-        if (!ids) bySrc.set(k, (ids = new Set()));
-        ids.add(id);
+    added[it.index] = target.index;
+    for (let i = 0; i < links.length; i++) {
+      while (target.links.length <= i) target.links.push(new LinkGroup());
+      const group = target.links[i]!;
+      for (const l of links[i]!.all) {
+        if (invalid[l.src.index]) continue;
+        const sub = out[added[l.src.index]!]!;
+        if (!group.has(sub, l.selector)) group.add({ src: sub, selector: l.selector });
+        edges.add(sub.index, it.digest, i, l.selector, target.index);
       }
-    });
+    }
   };
 
-  // Post-order walk: every source is normalized before the records that link from it.
-  interface Frame {
-    node: CacheNode;
-    links: Link[][];
-    i: number;
-    j: number;
-  }
-  const onStack = new Set<CacheNode>();
+  // Post-order walk: every source is normalized before the records that
+  // link from it. A frame is a record and its position in its links (input,
+  // then link within the input), kept in typed arrays.
+  const onStack = new Uint8Array(n);
+  const stackNode = new Int32Array(n);
+  const stackInput = new Int32Array(n);
+  const stackLink = new Int32Array(n);
   for (const start of nodes) {
-    if (invalid.has(start) || added.has(start)) continue;
-    const stack: Frame[] = [{ node: start, links: liveLinks(start), i: 0, j: 0 }];
-    onStack.add(start);
-    while (stack.length) {
-      const f = stack[stack.length - 1]!;
+    if (invalid[start.index] || added[start.index] !== -1) continue;
+    let sp = 0;
+    stackNode[sp] = start.index;
+    stackInput[sp] = 0;
+    stackLink[sp++] = 0;
+    onStack[start.index] = 1;
+    while (sp > 0) {
+      const f = sp - 1;
+      const node = nodes[stackNode[f]!]!;
       let pending: CacheNode | undefined;
-      while (f.i < f.links.length) {
-        const group = f.links[f.i]!;
-        if (f.j < group.length) {
-          const src = group[f.j++]!.src;
-          if (!added.has(src)) {
+      while (stackInput[f]! < node.links.length) {
+        const group = node.links[stackInput[f]!]!.all;
+        if (stackLink[f]! < group.length) {
+          const src = group[stackLink[f]!++]!.src;
+          if (!invalid[src.index] && added[src.index] === -1) {
             pending = src;
             break;
           }
         } else {
-          f.i++;
-          f.j = 0;
+          stackInput[f]!++;
+          stackLink[f] = 0;
         }
       }
       if (pending) {
-        if (onStack.has(pending)) {
+        if (onStack[pending.index]) {
           throw invalidArgument(`invalid looping record: ${pending.digest} links to itself through its inputs`, {
             reason: 'looping-record',
           });
         }
-        onStack.add(pending);
-        stack.push({ node: pending, links: liveLinks(pending), i: 0, j: 0 });
+        onStack[pending.index] = 1;
+        stackNode[sp] = pending.index;
+        stackInput[sp] = 0;
+        stackLink[sp++] = 0;
         continue;
       }
-      process(f.node, f.links);
-      onStack.delete(f.node);
-      stack.pop();
+      process(node);
+      onStack[node.index] = 0;
+      sp--;
     }
   }
 
-  removeLoops(out, nlinks, byKey);
+  removeLoops(out, edges);
   return out;
 }
 
-/** Cuts back edges found by a depth-first walk from the roots along dependents. */
-function removeLoops(out: NormNode[], nlinks: Map<NormNode, Map<string, Set<string>>>, byKey: Map<string, NormNode>): void {
+/**
+ * Cuts back edges found by a depth-first walk from the roots along
+ * dependents. (Cutting an edge also happens to leave its id in the edge
+ * list: the walk reads each source's edges once, while that source is on
+ * the stack, so no later step could see it.)
+ */
+function removeLoops(out: NormNode[], edges: Edges): void {
   const GRAY = 1;
   const BLACK = 2;
-  const color = new Map<NormNode, number>();
-  interface Frame {
-    node: NormNode;
-    edges: [Set<string>, string][];
-    pos: number;
-  }
-  const edgesOf = (n: NormNode): [Set<string>, string][] => {
-    const res: [Set<string>, string][] = [];
-    for (const ids of nlinks.get(n)?.values() ?? []) for (const id of ids) res.push([ids, id]);
-    return res;
-  };
+  const color = new Uint8Array(out.length);
+  const stackNode = new Int32Array(out.length);
+  const stackEdge = new Int32Array(out.length);
+  const stackId = new Int32Array(out.length);
   for (const root of out) {
-    if (root.links.length !== 0 || color.has(root)) continue;
-    const stack: Frame[] = [{ node: root, edges: edgesOf(root), pos: 0 }];
-    color.set(root, GRAY);
-    while (stack.length) {
-      const f = stack[stack.length - 1]!;
-      if (f.pos >= f.edges.length) {
-        color.set(f.node, BLACK);
-        stack.pop();
+    if (root.links.length !== 0 || color[root.index]) continue;
+    let sp = 0;
+    stackNode[sp] = root.index;
+    stackEdge[sp] = 0;
+    stackId[sp++] = 0;
+    color[root.index] = GRAY;
+    while (sp > 0) {
+      const f = sp - 1;
+      const list = edges.bySource[stackNode[f]!];
+      if (!list || stackEdge[f]! >= list.length) {
+        color[stackNode[f]!] = BLACK;
+        sp--;
         continue;
       }
-      const [ids, id] = f.edges[f.pos++]!;
-      const dep = byKey.get(id);
-      if (!dep || !ids.has(id)) continue;
-      const c = color.get(dep);
+      const ids = list[stackEdge[f]!]!.ids;
+      if (stackId[f]! >= ids.length) {
+        stackEdge[f]!++;
+        stackId[f] = 0;
+        continue;
+      }
+      const id = ids[stackId[f]!++]!;
+      const c = color[id];
       if (c === GRAY) {
-        removeLink(dep, f.node);
-        ids.delete(id);
-      } else if (c === undefined) {
-        color.set(dep, GRAY);
-        stack.push({ node: dep, edges: edgesOf(dep), pos: 0 });
+        removeLink(out[id]!, out[stackNode[f]!]!);
+      } else if (c === 0) {
+        color[id] = GRAY;
+        stackNode[sp] = id;
+        stackEdge[sp] = 0;
+        stackId[sp++] = 0;
       }
     }
   }
@@ -222,6 +329,6 @@ function removeLoops(out: NormNode[], nlinks: Map<NormNode, Map<string, Set<stri
 
 /** BuildKit's item.removeLink: drop links from `src`; an emptied input leaves no inputs at all. */
 function removeLink(n: NormNode, src: NormNode): void {
-  for (const m of n.links) for (const [k, l] of m) if (l.src === src) m.delete(k);
-  if (n.links.some((m) => m.size === 0)) n.links = [];
+  for (const g of n.links) g.deleteFrom(src);
+  if (n.links.some((g) => g.size === 0)) n.links = [];
 }

@@ -59,42 +59,49 @@ export function sumSizes(blobs: Map<string, number>): number {
  * marshalled bytes are what `copy` writes for the same records.
  */
 export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean): { graph: CacheGraph; dropped: CacheNode[] } {
-  const keptResult = new Set<CacheNode>();
+  const nodes = graph.nodes;
+  // Per record (by index): 1 if its result is kept; 1 if it is needed. Typed arrays, not Sets of nodes.
+  const keptResult = new Uint8Array(nodes.length);
+  const needed = new Uint8Array(nodes.length);
+  const stack = new Int32Array(nodes.length);
+  let sp = 0;
   const dropped: CacheNode[] = [];
-  for (const n of graph.nodes) {
+  for (const n of nodes) {
     if (!resultOf(n)) continue;
-    if (keep(n)) keptResult.add(n);
-    else dropped.push(n);
+    if (keep(n)) {
+      keptResult[n.index] = needed[n.index] = 1;
+      stack[sp++] = n.index;
+    } else dropped.push(n);
   }
   // Everything upstream of a kept result, without recursion.
-  const needed = new Set<CacheNode>(keptResult);
-  const stack = [...keptResult];
-  while (stack.length) {
-    const n = stack.pop()!;
-    for (const m of n.links) {
-      for (const l of m.values()) {
-        if (!needed.has(l.src)) {
-          needed.add(l.src);
-          stack.push(l.src);
+  while (sp > 0) {
+    const n = nodes[stack[--sp]!]!;
+    for (const g of n.links) {
+      for (const l of g.all) {
+        if (!needed[l.src.index]) {
+          needed[l.src.index] = 1;
+          stack[sp++] = l.src.index;
         }
       }
     }
   }
   const out = new CacheGraph();
-  for (const [k, v] of graph.layerHints) out.layerHints.set(k, v);
+  graph.layerHints.forEach((v, k) => out.layerHints.set(k, v));
   // Hints name sources of the original graph; keep the numbering.
-  for (let i = 0; i < graphSources(graph); i++) out.newSource();
-  const copies = new Map<CacheNode, CacheNode>();
-  for (const n of graph.nodes) {
-    if (!needed.has(n)) continue;
+  out.reserveSources(graphSources(graph));
+  const copies: (CacheNode | undefined)[] = new Array(nodes.length);
+  for (const n of nodes) {
+    if (!needed[n.index]) continue;
     const c = out.add(n.digest) as CacheNode;
     c.hint = n.hint;
-    if (keptResult.has(n)) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
-    copies.set(n, c);
+    if (keptResult[n.index]) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
+    copies[n.index] = c;
   }
-  for (const [n, c] of copies) {
-    n.links.forEach((m, index) => {
-      for (const l of m.values()) c.linkFrom(copies.get(l.src)!, index, l.selector);
+  for (const n of nodes) {
+    const c = copies[n.index];
+    if (!c) continue;
+    n.links.forEach((g, index) => {
+      for (const l of g.all) c.linkFrom(copies[l.src.index]!, index, l.selector);
     });
   }
   return { graph: out, dropped };
