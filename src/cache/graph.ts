@@ -56,7 +56,8 @@ export class CacheNode {
     if (!(src instanceof CacheNode)) return; // links from discarded (random:) records are dropped, as BuildKit does
     if (src.graph !== this.graph) throw invalidArgument('cannot link records of different cache graphs');
     if (!Number.isSafeInteger(index) || index < 0) throw invalidArgument(`invalid input index ${index}`);
-    while (this.links.length <= index) this.links.push(new LinkGroup());
+    // Grown to exactly index + 1 groups (a push onto [] reserves 16 slots; most records have one or two inputs).
+    if (this.links.length <= index) this.links = grown(this.links, index + 1);
     if (this.links[index]!.add({ src, selector })) this.graph.linksChanged();
   }
 
@@ -80,6 +81,13 @@ export class CacheNode {
 export interface Dependents {
   readonly start: Int32Array;
   readonly list: Int32Array;
+}
+
+/** `groups` followed by empty groups up to `length`, in an array of exactly that length. */
+function grown(groups: Links[], length: number): Links[] {
+  const out = new Array<Links>(length);
+  for (let i = 0; i < length; i++) out[i] = groups[i] ?? new LinkGroup();
+  return out;
 }
 
 /** A record that is not kept: BuildKit drops keys that start with "random:". */
@@ -137,12 +145,15 @@ export class CacheGraph {
     const last = new Int32Array(n);
     const each = (visit: (src: number, dep: number) => void) => {
       last.fill(0);
-      for (const d of this.nodes) {
-        for (const g of d.links) {
-          for (const l of g.all) {
-            if (last[l.src.index] === d.index + 1) continue;
-            last[l.src.index] = d.index + 1;
-            visit(l.src.index, d.index);
+      for (let d = 0; d < n; d++) {
+        const links = this.nodes[d]!.links;
+        for (let k = 0; k < links.length; k++) {
+          const all = links[k]!.all;
+          for (let j = 0; j < all.length; j++) {
+            const s = all[j]!.src.index;
+            if (last[s] === d + 1) continue;
+            last[s] = d + 1;
+            visit(s, d);
           }
         }
       }

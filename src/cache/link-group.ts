@@ -20,8 +20,14 @@ export interface LinkTo<N> {
 /** Above this many links a group keeps an index instead of being scanned. */
 const SCAN_LIMIT = 8;
 
+/** The list of every group until its first link (never modified). */
+const NONE: unknown[] = Object.freeze<unknown[]>([]) as unknown[];
+
 export class LinkGroup<N extends Indexed, L extends LinkTo<N> = LinkTo<N>> implements Iterable<L> {
-  private readonly list: L[] = [];
+  // A new group's list is allocated with its first link, as [link]: a push
+  // onto an empty array reserves room for 16, several times what a group of
+  // one link needs, and a large graph has one group per input of each record.
+  private list: L[] = NONE as L[];
   private index?: Map<string, L>;
 
   get size(): number {
@@ -43,7 +49,10 @@ export class LinkGroup<N extends Indexed, L extends LinkTo<N> = LinkTo<N>> imple
 
   find(src: N, selector: string): L | undefined {
     if (this.index) return this.index.get(key(src, selector));
-    for (const l of this.list) if (l.src === src && l.selector === selector) return l;
+    // Indexed loops here and in the hot loops of normalize, marshal and the
+    // lifecycle tools: for-of allocated an iterator result per step there.
+    const list = this.list;
+    for (let i = 0; i < list.length; i++) if (list[i]!.src === src && list[i]!.selector === selector) return list[i];
     return undefined;
   }
 
@@ -54,7 +63,8 @@ export class LinkGroup<N extends Indexed, L extends LinkTo<N> = LinkTo<N>> imple
   /** Adds `link` unless a link with its source and selector is there; returns whether it was added. */
   add(link: L): boolean {
     if (this.find(link.src, link.selector)) return false;
-    this.list.push(link);
+    if ((this.list as unknown[]) === NONE) this.list = [link];
+    else this.list.push(link);
     if (this.index) this.index.set(key(link.src, link.selector), link);
     else if (this.list.length > SCAN_LIMIT) {
       this.index = new Map();
@@ -65,6 +75,7 @@ export class LinkGroup<N extends Indexed, L extends LinkTo<N> = LinkTo<N>> imple
 
   /** Removes every link from `src`. */
   deleteFrom(src: N): void {
+    if ((this.list as unknown[]) === NONE) return;
     let w = 0;
     for (const l of this.list) {
       if (l.src === src) this.index?.delete(key(l.src, l.selector));

@@ -44,6 +44,10 @@ function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+function byLinkThenSelector(x: CacheInput, y: CacheInput): number {
+  return x.link - y.link || cmpStr(x.selector, y.selector);
+}
+
 function cmpHint(a: Hint | undefined, b: Hint | undefined): number {
   if (a && b) return a[0] - b[0] || a[1] - b[1];
   if (a) return -1;
@@ -72,7 +76,8 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   const marshalResult = (descs: Descriptor[]): number => {
     let parent = -1;
     let key = '';
-    for (const d of descs) {
+    for (let i = 0; i < descs.length; i++) {
+      const d = descs[i]!;
       if (d.digest === EMPTY_GZ_LAYER) continue;
       key = key ? `${key}>${d.digest}` : d.digest;
       if (!descriptors.has(d.digest)) descriptors.set(d.digest, d);
@@ -90,7 +95,10 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
 
   // Each record's result layer (-1: none); nodes[i].index === i.
   const resultLayer = new Int32Array(nodes.length).fill(-1);
-  for (const n of nodes) if (n.result) resultLayer[n.index] = marshalResult(n.result.layers);
+  for (let i = 0; i < nodes.length; i++) {
+    const res = nodes[i]!.result;
+    if (res) resultLayer[i] = marshalResult(res.layers);
+  }
 
   // ---- layers ----
   const sortedLayers = [...layers].sort((a, b) => {
@@ -147,23 +155,26 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   });
   const newRecordIndex = new Int32Array(nodes.length);
   order.forEach((old, i) => (newRecordIndex[old] = i));
-  const outRecords: CacheRecord[] = order.map((old) => {
-    const n = nodes[old]!;
-    const inputs: CacheInput[][] = [];
-    for (const g of n.links) {
-      const group: CacheInput[] = [];
-      for (const l of g.all) group.push({ selector: l.selector, link: newRecordIndex[l.src.index]! });
-      if (group.length > 1) group.sort((x, y) => x.link - y.link || cmpStr(x.selector, y.selector));
-      inputs.push(group);
+  const outRecords = new Array<CacheRecord>(order.length);
+  for (let r = 0; r < order.length; r++) {
+    const n = nodes[order[r]!]!;
+    // Arrays of exactly their length (a push onto [] reserves 16 slots), filled by plain loops (no closure per record).
+    const inputs = new Array<CacheInput[]>(n.links.length);
+    for (let g = 0; g < inputs.length; g++) {
+      const all = n.links[g]!.all;
+      const group = new Array<CacheInput>(all.length);
+      for (let k = 0; k < all.length; k++) group[k] = { selector: all[k]!.selector, link: newRecordIndex[all[k]!.src.index]! };
+      if (group.length > 1) group.sort(byLinkThenSelector);
+      inputs[g] = group;
     }
-    const layer = resultLayer[old]!;
-    return {
+    const layer = resultLayer[order[r]!]!;
+    outRecords[r] = {
       results: layer === -1 ? [] : [{ layer: layers[layer]!.newIndex, createdAt: n.result!.createdAt }],
       chains: [],
       digest: n.digest,
       inputs,
     };
-  });
+  }
 
   return { config: { layers: outLayers, records: outRecords }, descriptors };
 }

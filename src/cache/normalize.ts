@@ -52,44 +52,54 @@ const edgeKey = (digest: string, input: number, selector: string) => `${digest}\
 
 class Edges {
   /** Per normalized source (by index): its edges in creation order. */
-  readonly bySource: (Edge[] | undefined)[] = [];
+  readonly bySource: (Edge[] | undefined)[];
   /** For sources with more than SCAN_LIMIT edges: the edges by key. */
   private readonly indexed = new Map<number, Map<string, Edge>>();
+
+  /** `records`: at least the number of normalized records there will be (sources are filled in any order). */
+  constructor(records: number) {
+    this.bySource = new Array<Edge[] | undefined>(records).fill(undefined);
+  }
 
   find(src: number, digest: string, input: number, selector: string): Edge | undefined {
     const list = this.bySource[src];
     if (!list) return undefined;
     if (list.length > SCAN_LIMIT) return this.indexed.get(src)!.get(edgeKey(digest, input, selector));
-    for (const e of list) if (e.input === input && e.digest === digest && e.selector === selector) return e;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
+      if (e.input === input && e.digest === digest && e.selector === selector) return e;
+    }
     return undefined;
   }
 
   add(src: number, digest: string, input: number, selector: string, id: number): void {
-    let e = this.find(src, digest, input, selector);
-    if (!e) {
-      e = { digest, input, selector, ids: [] };
-      let list = this.bySource[src];
-      if (!list) this.bySource[src] = list = [];
-      list.push(e);
-      if (list.length > SCAN_LIMIT) {
-        let idx = this.indexed.get(src);
-        if (!idx) {
-          this.indexed.set(src, (idx = new Map()));
-          for (const x of list) idx.set(edgeKey(x.digest, x.input, x.selector), x);
-        } else idx.set(edgeKey(digest, input, selector), e);
-      }
+    const e = this.find(src, digest, input, selector);
+    if (e) {
+      if (hasId(e, id)) return;
+      e.ids.push(id);
+      if (e.idSet) e.idSet.add(id);
+      else if (e.ids.length > SCAN_LIMIT) e.idSet = new Set(e.ids);
+      return;
     }
-    if (hasId(e, id)) return;
-    e.ids.push(id);
-    if (e.idSet) e.idSet.add(id);
-    else if (e.ids.length > SCAN_LIMIT) e.idSet = new Set(e.ids);
+    const created: Edge = { digest, input, selector, ids: [id] };
+    const list = this.bySource[src];
+    if (!list) {
+      this.bySource[src] = [created];
+      return;
+    }
+    list.push(created);
+    if (list.length <= SCAN_LIMIT) return;
+    const idx = this.indexed.get(src);
+    if (idx) idx.set(edgeKey(digest, input, selector), created);
+    else this.indexed.set(src, new Map(list.map((x) => [edgeKey(x.digest, x.input, x.selector), x])));
   }
 }
 
 function hasId(e: Edge | undefined, id: number): boolean {
   if (!e) return false;
   if (e.idSet) return e.idSet.has(id);
-  for (const x of e.ids) if (x === id) return true;
+  const ids = e.ids;
+  for (let i = 0; i < ids.length; i++) if (ids[i] === id) return true;
   return false;
 }
 
@@ -108,7 +118,10 @@ function findInvalid(nodes: readonly CacheNode[]): Uint8Array {
   for (let i = 0; i < n; i++) {
     const links = nodes[i]!.links;
     first[i + 1] = first[i]! + links.length;
-    for (const g of links) for (const l of g.all) bySrc[l.src.index + 1]!++;
+    for (let k = 0; k < links.length; k++) {
+      const all = links[k]!.all;
+      for (let j = 0; j < all.length; j++) bySrc[all[j]!.src.index + 1]!++;
+    }
   }
   for (let i = 0; i < n; i++) bySrc[i + 1]! += bySrc[i]!;
   const live = new Int32Array(first[n]!);
@@ -122,11 +135,11 @@ function findInvalid(nodes: readonly CacheNode[]): Uint8Array {
     const links = nodes[i]!.links;
     let bad = false;
     for (let k = 0; k < links.length; k++) {
-      const g = links[k]!;
-      live[first[i]! + k] = g.size;
-      if (g.size === 0) bad = true;
-      for (const l of g.all) {
-        const p = fill[l.src.index]!++;
+      const all = links[k]!.all;
+      live[first[i]! + k] = all.length;
+      if (all.length === 0) bad = true;
+      for (let j = 0; j < all.length; j++) {
+        const p = fill[all[j]!.src.index]!++;
         inputOf[p] = first[i]! + k;
         depOf[p] = i;
       }
@@ -160,7 +173,7 @@ export function normalize(nodes: readonly CacheNode[]): NormNode[] {
   // The normalized record each record went to (-1: not yet).
   const added = new Int32Array(n).fill(-1);
   const rootByDigest = new Map<string, NormNode>();
-  const edges = new Edges();
+  const edges = new Edges(n);
   const out: NormNode[] = [];
   // Merge candidates of the record being processed (reused), and a stamp per normalized record to list each once.
   const cand: number[] = [];
@@ -168,8 +181,10 @@ export function normalize(nodes: readonly CacheNode[]): NormNode[] {
   let stampNow = 0;
 
   const create = (it: CacheNode, inputs: number): NormNode => {
-    const nn: NormNode = { index: out.length, digest: it.digest, links: [], result: it.result, hint: it.hint };
-    for (let i = 0; i < inputs; i++) nn.links.push(new LinkGroup());
+    // Arrays of exactly their length here and below: a push onto [] reserves 16 slots.
+    const links = new Array<LinkGroup<NormNode, NormLink>>(inputs);
+    for (let i = 0; i < inputs; i++) links[i] = new LinkGroup();
+    const nn: NormNode = { index: out.length, digest: it.digest, links, result: it.result, hint: it.hint };
     out.push(nn);
     return nn;
   };
@@ -187,12 +202,15 @@ export function normalize(nodes: readonly CacheNode[]): NormNode[] {
     cand.length = 0;
     stampNow++;
     for (let i = 0; i < links.length; i++) {
-      for (const l of links[i]!.all) {
+      const all = links[i]!.all;
+      for (let j = 0; j < all.length; j++) {
+        const l = all[j]!;
         if (invalid[l.src.index]) continue;
         const e = edges.find(added[l.src.index]!, it.digest, i, l.selector);
         if (i === 0) {
           if (e) {
-            for (const id of e.ids) {
+            for (let k = 0; k < e.ids.length; k++) {
+              const id = e.ids[k]!;
               if (stamp[id] === stampNow) continue;
               stamp[id] = stampNow;
               cand.push(id);
@@ -200,7 +218,7 @@ export function normalize(nodes: readonly CacheNode[]): NormNode[] {
           }
         } else {
           let w = 0;
-          for (const id of cand) if (hasId(e, id)) cand[w++] = id;
+          for (let k = 0; k < cand.length; k++) if (hasId(e, cand[k]!)) cand[w++] = cand[k]!;
           cand.length = w;
         }
       }
@@ -208,7 +226,7 @@ export function normalize(nodes: readonly CacheNode[]): NormNode[] {
     let target: NormNode;
     if (cand.length > 0) {
       let id = cand[0]!;
-      for (const x of cand) if (x < id) id = x;
+      for (let k = 1; k < cand.length; k++) if (cand[k]! < id) id = cand[k]!;
       target = out[id]!;
     } else {
       target = create(it, links.length);
@@ -217,7 +235,9 @@ export function normalize(nodes: readonly CacheNode[]): NormNode[] {
     for (let i = 0; i < links.length; i++) {
       while (target.links.length <= i) target.links.push(new LinkGroup());
       const group = target.links[i]!;
-      for (const l of links[i]!.all) {
+      const all = links[i]!.all;
+      for (let j = 0; j < all.length; j++) {
+        const l = all[j]!;
         if (invalid[l.src.index]) continue;
         const sub = out[added[l.src.index]!]!;
         if (!group.has(sub, l.selector)) group.add({ src: sub, selector: l.selector });

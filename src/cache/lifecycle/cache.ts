@@ -75,12 +75,14 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
   }
   // Everything upstream of a kept result, without recursion.
   while (sp > 0) {
-    const n = nodes[stack[--sp]!]!;
-    for (const g of n.links) {
-      for (const l of g.all) {
-        if (!needed[l.src.index]) {
-          needed[l.src.index] = 1;
-          stack[sp++] = l.src.index;
+    const links = nodes[stack[--sp]!]!.links;
+    for (let k = 0; k < links.length; k++) {
+      const all = links[k]!.all;
+      for (let j = 0; j < all.length; j++) {
+        const s = all[j]!.src.index;
+        if (!needed[s]) {
+          needed[s] = 1;
+          stack[sp++] = s;
         }
       }
     }
@@ -97,12 +99,14 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
     if (keptResult[n.index]) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
     copies[n.index] = c;
   }
-  for (const n of nodes) {
-    const c = copies[n.index];
+  for (let i = 0; i < nodes.length; i++) {
+    const c = copies[i];
     if (!c) continue;
-    n.links.forEach((g, index) => {
-      for (const l of g.all) c.linkFrom(copies[l.src.index]!, index, l.selector);
-    });
+    const links = nodes[i]!.links;
+    for (let k = 0; k < links.length; k++) {
+      const all = links[k]!.all;
+      for (let j = 0; j < all.length; j++) c.linkFrom(copies[all[j]!.src.index]!, k, all[j]!.selector);
+    }
   }
   return { graph: out, dropped };
 }

@@ -8,7 +8,7 @@
 // A root without a result that only B has (a content checksum of a changed
 // file, a new base image reference) is not itself a step; it counts as an
 // input that differs for the records that link from it.
-import type { CacheGraph, CacheNode, Links } from '../graph.js';
+import type { CacheGraph, CacheNode, Link, Links } from '../graph.js';
 import { resultOf } from './cache.js';
 import { describeLayers } from './du.js';
 
@@ -80,7 +80,10 @@ export function sourcesFirst(nodes: readonly CacheNode[]): { order: CacheNode[];
         continue;
       }
       let d = 0;
-      for (const g of node.links) for (const l of g.all) d = Math.max(d, depth[l.src.index]! + 1);
+      for (let k = 0; k < node.links.length; k++) {
+        const all = node.links[k]!.all;
+        for (let j = 0; j < all.length; j++) d = Math.max(d, depth[all[j]!.src.index]! + 1);
+      }
       depth[node.index] = d;
       order.push(node);
       sp--;
@@ -168,16 +171,21 @@ class Matches {
 const SCAN_LIMIT = 8;
 
 /**
- * Every step is a map lookup or a walk over one record's links, so the diff
- * grows linearly with the records and links of A and B, and per-record data
- * lives in typed arrays indexed by node index (a large diff was mostly
- * allocation: per-record arrays, Maps and key strings).
+ * Every step is a walk over one record's links or dependents, or a map
+ * lookup, so the diff grows linearly with the records and links of A and B,
+ * and per-record data lives in typed arrays indexed by node index (a large
+ * diff was mostly allocation: per-record arrays, Maps and key strings). A
+ * record of B is looked for among the dependents in A of what its input-0
+ * sources matched, not in a Map of all A's keys: at 20 000 records such a
+ * Map and the key strings it compares no longer fit in the CPU's caches.
  */
 export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   const nodesA = a.nodes;
-  const byDigestA = byKey(nodesA, () => true);
+  const depsA = a.dependentIndexes();
   const rootsA = byKey(nodesA, (n) => n.links.length === 0);
-  // For a key many of A's records share: its records by input-0 source (index), built once per key.
+  // All of A's records by key, and for a key many share, its records by
+  // input-0 source: built on first need, for sources with many dependents.
+  let byDigestA: ByKey | undefined;
   const bySource = new Map<number, Map<number, number[]>>();
 
   const { order, depth } = sourcesFirst(b.nodes);
@@ -185,59 +193,73 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   // The records of A that B matches, each with 1 + the last record of B that matched it (for dedup).
   const matchedA = new Int32Array(nodesA.length);
   let matchedCount = 0;
-  const matchA = (bi: number, c: number) => {
-    if (matchedA[c] === 0) matchedCount++;
-    matchedA[c] = bi + 1;
-    match.push(bi, c);
-  };
   let common = 0;
-  for (const n of order) {
-    const bi = n.index;
+  // The record of B being matched (one closure for all, not one per record).
+  let n = order[0]!;
+  let bi = 0;
+  const consider = (ci: number, srcA: number, selector: string) => {
+    if (matchedA[ci] === bi + 1 || !sameStep(n, nodesA[ci]!, nodesA[srcA]!, selector, match)) return;
+    if (matchedA[ci] === 0) matchedCount++;
+    matchedA[ci] = bi + 1;
+    match.push(bi, ci);
+  };
+  for (n of order) {
+    bi = n.index;
     match.begin(bi);
     if (n.links.length === 0) {
       const g = rootsA.group.get(n.digest);
-      if (g !== undefined) for (let k = rootsA.start[g]!; k < rootsA.start[g + 1]!; k++) matchA(bi, rootsA.members[k]!);
-    } else {
-      const g = byDigestA.group.get(n.digest);
       if (g !== undefined) {
-        const lo = byDigestA.start[g]!;
-        const hi = byDigestA.start[g + 1]!;
-        for (const l of n.links[0]!.all) {
-          const s = l.src.index;
-          for (let k = match.from[s]!; k < match.to[s]!; k++) {
-            const srcA = match.pool[k]!;
-            // The records of A with n's key that may link from srcA through input 0.
-            let deps: ArrayLike<number> = byDigestA.members;
-            let from = lo;
-            let to = hi;
-            if (hi - lo > SCAN_LIMIT) {
-              let idx = bySource.get(g);
-              if (!idx) bySource.set(g, (idx = indexBySource(nodesA, byDigestA.members.subarray(lo, hi))));
-              deps = idx.get(srcA) ?? [];
-              from = 0;
-              to = deps.length;
-            }
-            for (let p = from; p < to; p++) {
-              const ci = deps[p]!;
-              const c = nodesA[ci]!;
-              if (matchedA[ci] === bi + 1 || c.links.length !== n.links.length) continue;
-              if (!c.links[0]!.has(nodesA[srcA]!, l.selector) || !inputsMatch(n, c, match)) continue;
-              matchA(bi, ci);
-            }
+        for (let k = rootsA.start[g]!; k < rootsA.start[g + 1]!; k++) {
+          const ci = rootsA.members[k]!;
+          if (matchedA[ci] === 0) matchedCount++;
+          matchedA[ci] = bi + 1;
+          match.push(bi, ci);
+        }
+      }
+    } else {
+      const first = n.links[0]!.all;
+      for (let j = 0; j < first.length; j++) {
+        const l = first[j]!;
+        const s = l.src.index;
+        for (let k = match.from[s]!; k < match.to[s]!; k++) {
+          const srcA = match.pool[k]!;
+          const lo = depsA.start[srcA]!;
+          const hi = depsA.start[srcA + 1]!;
+          if (hi - lo <= SCAN_LIMIT) {
+            for (let p = lo; p < hi; p++) consider(depsA.list[p]!, srcA, l.selector);
+            continue;
           }
+          // A source many records link from: A's records with n's key, by source where many share it.
+          byDigestA ??= byKey(nodesA, () => true);
+          const g = byDigestA.group.get(n.digest);
+          if (g === undefined) continue;
+          const from = byDigestA.start[g]!;
+          const to = byDigestA.start[g + 1]!;
+          if (to - from <= SCAN_LIMIT) {
+            for (let p = from; p < to; p++) consider(byDigestA.members[p]!, srcA, l.selector);
+            continue;
+          }
+          let idx = bySource.get(g);
+          if (!idx) bySource.set(g, (idx = indexBySource(nodesA, byDigestA.members.subarray(from, to))));
+          for (const ci of idx.get(srcA) ?? []) consider(ci, srcA, l.selector);
         }
       }
     }
     if (match.any(bi)) common++;
   }
 
-  const matched = (n: CacheNode) => match.any(n.index);
-  const transparent = (n: CacheNode) => n.links.length === 0 && !resultOf(n) && !matched(n);
-  const inA = (n: CacheNode) => matched(n) || transparent(n);
+  const matched = (x: CacheNode) => match.any(x.index);
+  const transparent = (x: CacheNode) => x.links.length === 0 && !resultOf(x) && !matched(x);
+  const inA = (x: CacheNode) => matched(x) || transparent(x);
 
+  const diverged: CacheNode[] = [];
+  for (const n of order) if (!inA(n) && n.links.every((m) => someLink(m, inA))) diverged.push(n);
+  // A's records with the key of a divergence, in one pass over A.
+  const sameKey = new Map<string, number[]>();
+  for (const n of diverged) sameKey.set(n.digest, []);
+  if (diverged.length) for (const c of nodesA) sameKey.get(c.digest)?.push(c.index);
   const divergences: Divergence[] = [];
-  for (const n of order) {
-    if (inA(n) || !n.links.every((m) => someLink(m, inA))) continue;
+  for (const n of diverged) {
     const res = resultOf(n);
     const div: Divergence = {
       record: n.digest,
@@ -246,7 +268,7 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
     };
     const description = res ? describeLayers(res.layers) : undefined;
     if (description) div.description = description;
-    const replaced = likelyReplaced(n, a, match, matchedA, byDigestA);
+    const replaced = likelyReplaced(n, a, match, matchedA, sameKey.get(n.digest)!);
     if (replaced) div.replaces = replaced;
     divergences.push(div);
   }
@@ -267,29 +289,33 @@ function indexBySource(nodes: readonly CacheNode[], members: Int32Array): Map<nu
   return idx;
 }
 
+/** A's record `c` has the key and inputs of B's `n`, and links from `srcA` (a match of n's input-0 source) through input 0 with `selector`. */
+function sameStep(n: CacheNode, c: CacheNode, srcA: CacheNode, selector: string, match: Matches): boolean {
+  return c.digest === n.digest && c.links.length === n.links.length && c.links[0]!.has(srcA, selector) && inputsMatch(n, c, match);
+}
+
 function someLink(m: Links, test: (src: CacheNode) => boolean): boolean {
-  for (const l of m.all) if (test(l.src)) return true;
+  const all = m.all;
+  for (let i = 0; i < all.length; i++) if (test(all[i]!.src)) return true;
   return false;
 }
 
 /** Inputs 1.. of `n` (B) each have a link that `c` (A) has too, with an equal selector and a matching source. */
 function inputsMatch(n: CacheNode, c: CacheNode, match: Matches): boolean {
   for (let i = 1; i < n.links.length; i++) {
-    let ok = false;
-    for (const l of n.links[i]!.all) {
-      const s = l.src.index;
-      if (!match.any(s)) continue;
-      for (const cl of c.links[i]!.all) {
-        if (cl.selector === l.selector && match.has(s, cl.src.index)) {
-          ok = true;
-          break;
-        }
-      }
-      if (ok) break;
-    }
-    if (!ok) return false;
+    if (!inputMatches(n.links[i]!.all, c.links[i]!.all, match)) return false;
   }
   return true;
+}
+
+/** Some link of `bl` (B) has a link in `al` (A) with an equal selector and a matching source. */
+function inputMatches(bl: readonly Link[], al: readonly Link[], match: Matches): boolean {
+  for (let j = 0; j < bl.length; j++) {
+    const s = bl[j]!.src.index;
+    if (!match.any(s)) continue;
+    for (let k = 0; k < al.length; k++) if (al[k]!.selector === bl[j]!.selector && match.has(s, al[k]!.src.index)) return true;
+  }
+  return false;
 }
 
 /**
@@ -298,10 +324,8 @@ function inputsMatch(n: CacheNode, c: CacheNode, match: Matches): boolean {
  * key, input count, selectors and sources agree most; records of A that B
  * still matches elsewhere come last.
  */
-function likelyReplaced(n: CacheNode, a: CacheGraph, match: Matches, matchedA: Int32Array, byDigestA: ByKey): Divergence['replaces'] {
-  const candidates = new Set<number>();
-  const g = byDigestA.group.get(n.digest);
-  if (g !== undefined) for (let k = byDigestA.start[g]!; k < byDigestA.start[g + 1]!; k++) candidates.add(byDigestA.members[k]!);
+function likelyReplaced(n: CacheNode, a: CacheGraph, match: Matches, matchedA: Int32Array, sameKey: readonly number[]): Divergence['replaces'] {
+  const candidates = new Set<number>(sameKey);
   const deps = a.dependentIndexes();
   for (const m of n.links) {
     for (const l of m.all) {
