@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
 import type { CacheGraph, Hint } from './graph.js';
-import { normalize, type NormLink, type NormNode } from './normalize.js';
+import { normalize, type NormGraph } from './normalize.js';
 
 /** The empty gzip layer BuildKit leaves out of cache chains (exptypes.EmptyGZLayer). */
 export const EMPTY_GZ_LAYER = 'sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1';
@@ -66,7 +66,7 @@ interface LayerEntry {
 }
 
 export function marshalGraph(graph: CacheGraph): MarshalResult {
-  const nodes = normalize(graph.nodes);
+  const g = normalize(graph.nodes);
   const descriptors = new Map<string, Descriptor>();
   const layers: LayerEntry[] = [];
   const layerByKey = new Map<string, number>();
@@ -93,10 +93,10 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
     return parent;
   };
 
-  // Each record's result layer (-1: none); nodes[i].index === i.
-  const resultLayer = new Int32Array(nodes.length).fill(-1);
-  for (let i = 0; i < nodes.length; i++) {
-    const res = nodes[i]!.result;
+  // Each record's result layer (-1: none).
+  const resultLayer = new Int32Array(g.size).fill(-1);
+  for (let i = 0; i < g.size; i++) {
+    const res = g.result[i];
     if (res) resultLayer[i] = marshalResult(res.layers);
   }
 
@@ -122,61 +122,87 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   // ---- records ----
   // Structural keys and canonical input orders are only needed to order
   // records BuildKit's comparison leaves tied (equal digests), so they are
-  // computed on first use.
-  const structKey = structuralKeys(nodes);
-  const canonical = (group: readonly NormLink[]): readonly NormLink[] =>
-    group.length < 2
-      ? group
-      : [...group].sort(
-          (x, y) => cmpStr(x.selector, y.selector) || cmpStr(x.src.digest, y.src.digest) || cmpStr(structKey(x.src.index), structKey(y.src.index)),
+  // computed on first use. A canonical input lists its links (indexes into
+  // g's link arrays) by selector, source key, then source structure.
+  const structKey = structuralKeys(g);
+  const canonical = (grp: number): readonly number[] => {
+    const ls = groupLinks(g, grp);
+    return ls.length < 2
+      ? ls
+      : ls.sort(
+          (x, y) =>
+            cmpStr(g.selector[x]!, g.selector[y]!) ||
+            cmpStr(g.digest[g.src[x]!]!, g.digest[g.src[y]!]!) ||
+            cmpStr(structKey(g.src[x]!), structKey(g.src[y]!)),
         );
-  const canonInputs: (readonly (readonly NormLink[])[] | undefined)[] = new Array(nodes.length);
-  const canon = (i: number) => (canonInputs[i] ??= nodes[i]!.links.map((g) => canonical(g.all)));
-  const order = nodes.map((_, i) => i);
+  };
+  const canonInputs: (readonly (readonly number[])[] | undefined)[] = new Array(g.size);
+  const canon = (r: number) => {
+    let c = canonInputs[r];
+    if (!c) {
+      const groups: (readonly number[])[] = [];
+      for (let k = 0; k < g.inputs[r]!; k++) groups.push(canonical(g.firstGroup[r]! + k));
+      canonInputs[r] = c = groups;
+    }
+    return c;
+  };
+  const order = new Array<number>(g.size);
+  for (let i = 0; i < g.size; i++) order[i] = i;
   order.sort((i, j) => {
-    const ni = nodes[i]!;
-    const nj = nodes[j]!;
-    if (ni.digest !== nj.digest) return cmpStr(ni.digest, nj.digest);
+    const di = g.digest[i]!;
+    const dj = g.digest[j]!;
+    if (di !== dj) return cmpStr(di, dj);
     const ii = canon(i);
     const ij = canon(j);
     if (ii.length !== ij.length) return ii.length - ij.length;
-    for (let g = 0; g < ii.length; g++) {
-      const a = ii[g]!;
-      const b = ij[g]!;
+    for (let k = 0; k < ii.length; k++) {
+      const a = ii[k]!;
+      const b = ij[k]!;
       if (a.length !== b.length) return a.length - b.length;
-      for (let k = 0; k < a.length; k++) {
-        if (a[k]!.selector !== b[k]!.selector) return cmpStr(a[k]!.selector, b[k]!.selector);
-        const da = a[k]!.src.digest;
-        const db = b[k]!.src.digest;
+      for (let m = 0; m < a.length; m++) {
+        const sa = g.selector[a[m]!]!;
+        const sb = g.selector[b[m]!]!;
+        if (sa !== sb) return cmpStr(sa, sb);
+        const da = g.digest[g.src[a[m]!]!]!;
+        const db = g.digest[g.src[b[m]!]!]!;
         if (da !== db) return cmpStr(da, db);
       }
     }
-    return cmpHint(ni.hint, nj.hint) || cmpStr(structKey(i), structKey(j)) || i - j;
+    return cmpHint(g.hint[i], g.hint[j]) || cmpStr(structKey(i), structKey(j)) || i - j;
   });
-  const newRecordIndex = new Int32Array(nodes.length);
-  order.forEach((old, i) => (newRecordIndex[old] = i));
-  const outRecords = new Array<CacheRecord>(order.length);
-  for (let r = 0; r < order.length; r++) {
-    const n = nodes[order[r]!]!;
+  const newRecordIndex = new Int32Array(g.size);
+  for (let i = 0; i < g.size; i++) newRecordIndex[order[i]!] = i;
+  const outRecords = new Array<CacheRecord>(g.size);
+  for (let r = 0; r < g.size; r++) {
+    const old = order[r]!;
     // Arrays of exactly their length (a push onto [] reserves 16 slots), filled by plain loops (no closure per record).
-    const inputs = new Array<CacheInput[]>(n.links.length);
-    for (let g = 0; g < inputs.length; g++) {
-      const all = n.links[g]!.all;
-      const group = new Array<CacheInput>(all.length);
-      for (let k = 0; k < all.length; k++) group[k] = { selector: all[k]!.selector, link: newRecordIndex[all[k]!.src.index]! };
+    const inputs = new Array<CacheInput[]>(g.inputs[old]!);
+    for (let k = 0; k < inputs.length; k++) {
+      const grp = g.firstGroup[old]! + k;
+      const group = new Array<CacheInput>(g.count[grp]!);
+      let m = 0;
+      for (let l = g.head[grp]!; l !== -1; l = g.next[l]!) group[m++] = { selector: g.selector[l]!, link: newRecordIndex[g.src[l]!]! };
       if (group.length > 1) group.sort(byLinkThenSelector);
-      inputs[g] = group;
+      inputs[k] = group;
     }
-    const layer = resultLayer[order[r]!]!;
+    const layer = resultLayer[old]!;
     outRecords[r] = {
-      results: layer === -1 ? [] : [{ layer: layers[layer]!.newIndex, createdAt: n.result!.createdAt }],
+      results: layer === -1 ? [] : [{ layer: layers[layer]!.newIndex, createdAt: g.result[old]!.createdAt }],
       chains: [],
-      digest: n.digest,
+      digest: g.digest[old]!,
       inputs,
     };
   }
 
   return { config: { layers: outLayers, records: outRecords }, descriptors };
+}
+
+/** The links of group `grp`, in order (a new array). */
+function groupLinks(g: NormGraph, grp: number): number[] {
+  const out = new Array<number>(g.count[grp]!);
+  let m = 0;
+  for (let l = g.head[grp]!; l !== -1; l = g.next[l]!) out[m++] = l;
+  return out;
 }
 
 /**
@@ -188,19 +214,20 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
  * source still in progress contributes a fixed marker, so the keys never
  * depend on which were asked for first.
  */
-function structuralKeys(nodes: readonly NormNode[]): (i: number) => string {
-  let keys = new Array<string | undefined>(nodes.length);
+function structuralKeys(g: NormGraph): (i: number) => string {
+  let keys = new Array<string | undefined>(g.size);
   let looped = false;
-  const state = new Uint8Array(nodes.length); // 0 new, 1 in progress, 2 done
+  const state = new Uint8Array(g.size); // 0 new, 1 in progress, 2 done
   const keyOf = (i: number): string => {
-    const n = nodes[i]!;
-    const h = createHash('sha256').update(n.digest);
-    for (const g of n.links) {
+    const h = createHash('sha256').update(g.digest[i]!);
+    for (let k = 0; k < g.inputs[i]!; k++) {
       // A source still in progress is a loop; it contributes a fixed marker.
-      const parts = g.all.map((l) => `${l.selector}\u0000${state[l.src.index] === 2 ? keys[l.src.index] : 'loop'}`).sort();
+      const parts = groupLinks(g, g.firstGroup[i]! + k)
+        .map((l) => `${g.selector[l]}\u0000${state[g.src[l]!] === 2 ? keys[g.src[l]!] : 'loop'}`)
+        .sort();
       h.update(`\u0001${parts.join('\u0002')}`);
     }
-    const res = n.result;
+    const res = g.result[i];
     if (res) h.update(`\u0003${res.createdAt}\u0003${res.layers.map((l) => l.digest).join('>')}`);
     return h.digest('hex');
   };
@@ -211,10 +238,10 @@ function structuralKeys(nodes: readonly NormNode[]): (i: number) => string {
       const i = stack[stack.length - 1]!;
       if (state[i] === 0) {
         state[i] = 1;
-        for (const g of nodes[i]!.links) {
-          for (const l of g.all) {
-            const s = state[l.src.index];
-            if (s === 0) stack.push(l.src.index);
+        for (let k = 0; k < g.inputs[i]!; k++) {
+          for (let l = g.head[g.firstGroup[i]! + k]!; l !== -1; l = g.next[l]!) {
+            const s = state[g.src[l]!];
+            if (s === 0) stack.push(g.src[l]!);
             else if (s === 1 && !loops) return false;
           }
         }
@@ -230,9 +257,9 @@ function structuralKeys(nodes: readonly NormNode[]): (i: number) => string {
   return (i) => {
     if (state[i] !== 2 && !looped && !walk(i, false)) {
       looped = true;
-      keys = new Array<string | undefined>(nodes.length);
+      keys = new Array<string | undefined>(g.size);
       state.fill(0);
-      for (let start = 0; start < nodes.length; start++) if (state[start] !== 2) walk(start, true);
+      for (let start = 0; start < g.size; start++) if (state[start] !== 2) walk(start, true);
     }
     return keys[i]!;
   };
