@@ -4,7 +4,7 @@
 // counts every distinct blob the cache's results name once, as a registry
 // stores it once.
 import { ANNOTATION_DESCRIPTION } from '../../oci/descriptor.js';
-import type { CacheGraph } from '../graph.js';
+import type { CacheGraph, CacheNode } from '../graph.js';
 import { resultOf } from './cache.js';
 
 export interface DuResult {
@@ -42,13 +42,18 @@ interface Ref {
  */
 export function diskUsage(graph: CacheGraph): DuReport {
   const refs = new Map<string, Ref>();
-  let seq = 0;
-  for (const n of graph.nodes) {
-    const res = resultOf(n);
+  const nodes = graph.nodes;
+  // The records with results, in graph order, so the second pass walks only those.
+  const withResults: CacheNode[] = [];
+  // Indexed loops: for-of allocated an iterator result per step here.
+  for (let i = 0; i < nodes.length; i++) {
+    const res = resultOf(nodes[i]!);
     if (!res) continue;
-    seq++;
+    const seq = withResults.push(nodes[i]!);
     // The size a chain gives a blob it names twice is its last; the first chain naming a blob sets the blob's size.
-    for (const l of res.layers) {
+    const layers = res.layers;
+    for (let k = 0; k < layers.length; k++) {
+      const l = layers[k]!;
       const r = refs.get(l.digest);
       if (!r) refs.set(l.digest, { size: l.size, users: 1, last: seq });
       else if (r.last !== seq) {
@@ -58,13 +63,13 @@ export function diskUsage(graph: CacheGraph): DuReport {
     }
   }
   let bytes = 0;
-  for (const r of refs.values()) bytes += r.size;
-  const results: DuResult[] = [];
+  refs.forEach((r) => (bytes += r.size));
+  const results = new Array<DuResult>(withResults.length);
   // Second pass: the same chains in the same order; `last` now marks what this pass counted.
-  for (const n of graph.nodes) {
-    const res = resultOf(n);
-    if (!res) continue;
-    seq++;
+  for (let c = 0; c < withResults.length; c++) {
+    const n = withResults[c]!;
+    const res = n.result!;
+    const seq = withResults.length + 1 + c;
     let total = 0;
     let unique = 0;
     // Backwards, so the first time a blob is met is its last appearance, whose size the chain gives it.
@@ -79,10 +84,14 @@ export function diskUsage(graph: CacheGraph): DuReport {
     const r: DuResult = { record: n.digest, layers: res.layers.length, bytes: total, uniqueBytes: unique, createdAt: res.createdAt };
     const description = describeLayers(res.layers);
     if (description) r.description = description;
-    results.push(r);
+    results[c] = r;
   }
-  results.sort((a, b) => b.bytes - a.bytes || b.uniqueBytes - a.uniqueBytes || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0));
+  results.sort(largestFirst);
   return { blobs: refs.size, bytes, results };
+}
+
+function largestFirst(a: DuResult, b: DuResult): number {
+  return b.bytes - a.bytes || b.uniqueBytes - a.uniqueBytes || (a.record < b.record ? -1 : a.record > b.record ? 1 : 0);
 }
 
 /** The step that made a chain's top layer, where BuildKit or the image history recorded one. */
