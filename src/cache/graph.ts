@@ -46,7 +46,7 @@ export class CacheNode {
     readonly index: number,
   ) {}
 
-  /** The records that link from this one, each once, in graph order (computed for the whole graph on first use after a change). */
+  /** The records that link from this one, each once, in graph order. O(graph) per call: for many, use graph.dependentIndexes(). */
   get backlinks(): readonly CacheNode[] {
     return this.graph.dependentsOf(this);
   }
@@ -58,7 +58,7 @@ export class CacheNode {
     if (!Number.isSafeInteger(index) || index < 0) throw invalidArgument(`invalid input index ${index}`);
     // Grown to exactly index + 1 groups (a push onto [] reserves 16 slots; most records have one or two inputs).
     if (this.links.length <= index) this.links = grown(this.links, index + 1);
-    if (this.links[index]!.add({ src, selector })) this.graph.linksChanged();
+    if (this.links[index]!.add({ src, selector })) this.graph.linkAdded();
   }
 
   /**
@@ -104,8 +104,7 @@ export class CacheGraph {
   /** Source order of decoded layer chains, keyed by chain key (see chainKey in marshal.ts). */
   readonly layerHints = new Map<string, Hint>();
   private sources = 0;
-  /** Dependents of every record, built on demand; undefined after any change. */
-  private dependents?: Dependents;
+  private links = 0;
 
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
@@ -114,13 +113,17 @@ export class CacheGraph {
     parseDigest(digest);
     const node = new CacheNode(this, digest, this.nodes.length);
     this.nodes.push(node);
-    this.dependents = undefined;
     return node;
   }
 
   /** Called by CacheNode.linkFrom when a link is added. */
-  linksChanged(): void {
-    this.dependents = undefined;
+  linkAdded(): void {
+    this.links++;
+  }
+
+  /** How many links the records have (distinct source and selector pairs per input). */
+  get linkCount(): number {
+    return this.links;
   }
 
   /** See CacheNode.backlinks. */
@@ -134,36 +137,37 @@ export class CacheGraph {
   /**
    * The records that link from each record, each once and in graph order:
    * those of record i are list[start[i]] .. list[start[i+1]-1] (indexes into
-   * `nodes`). Two typed arrays for the whole graph, kept until a record or a
-   * link is added.
+   * `nodes`). Typed arrays for the whole graph, built by one pass over its
+   * links (computed on each call: the graph may change in between).
    */
   dependentIndexes(): Dependents {
-    if (this.dependents) return this.dependents;
     const n = this.nodes.length;
     const start = new Int32Array(n + 1);
+    // The (source, dependent) pairs in graph order of the dependent, each once.
+    const pairSrc = new Int32Array(this.links);
+    const pairDep = new Int32Array(this.links);
+    let pairs = 0;
     // last[s] = 1 + the last record found linking from s, so a record that links from s twice counts once.
     const last = new Int32Array(n);
-    const each = (visit: (src: number, dep: number) => void) => {
-      last.fill(0);
-      for (let d = 0; d < n; d++) {
-        const links = this.nodes[d]!.links;
-        for (let k = 0; k < links.length; k++) {
-          const all = links[k]!.all;
-          for (let j = 0; j < all.length; j++) {
-            const s = all[j]!.src.index;
-            if (last[s] === d + 1) continue;
-            last[s] = d + 1;
-            visit(s, d);
-          }
+    for (let d = 0; d < n; d++) {
+      const links = this.nodes[d]!.links;
+      for (let k = 0; k < links.length; k++) {
+        const all = links[k]!.all;
+        for (let j = 0; j < all.length; j++) {
+          const s = all[j]!.src.index;
+          if (last[s] === d + 1) continue;
+          last[s] = d + 1;
+          start[s + 1]!++;
+          pairSrc[pairs] = s;
+          pairDep[pairs++] = d;
         }
       }
-    };
-    each((src) => start[src + 1]!++);
+    }
     for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
     const list = new Int32Array(start[n]!);
     const fill = start.slice(0, n);
-    each((src, dep) => (list[fill[src]!++] = dep));
-    return (this.dependents = { start, list });
+    for (let p = 0; p < pairs; p++) list[fill[pairSrc[p]!]!++] = pairDep[p]!;
+    return { start, list };
   }
 
   /** Allocates a source number for hints; decoded sources are ordered by it. */

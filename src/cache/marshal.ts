@@ -12,6 +12,7 @@ import type { Descriptor } from '../oci/descriptor.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
 import type { CacheGraph, Hint } from './graph.js';
 import { normalize, type NormGraph } from './normalize.js';
+import { prefixKeys } from './sort-keys.js';
 
 /** The empty gzip layer BuildKit leaves out of cache chains (exptypes.EmptyGZLayer). */
 export const EMPTY_GZ_LAYER = 'sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1';
@@ -63,6 +64,8 @@ interface LayerEntry {
   /** Layers from this one down to the base (its lineage's length; the lineage itself is walked through `parent`). */
   depth: number;
   newIndex: number;
+  /** prefixKeys() of blob. */
+  sortKey: number;
 }
 
 export function marshalGraph(graph: CacheGraph): MarshalResult {
@@ -85,7 +88,7 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
       if (idx === undefined) {
         idx = layers.length;
         const depth = parent === -1 ? 1 : layers[parent]!.depth + 1;
-        layers.push({ blob: d.digest, parent, hint: hints.size ? hints.get(key) : undefined, depth, newIndex: -1 });
+        layers.push({ blob: d.digest, parent, hint: hints.size ? hints.get(key) : undefined, depth, newIndex: -1, sortKey: 0 });
         layerByKey.set(key, idx);
       }
       parent = idx;
@@ -101,7 +104,10 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   }
 
   // ---- layers ----
+  const layerKeys = prefixKeys(layers.length, (i) => layers[i]!.blob);
+  for (let i = 0; i < layers.length; i++) layers[i]!.sortKey = layerKeys[i]!;
   const sortedLayers = [...layers].sort((a, b) => {
+    if (a.sortKey !== b.sortKey) return a.sortKey - b.sortKey;
     const c = cmpStr(a.blob, b.blob);
     if (c !== 0) return c;
     const h = cmpHint(a.hint, b.hint);
@@ -148,7 +154,9 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   };
   const order = new Array<number>(g.size);
   for (let i = 0; i < g.size; i++) order[i] = i;
+  const digestKeys = prefixKeys(g.size, (i) => g.digest[i]!);
   order.sort((i, j) => {
+    if (digestKeys[i] !== digestKeys[j]) return digestKeys[i]! - digestKeys[j]!;
     const di = g.digest[i]!;
     const dj = g.digest[j]!;
     if (di !== dj) return cmpStr(di, dj);
