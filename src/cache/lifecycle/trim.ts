@@ -6,6 +6,7 @@
 // output is exactly what `copy` writes for the kept records.
 import type { CacheGraph, CacheNode } from '../graph.js';
 import type { MarshalResult } from '../marshal.js';
+import { prefixKeys } from '../sort-keys.js';
 import { keepResults, namedBlobs, resultOf, sumSizes, type OpenedCache } from './cache.js';
 
 export interface TrimOptions {
@@ -24,8 +25,8 @@ export interface TrimPlan {
   before: { bytes: number };
 }
 
-function createdMs(n: CacheNode): number {
-  const t = Date.parse(n.result!.createdAt);
+function parseMs(createdAt: string): number {
+  const t = Date.parse(createdAt);
   return Number.isNaN(t) ? -Infinity : t;
 }
 
@@ -33,6 +34,10 @@ function createdMs(n: CacheNode): number {
 interface Entry {
   n: CacheNode;
   ms: number;
+  /** The rank of its creation time (ms, then the string) among the cache's distinct ones. */
+  time: number;
+  /** prefixKeys() of its record's key. */
+  key: number;
   /** The chain's distinct blobs (a chain may name a blob twice, e.g. the empty layer): Blobs.ref/size[from..to-1]. */
   from: number;
   to: number;
@@ -40,11 +45,25 @@ interface Entry {
 
 /** Oldest first; equal times by creation string (nanoseconds), then key, so the choice is deterministic. */
 function byAge(a: Entry, b: Entry): number {
-  if (a.ms !== b.ms) return a.ms < b.ms ? -1 : 1;
-  const ca = a.n.result!.createdAt;
-  const cb = b.n.result!.createdAt;
-  if (ca !== cb) return ca < cb ? -1 : 1;
+  // Numbers first (most comparisons end there without reading the strings behind them).
+  if (a.time !== b.time) return a.time - b.time;
+  if (a.key !== b.key) return a.key - b.key;
   return a.n.digest < b.n.digest ? -1 : a.n.digest > b.n.digest ? 1 : a.n.uid - b.n.uid;
+}
+
+/** Sets each entry's `time`: creation times ranked by milliseconds, then by the string (nanoseconds), each distinct string parsed once. */
+function rankTimes(entries: Entry[]): void {
+  const ms = new Map<string, number>();
+  for (const e of entries) {
+    const c = e.n.result!.createdAt;
+    let t = ms.get(c);
+    if (t === undefined) ms.set(c, (t = parseMs(c)));
+    e.ms = t;
+  }
+  const distinct = [...ms.keys()].sort((x, y) => ms.get(x)! - ms.get(y)! || (x < y ? -1 : x > y ? 1 : 0));
+  const rank = new Map<string, number>();
+  distinct.forEach((c, i) => rank.set(c, i));
+  for (const e of entries) e.time = rank.get(e.n.result!.createdAt)!;
 }
 
 /**
@@ -92,8 +111,11 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
     const res = resultOf(n);
     if (!res) continue;
     const { from, to } = blobs.addChain(withResults.length, res.layers);
-    withResults.push({ n, ms: createdMs(n), from, to });
+    withResults.push({ n, ms: 0, time: 0, key: 0, from, to });
   }
+  rankTimes(withResults);
+  const keys = prefixKeys(withResults.length, (i) => withResults[i]!.n.digest);
+  for (let i = 0; i < withResults.length; i++) withResults[i]!.key = keys[i]!;
   withResults.sort(byAge);
   const drop = new Uint8Array(graph.nodes.length);
   if (opts.maxAge !== undefined) {
