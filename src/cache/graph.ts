@@ -116,6 +116,18 @@ export class CacheGraph {
     return node;
   }
 
+  /**
+   * A record with the key and source hint of `from`, a record of another
+   * graph: its key was checked when that record was added, so copying a
+   * large graph does not validate every key again.
+   */
+  addCopyOf(from: CacheNode): CacheNode {
+    const node = new CacheNode(this, from.digest, this.nodes.length);
+    node.hint = from.hint;
+    this.nodes.push(node);
+    return node;
+  }
+
   /** Called by CacheNode.linkFrom when a link is added. */
   linkAdded(): void {
     this.links++;

@@ -94,8 +94,7 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
   const copies: (CacheNode | undefined)[] = new Array(nodes.length);
   for (const n of nodes) {
     if (!needed[n.index]) continue;
-    const c = out.add(n.digest) as CacheNode;
-    c.hint = n.hint;
+    const c = out.addCopyOf(n);
     if (keptResult[n.index]) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
     copies[n.index] = c;
   }

@@ -51,19 +51,20 @@ function byAge(a: Entry, b: Entry): number {
   return a.n.digest < b.n.digest ? -1 : a.n.digest > b.n.digest ? 1 : a.n.uid - b.n.uid;
 }
 
-/** Sets each entry's `time`: creation times ranked by milliseconds, then by the string (nanoseconds), each distinct string parsed once. */
-function rankTimes(entries: Entry[]): void {
-  const ms = new Map<string, number>();
-  for (const e of entries) {
-    const c = e.n.result!.createdAt;
-    let t = ms.get(c);
-    if (t === undefined) ms.set(c, (t = parseMs(c)));
-    e.ms = t;
+/**
+ * The milliseconds and rank of each distinct creation time among `nodes`'
+ * results: ranked by milliseconds, then by the string (nanoseconds); each
+ * string parsed once.
+ */
+function rankTimes(nodes: readonly CacheNode[]): Map<string, { ms: number; rank: number }> {
+  const times = new Map<string, { ms: number; rank: number }>();
+  for (const n of nodes) {
+    const c = n.result!.createdAt;
+    if (!times.has(c)) times.set(c, { ms: parseMs(c), rank: 0 });
   }
-  const distinct = [...ms.keys()].sort((x, y) => ms.get(x)! - ms.get(y)! || (x < y ? -1 : x > y ? 1 : 0));
-  const rank = new Map<string, number>();
-  distinct.forEach((c, i) => rank.set(c, i));
-  for (const e of entries) e.time = rank.get(e.n.result!.createdAt)!;
+  const distinct = [...times.keys()].sort((x, y) => times.get(x)!.ms - times.get(y)!.ms || (x < y ? -1 : x > y ? 1 : 0));
+  distinct.forEach((c, i) => (times.get(c)!.rank = i));
+  return times;
 }
 
 /**
@@ -106,16 +107,16 @@ class Blobs {
 
 export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
   const blobs = new Blobs();
-  const withResults: Entry[] = [];
-  for (const n of graph.nodes) {
-    const res = resultOf(n);
-    if (!res) continue;
-    const { from, to } = blobs.addChain(withResults.length, res.layers);
-    withResults.push({ n, ms: 0, time: 0, key: 0, from, to });
-  }
-  rankTimes(withResults);
-  const keys = prefixKeys(withResults.length, (i) => withResults[i]!.n.digest);
-  for (let i = 0; i < withResults.length; i++) withResults[i]!.key = keys[i]!;
+  const nodes: CacheNode[] = [];
+  for (const n of graph.nodes) if (resultOf(n)) nodes.push(n);
+  const times = rankTimes(nodes);
+  const keys = prefixKeys(nodes.length, (i) => nodes[i]!.digest);
+  // Every field its final value (and kind of number) from the start, so all entries keep one shape.
+  const withResults: Entry[] = nodes.map((n, i) => {
+    const t = times.get(n.result!.createdAt)!;
+    const { from, to } = blobs.addChain(i, n.result!.layers);
+    return { n, ms: t.ms, time: t.rank, key: keys[i]!, from, to };
+  });
   withResults.sort(byAge);
   const drop = new Uint8Array(graph.nodes.length);
   if (opts.maxAge !== undefined) {
