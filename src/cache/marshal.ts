@@ -11,7 +11,8 @@ import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
 import type { CacheGraph, Hint } from './graph.js';
-import { normalize, type NormGraph } from './normalize.js';
+import type { NormGraph } from './norm-graph.js';
+import { normalize } from './normalize.js';
 import { prefixKeys } from './sort-keys.js';
 
 /** The empty gzip layer BuildKit leaves out of cache chains (exptypes.EmptyGZLayer). */

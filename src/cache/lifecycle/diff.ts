@@ -10,6 +10,7 @@
 // input that differs for the records that link from it.
 import type { CacheGraph, CacheNode, Dependents, Link, Links } from '../graph.js';
 import { resultOf } from './cache.js';
+import { byKey, Matches, sourcesFirst, type ByKey } from './diff-index.js';
 import { describeLayers } from './du.js';
 
 export interface Difference {
@@ -35,137 +36,6 @@ export interface DiffReport {
   onlyA: number;
   onlyB: number;
   divergences: Divergence[];
-}
-
-/**
- * Visits records sources before dependents, each with its depth (longest
- * path from a root), in one pass without recursion (parse already refused
- * loops). `nodes` are a graph's nodes, in order. Visiting a record as the
- * walk finishes it, while it and its sources are fresh in the CPU's caches,
- * costs less at tens of thousands of records than walking a list of them
- * again.
- */
-export function sourcesFirst(nodes: readonly CacheNode[], visit: (n: CacheNode, depth: number) => void): void {
-  const n = nodes.length;
-  // -2 new, -1 while on the stack, the depth once done.
-  const depth = new Int32Array(n).fill(-2);
-  // A frame: a record, and the input and link within it to look at next.
-  const stackNode = new Int32Array(n);
-  const stackInput = new Int32Array(n);
-  const stackLink = new Int32Array(n);
-  for (const start of nodes) {
-    if (depth[start.index] !== -2) continue;
-    depth[start.index] = -1;
-    let sp = 0;
-    stackNode[sp] = start.index;
-    stackInput[sp] = 0;
-    stackLink[sp++] = 0;
-    while (sp > 0) {
-      const f = sp - 1;
-      const node = nodes[stackNode[f]!]!;
-      let next = -1;
-      while (next === -1 && stackInput[f]! < node.links.length) {
-        const group = node.links[stackInput[f]!]!.all;
-        if (stackLink[f]! >= group.length) {
-          stackInput[f]!++;
-          stackLink[f] = 0;
-          continue;
-        }
-        const s = group[stackLink[f]!++]!.src.index;
-        if (depth[s] === -2) next = s;
-      }
-      if (next !== -1) {
-        depth[next] = -1;
-        stackNode[sp] = next;
-        stackInput[sp] = 0;
-        stackLink[sp++] = 0;
-        continue;
-      }
-      let d = 0;
-      for (let k = 0; k < node.links.length; k++) {
-        const all = node.links[k]!.all;
-        for (let j = 0; j < all.length; j++) d = Math.max(d, depth[all[j]!.src.index]! + 1);
-      }
-      depth[node.index] = d;
-      visit(node, d);
-      sp--;
-    }
-  }
-}
-
-/**
- * A graph's records grouped by key: those with key k are
- * members[start[g]] .. members[start[g+1]-1], in graph order, where g =
- * group.get(k). A Map from the key strings the records already hold and two
- * typed arrays, rather than an array per key.
- */
-interface ByKey {
-  group: Map<string, number>;
-  start: Int32Array;
-  members: Int32Array;
-}
-
-function byKey(nodes: readonly CacheNode[], take: (n: CacheNode) => boolean): ByKey {
-  const group = new Map<string, number>();
-  const groupOf = new Int32Array(nodes.length).fill(-1);
-  const counts: number[] = [];
-  for (const n of nodes) {
-    if (!take(n)) continue;
-    let g = group.get(n.digest);
-    if (g === undefined) {
-      group.set(n.digest, (g = counts.length));
-      counts.push(0);
-    }
-    groupOf[n.index] = g;
-    counts[g]!++;
-  }
-  const start = new Int32Array(counts.length + 1);
-  for (let g = 0; g < counts.length; g++) start[g + 1] = start[g]! + counts[g]!;
-  const fill = start.slice(0, counts.length);
-  const members = new Int32Array(start[counts.length]!);
-  for (let i = 0; i < nodes.length; i++) if (groupOf[i]! !== -1) members[fill[groupOf[i]!]!++] = i;
-  return { group, start, members };
-}
-
-/**
- * What each record of B matched in A: the indexes of A's records
- * pool[from[b]] .. pool[to[b]-1] (none, usually one, more where A has equal
- * records), appended to one growing array as records are matched.
- */
-class Matches {
-  pool = new Int32Array(1024);
-  private used = 0;
-  readonly from: Int32Array;
-  readonly to: Int32Array;
-
-  constructor(records: number) {
-    this.from = new Int32Array(records);
-    this.to = new Int32Array(records);
-  }
-
-  begin(b: number): void {
-    this.from[b] = this.to[b] = this.used;
-  }
-
-  /** Appends a match of the record begun last. */
-  push(b: number, a: number): void {
-    if (this.used === this.pool.length) {
-      const bigger = new Int32Array(this.pool.length * 2);
-      bigger.set(this.pool);
-      this.pool = bigger;
-    }
-    this.pool[this.used++] = a;
-    this.to[b] = this.used;
-  }
-
-  any(b: number): boolean {
-    return this.to[b]! > this.from[b]!;
-  }
-
-  has(b: number, a: number): boolean {
-    for (let k = this.from[b]!; k < this.to[b]!; k++) if (this.pool[k] === a) return true;
-    return false;
-  }
 }
 
 /** Above this many records with one key, A's records of that key are indexed by their input-0 sources. */
