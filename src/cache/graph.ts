@@ -14,8 +14,8 @@ export interface Link {
   selector: string;
 }
 
-/** One input's links: `size`, `values()`, iteration, `has(src, selector)`, and `all` for indexed loops. */
-export type Links = LinkGroup<CacheNode, Link>;
+/** One input's links: `size`, `values()`, iteration, `all`, `has(src, selector)`, and `srcAt`/`selectorAt` for loops that need no Link objects. */
+export type Links = LinkGroup;
 
 export interface NodeResult {
   createdAt: string;
@@ -58,7 +58,7 @@ export class CacheNode {
     if (!Number.isSafeInteger(index) || index < 0) throw invalidArgument(`invalid input index ${index}`);
     // Grown to exactly index + 1 groups (a push onto [] reserves 16 slots; most records have one or two inputs).
     if (this.links.length <= index) this.links = grown(this.links, index + 1);
-    if (this.links[index]!.add({ src, selector })) this.graph.linkAdded();
+    if (this.links[index]!.add(src, selector)) this.graph.linkAdded();
   }
 
   /**
@@ -164,9 +164,9 @@ export class CacheGraph {
     for (let d = 0; d < n; d++) {
       const links = this.nodes[d]!.links;
       for (let k = 0; k < links.length; k++) {
-        const all = links[k]!.all;
-        for (let j = 0; j < all.length; j++) {
-          const s = all[j]!.src.index;
+        const g = links[k]!;
+        for (let j = 0; j < g.size; j++) {
+          const s = g.srcAt(j).index;
           if (last[s] === d + 1) continue;
           last[s] = d + 1;
           start[s + 1]!++;

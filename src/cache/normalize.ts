@@ -30,8 +30,8 @@ function findInvalid(nodes: readonly CacheNode[]): { invalid: Uint8Array; inputs
     const links = nodes[i]!.links;
     first[i + 1] = first[i]! + links.length;
     for (let k = 0; k < links.length; k++) {
-      const all = links[k]!.all;
-      for (let j = 0; j < all.length; j++) bySrc[all[j]!.src.index + 1]!++;
+      const g = links[k]!;
+      for (let j = 0; j < g.size; j++) bySrc[g.srcAt(j).index + 1]!++;
     }
   }
   for (let i = 0; i < n; i++) bySrc[i + 1]! += bySrc[i]!;
@@ -46,11 +46,11 @@ function findInvalid(nodes: readonly CacheNode[]): { invalid: Uint8Array; inputs
     const links = nodes[i]!.links;
     let bad = false;
     for (let k = 0; k < links.length; k++) {
-      const all = links[k]!.all;
-      live[first[i]! + k] = all.length;
-      if (all.length === 0) bad = true;
-      for (let j = 0; j < all.length; j++) {
-        const p = fill[all[j]!.src.index]!++;
+      const g = links[k]!;
+      live[first[i]! + k] = g.size;
+      if (g.size === 0) bad = true;
+      for (let j = 0; j < g.size; j++) {
+        const p = fill[g.srcAt(j).index]!++;
         inputOf[p] = first[i]! + k;
         depOf[p] = i;
       }
@@ -104,11 +104,11 @@ export function normalize(nodes: readonly CacheNode[]): NormGraph {
     cand.length = 0;
     stampNow++;
     for (let i = 0; i < links.length; i++) {
-      const all = links[i]!.all;
-      for (let j = 0; j < all.length; j++) {
-        const l = all[j]!;
-        if (invalid[l.src.index]) continue;
-        const e = edges.find(added[l.src.index]!, it.digest, i, l.selector);
+      const group = links[i]!;
+      for (let j = 0; j < group.size; j++) {
+        const src = group.srcAt(j).index;
+        if (invalid[src]) continue;
+        const e = edges.find(added[src]!, it.digest, i, group.selectorAt(j));
         if (i === 0) {
           if (e === -1) continue;
           for (let x = edges.firstId[e]!; x !== -1; x = edges.nextId[x]!) {
@@ -135,13 +135,14 @@ export function normalize(nodes: readonly CacheNode[]): NormGraph {
     // A merge target has every input `it` has (the match required a link at each).
     for (let i = 0; i < links.length; i++) {
       const g = out.firstGroup[target]! + i;
-      const all = links[i]!.all;
-      for (let j = 0; j < all.length; j++) {
-        const l = all[j]!;
-        if (invalid[l.src.index]) continue;
-        const sub = added[l.src.index]!;
-        out.addLink(g, sub, l.selector);
-        edges.add(sub, it.digest, i, l.selector, target);
+      const group = links[i]!;
+      for (let j = 0; j < group.size; j++) {
+        const src = group.srcAt(j).index;
+        if (invalid[src]) continue;
+        const sub = added[src]!;
+        const selector = group.selectorAt(j);
+        out.addLink(g, sub, selector);
+        edges.add(sub, it.digest, i, selector, target);
       }
     }
   };
@@ -165,9 +166,9 @@ export function normalize(nodes: readonly CacheNode[]): NormGraph {
       const node = nodes[stackNode[f]!]!;
       let pending: CacheNode | undefined;
       while (stackInput[f]! < node.links.length) {
-        const group = node.links[stackInput[f]!]!.all;
-        if (stackLink[f]! < group.length) {
-          const src = group[stackLink[f]!++]!.src;
+        const group = node.links[stackInput[f]!]!;
+        if (stackLink[f]! < group.size) {
+          const src = group.srcAt(stackLink[f]!++);
           if (!invalid[src.index] && added[src.index] === -1) {
             pending = src;
             break;

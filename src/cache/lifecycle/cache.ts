@@ -77,9 +77,9 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
   while (sp > 0) {
     const links = nodes[stack[--sp]!]!.links;
     for (let k = 0; k < links.length; k++) {
-      const all = links[k]!.all;
-      for (let j = 0; j < all.length; j++) {
-        const s = all[j]!.src.index;
+      const g = links[k]!;
+      for (let j = 0; j < g.size; j++) {
+        const s = g.srcAt(j).index;
         if (!needed[s]) {
           needed[s] = 1;
           stack[sp++] = s;
@@ -103,8 +103,8 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
     if (!c) continue;
     const links = nodes[i]!.links;
     for (let k = 0; k < links.length; k++) {
-      const all = links[k]!.all;
-      for (let j = 0; j < all.length; j++) c.linkFrom(copies[all[j]!.src.index]!, k, all[j]!.selector);
+      const g = links[k]!;
+      for (let j = 0; j < g.size; j++) c.linkFrom(copies[g.srcAt(j).index]!, k, g.selectorAt(j));
     }
   }
   return { graph: out, dropped };

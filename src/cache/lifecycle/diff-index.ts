@@ -31,13 +31,13 @@ export function sourcesFirst(nodes: readonly CacheNode[], visit: (n: CacheNode, 
       const node = nodes[stackNode[f]!]!;
       let next = -1;
       while (next === -1 && stackInput[f]! < node.links.length) {
-        const group = node.links[stackInput[f]!]!.all;
-        if (stackLink[f]! >= group.length) {
+        const group = node.links[stackInput[f]!]!;
+        if (stackLink[f]! >= group.size) {
           stackInput[f]!++;
           stackLink[f] = 0;
           continue;
         }
-        const s = group[stackLink[f]!++]!.src.index;
+        const s = group.srcAt(stackLink[f]!++).index;
         if (depth[s] === -2) next = s;
       }
       if (next !== -1) {
@@ -49,8 +49,8 @@ export function sourcesFirst(nodes: readonly CacheNode[], visit: (n: CacheNode, 
       }
       let d = 0;
       for (let k = 0; k < node.links.length; k++) {
-        const all = node.links[k]!.all;
-        for (let j = 0; j < all.length; j++) d = Math.max(d, depth[all[j]!.src.index]! + 1);
+        const g = node.links[k]!;
+        for (let j = 0; j < g.size; j++) d = Math.max(d, depth[g.srcAt(j).index]! + 1);
       }
       depth[node.index] = d;
       visit(node, d);

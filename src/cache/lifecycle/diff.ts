@@ -95,16 +95,16 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
         }
       }
     } else {
-      const first = n.links[0]!.all;
-      for (let j = 0; j < first.length; j++) {
-        const l = first[j]!;
-        const s = l.src.index;
+      const first = n.links[0]!;
+      for (let j = 0; j < first.size; j++) {
+        const s = first.srcAt(j).index;
+        const selector = first.selectorAt(j);
         for (let k = match.from[s]!; k < match.to[s]!; k++) {
           const srcA = match.pool[k]!;
           const lo = depsA.start[srcA]!;
           const hi = depsA.start[srcA + 1]!;
           if (hi - lo <= SCAN_LIMIT) {
-            for (let p = lo; p < hi; p++) consider(depsA.list[p]!, srcA, l.selector);
+            for (let p = lo; p < hi; p++) consider(depsA.list[p]!, srcA, selector);
             continue;
           }
           // A source many records link from: A's records with n's key, by source where many share it.
@@ -114,12 +114,12 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
           const from = byDigestA.start[g]!;
           const to = byDigestA.start[g + 1]!;
           if (to - from <= SCAN_LIMIT) {
-            for (let p = from; p < to; p++) consider(byDigestA.members[p]!, srcA, l.selector);
+            for (let p = from; p < to; p++) consider(byDigestA.members[p]!, srcA, selector);
             continue;
           }
           let idx = bySource.get(g);
           if (!idx) bySource.set(g, (idx = indexBySource(nodesA, byDigestA.members.subarray(from, to))));
-          for (const ci of idx.get(srcA) ?? []) consider(ci, srcA, l.selector);
+          for (const ci of idx.get(srcA) ?? []) consider(ci, srcA, selector);
         }
       }
     }
@@ -183,25 +183,24 @@ function sameStep(n: CacheNode, c: CacheNode, srcA: CacheNode, selector: string,
 }
 
 function someLink(m: Links, test: (src: CacheNode) => boolean): boolean {
-  const all = m.all;
-  for (let i = 0; i < all.length; i++) if (test(all[i]!.src)) return true;
+  for (let i = 0; i < m.size; i++) if (test(m.srcAt(i))) return true;
   return false;
 }
 
 /** Inputs 1.. of `n` (B) each have a link that `c` (A) has too, with an equal selector and a matching source. */
 function inputsMatch(n: CacheNode, c: CacheNode, match: Matches): boolean {
   for (let i = 1; i < n.links.length; i++) {
-    if (!inputMatches(n.links[i]!.all, c.links[i]!.all, match)) return false;
+    if (!inputMatches(n.links[i]!, c.links[i]!, match)) return false;
   }
   return true;
 }
 
 /** Some link of `bl` (B) has a link in `al` (A) with an equal selector and a matching source. */
-function inputMatches(bl: readonly Link[], al: readonly Link[], match: Matches): boolean {
-  for (let j = 0; j < bl.length; j++) {
-    const s = bl[j]!.src.index;
+function inputMatches(bl: Links, al: Links, match: Matches): boolean {
+  for (let j = 0; j < bl.size; j++) {
+    const s = bl.srcAt(j).index;
     if (!match.any(s)) continue;
-    for (let k = 0; k < al.length; k++) if (al[k]!.selector === bl[j]!.selector && match.has(s, al[k]!.src.index)) return true;
+    for (let k = 0; k < al.size; k++) if (al.selectorAt(k) === bl.selectorAt(j) && match.has(s, al.srcAt(k).index)) return true;
   }
   return false;
 }
