@@ -57,7 +57,10 @@ export class CacheNode {
     if (src.graph !== this.graph) throw invalidArgument('cannot link records of different cache graphs');
     if (!Number.isSafeInteger(index) || index < 0) throw invalidArgument(`invalid input index ${index}`);
     // Grown to exactly index + 1 groups (a push onto [] reserves 16 slots; most records have one or two inputs).
-    if (this.links.length <= index) this.links = grown(this.links, index + 1);
+    if (this.links.length <= index) {
+      this.graph.inputsAdded(index + 1 - this.links.length);
+      this.links = grown(this.links, index + 1);
+    }
     if (this.links[index]!.add(src, selector)) this.graph.linkAdded();
   }
 
@@ -75,6 +78,25 @@ export class CacheNode {
     for (const l of layers) parseDigest(l.digest);
     this.result = { createdAt: t, layers: layers.map((l) => ({ ...l })) };
   }
+}
+
+/** See CacheGraph.flatten. */
+export interface FlatGraph {
+  size: number;
+  digest: string[];
+  result: (NodeResult | undefined)[];
+  /** Record i's inputs are groups groupStart[i] .. groupStart[i+1]-1. */
+  groupStart: Int32Array;
+  /** Group g's links are linkStart[g] .. linkStart[g+1]-1: source src[l] (a record index), selector selector[l]. */
+  linkStart: Int32Array;
+  src: Int32Array;
+  selector: string[];
+}
+
+function growInt32(a: Int32Array<ArrayBuffer>, atLeast: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(Math.max(atLeast, a.length * 2));
+  b.set(a);
+  return b;
 }
 
 /** See CacheGraph.dependentIndexes. */
@@ -105,6 +127,7 @@ export class CacheGraph {
   readonly layerHints = new Map<string, Hint>();
   private sources = 0;
   private links = 0;
+  private inputs = 0;
 
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
@@ -131,6 +154,50 @@ export class CacheGraph {
   /** Called by CacheNode.linkFrom when a link is added. */
   linkAdded(): void {
     this.links++;
+  }
+
+  /** Called by CacheNode.linkFrom when a record gains inputs. */
+  inputsAdded(n: number): void {
+    this.inputs += n;
+  }
+
+  /**
+   * The records' keys, results and links in flat arrays, made by one pass
+   * over the records (each call makes new ones). Work that reads a large
+   * graph several times reads these instead of following each record's
+   * objects again: at tens of thousands of records those no longer fit in
+   * the CPU's caches and every read of one is a miss.
+   */
+  flatten(): FlatGraph {
+    const n = this.nodes.length;
+    const digest = new Array<string>(n);
+    const result = new Array<NodeResult | undefined>(n);
+    const groupStart = new Int32Array(n + 1);
+    // Sized by the counts linkFrom keeps, grown should a caller have replaced a record's links.
+    let linkStart = new Int32Array(this.inputs + 1);
+    let src = new Int32Array(this.links);
+    const selector = new Array<string>(this.links);
+    let groups = 0;
+    let links = 0;
+    for (let i = 0; i < n; i++) {
+      const node = this.nodes[i]!;
+      digest[i] = node.digest;
+      result[i] = node.result;
+      const ls = node.links;
+      for (let k = 0; k < ls.length; k++) {
+        const g = ls[k]!;
+        if (groups + 2 > linkStart.length) linkStart = growInt32(linkStart, groups + 2);
+        linkStart[groups++] = links;
+        if (links + g.size > src.length) src = growInt32(src, links + g.size);
+        for (let j = 0; j < g.size; j++) {
+          src[links] = g.srcAt(j).index;
+          selector[links++] = g.selectorAt(j);
+        }
+      }
+      groupStart[i + 1] = groups;
+    }
+    linkStart[groups] = links;
+    return { size: n, digest, result, groupStart, linkStart, src, selector };
   }
 
   /** How many links the records have (distinct source and selector pairs per input). */

@@ -70,7 +70,7 @@ interface LayerEntry {
 }
 
 export function marshalGraph(graph: CacheGraph): MarshalResult {
-  const g = normalize(graph.nodes);
+  const g = normalize(graph);
   const descriptors = new Map<string, Descriptor>();
   const layers: LayerEntry[] = [];
   const layerByKey = new Map<string, number>();

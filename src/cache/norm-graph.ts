@@ -1,7 +1,7 @@
 // The data normalize() builds and marshal reads: the normalized graph, and
 // the index of dependents that merging and cutting loops use, in flat typed
 // arrays (see normalize.ts for the rules).
-import type { CacheNode, Hint, NodeResult } from './graph.js';
+import type { Hint, NodeResult } from './graph.js';
 
 /** Above this many entries a list is indexed instead of scanned. */
 const SCAN_LIMIT = 8;
@@ -52,11 +52,11 @@ export class NormGraph {
   }
 
   /** Adds a record with `inputs` empty inputs; returns its index. */
-  addRecord(n: CacheNode, inputs: number): number {
+  addRecord(digest: string, result: NodeResult | undefined, hint: Hint | undefined, inputs: number): number {
     const r = this.size++;
-    this.digest[r] = n.digest;
-    this.result[r] = n.result;
-    this.hint[r] = n.hint;
+    this.digest[r] = digest;
+    this.result[r] = result;
+    this.hint[r] = hint;
     this.firstGroup[r] = this.groups;
     this.inputs[r] = inputs;
     for (let g = this.groups; g < this.groups + inputs; g++) this.head[g] = this.tail[g] = -1;

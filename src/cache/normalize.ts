@@ -10,48 +10,39 @@
 // with cross links; here every step is iterative and near-linear, and the input
 // graph is never mutated, so marshalling twice gives the same bytes.
 import { invalidArgument } from '../errors.js';
-import type { CacheNode } from './graph.js';
+import type { CacheGraph, FlatGraph } from './graph.js';
 import { Edges, NormGraph } from './norm-graph.js';
 
 /**
  * Marks records unreachable by the importer: some input index without a
  * (valid) link. Counts live links per input in one typed array and finds
  * dependents through links sorted by source (a counting sort), so a large
- * graph costs a few arrays, not a Map and an array per record. Also returns
- * the input graph's numbers of inputs and links (bounds for NormGraph).
+ * graph costs a few arrays, not a Map and an array per record.
  */
-function findInvalid(nodes: readonly CacheNode[]): { invalid: Uint8Array; inputs: number; links: number } {
-  const n = nodes.length;
+function findInvalid(f: FlatGraph): Uint8Array {
+  const n = f.size;
+  const groups = f.groupStart[n]!;
   const invalid = new Uint8Array(n);
-  // Record i's inputs are live[first[i]] .. live[first[i+1]-1]: how many valid links each still has.
-  const first = new Int32Array(n + 1);
-  const bySrc = new Int32Array(n + 1);
-  for (let i = 0; i < n; i++) {
-    const links = nodes[i]!.links;
-    first[i + 1] = first[i]! + links.length;
-    for (let k = 0; k < links.length; k++) {
-      const g = links[k]!;
-      for (let j = 0; j < g.size; j++) bySrc[g.srcAt(j).index + 1]!++;
-    }
-  }
-  for (let i = 0; i < n; i++) bySrc[i + 1]! += bySrc[i]!;
-  const live = new Int32Array(first[n]!);
+  // How many valid links each input still has.
+  const live = new Int32Array(groups);
   // Links sorted by source: the input each counts in, and its record.
+  const bySrc = new Int32Array(n + 1);
+  const links = f.linkStart[groups]!;
+  for (let l = 0; l < links; l++) bySrc[f.src[l]! + 1]!++;
+  for (let i = 0; i < n; i++) bySrc[i + 1]! += bySrc[i]!;
   const fill = bySrc.slice(0, n);
-  const inputOf = new Int32Array(bySrc[n]!);
-  const depOf = new Int32Array(bySrc[n]!);
+  const inputOf = new Int32Array(links);
+  const depOf = new Int32Array(links);
   const queue = new Int32Array(n);
   let q = 0;
   for (let i = 0; i < n; i++) {
-    const links = nodes[i]!.links;
     let bad = false;
-    for (let k = 0; k < links.length; k++) {
-      const g = links[k]!;
-      live[first[i]! + k] = g.size;
-      if (g.size === 0) bad = true;
-      for (let j = 0; j < g.size; j++) {
-        const p = fill[g.srcAt(j).index]!++;
-        inputOf[p] = first[i]! + k;
+    for (let g = f.groupStart[i]!; g < f.groupStart[i + 1]!; g++) {
+      live[g] = f.linkStart[g + 1]! - f.linkStart[g]!;
+      if (live[g] === 0) bad = true;
+      for (let l = f.linkStart[g]!; l < f.linkStart[g + 1]!; l++) {
+        const p = fill[f.src[l]!]!++;
+        inputOf[p] = g;
         depOf[p] = i;
       }
     }
@@ -71,44 +62,46 @@ function findInvalid(nodes: readonly CacheNode[]): { invalid: Uint8Array; inputs
       }
     }
   }
-  return { invalid, inputs: first[n]!, links: bySrc[n]! };
+  return invalid;
 }
 
-/** Normalizes a graph's records (`graph.nodes`: each node's index is its position). */
-export function normalize(nodes: readonly CacheNode[]): NormGraph {
-  for (let i = 0; i < nodes.length; i++) {
-    if (nodes[i]!.index !== i) throw new Error("normalize: nodes must be a graph's nodes, in order");
-  }
-  const n = nodes.length;
-  const { invalid, inputs, links: linkCount } = findInvalid(nodes);
-  const out = new NormGraph(n, inputs, linkCount);
+/**
+ * Normalizes a graph's records. The graph is read once, into flat arrays
+ * (CacheGraph.flatten), and every later step reads those.
+ */
+export function normalize(graph: CacheGraph): NormGraph {
+  const f = graph.flatten();
+  const n = f.size;
+  const invalid = findInvalid(f);
+  const out = new NormGraph(n, f.groupStart[n]!, f.linkStart[f.groupStart[n]!]!);
   // The normalized record each record went to (-1: not yet).
   const added = new Int32Array(n).fill(-1);
   const rootByDigest = new Map<string, number>();
-  const edges = new Edges(n, linkCount);
+  const edges = new Edges(n, f.linkStart[f.groupStart[n]!]!);
   // Merge candidates of the record being processed (reused), and a stamp per normalized record to list each once.
   const cand: number[] = [];
   const stamp = new Int32Array(n);
   let stampNow = 0;
 
-  const process = (it: CacheNode): void => {
-    const links = it.links;
-    if (links.length === 0) {
-      let r = rootByDigest.get(it.digest);
-      if (r === undefined) rootByDigest.set(it.digest, (r = out.addRecord(it, 0)));
-      added[it.index] = r;
+  const process = (it: number): void => {
+    const g0 = f.groupStart[it]!;
+    const inputs = f.groupStart[it + 1]! - g0;
+    const digest = f.digest[it]!;
+    if (inputs === 0) {
+      let r = rootByDigest.get(digest);
+      if (r === undefined) rootByDigest.set(digest, (r = out.addRecord(digest, f.result[it], graph.nodes[it]!.hint, 0)));
+      added[it] = r;
       return;
     }
     // Find an already-normalized record reached through the same links:
     // any link of input 0, and every link of every later input.
     cand.length = 0;
     stampNow++;
-    for (let i = 0; i < links.length; i++) {
-      const group = links[i]!;
-      for (let j = 0; j < group.size; j++) {
-        const src = group.srcAt(j).index;
+    for (let i = 0; i < inputs; i++) {
+      for (let l = f.linkStart[g0 + i]!; l < f.linkStart[g0 + i + 1]!; l++) {
+        const src = f.src[l]!;
         if (invalid[src]) continue;
-        const e = edges.find(added[src]!, it.digest, i, group.selectorAt(j));
+        const e = edges.find(added[src]!, digest, i, f.selector[l]!);
         if (i === 0) {
           if (e === -1) continue;
           for (let x = edges.firstId[e]!; x !== -1; x = edges.nextId[x]!) {
@@ -129,69 +122,59 @@ export function normalize(nodes: readonly CacheNode[]): NormGraph {
       target = cand[0]!;
       for (let k = 1; k < cand.length; k++) if (cand[k]! < target) target = cand[k]!;
     } else {
-      target = out.addRecord(it, links.length);
+      target = out.addRecord(digest, f.result[it], graph.nodes[it]!.hint, inputs);
     }
-    added[it.index] = target;
+    added[it] = target;
     // A merge target has every input `it` has (the match required a link at each).
-    for (let i = 0; i < links.length; i++) {
+    for (let i = 0; i < inputs; i++) {
       const g = out.firstGroup[target]! + i;
-      const group = links[i]!;
-      for (let j = 0; j < group.size; j++) {
-        const src = group.srcAt(j).index;
+      for (let l = f.linkStart[g0 + i]!; l < f.linkStart[g0 + i + 1]!; l++) {
+        const src = f.src[l]!;
         if (invalid[src]) continue;
         const sub = added[src]!;
-        const selector = group.selectorAt(j);
-        out.addLink(g, sub, selector);
-        edges.add(sub, it.digest, i, selector, target);
+        out.addLink(g, sub, f.selector[l]!);
+        edges.add(sub, digest, i, f.selector[l]!, target);
       }
     }
   };
 
   // Post-order walk: every source is normalized before the records that
-  // link from it. A frame is a record and its position in its links (input,
-  // then link within the input), kept in typed arrays.
+  // link from it. A frame is a record and the next of its links to look at
+  // (its links are consecutive in f, input by input), in typed arrays.
   const onStack = new Uint8Array(n);
   const stackNode = new Int32Array(n);
-  const stackInput = new Int32Array(n);
   const stackLink = new Int32Array(n);
   for (let start = 0; start < n; start++) {
     if (invalid[start] || added[start] !== -1) continue;
     let sp = 0;
     stackNode[sp] = start;
-    stackInput[sp] = 0;
-    stackLink[sp++] = 0;
+    stackLink[sp++] = f.linkStart[f.groupStart[start]!]!;
     onStack[start] = 1;
     while (sp > 0) {
-      const f = sp - 1;
-      const node = nodes[stackNode[f]!]!;
-      let pending: CacheNode | undefined;
-      while (stackInput[f]! < node.links.length) {
-        const group = node.links[stackInput[f]!]!;
-        if (stackLink[f]! < group.size) {
-          const src = group.srcAt(stackLink[f]!++);
-          if (!invalid[src.index] && added[src.index] === -1) {
-            pending = src;
-            break;
-          }
-        } else {
-          stackInput[f]!++;
-          stackLink[f] = 0;
+      const top = sp - 1;
+      const node = stackNode[top]!;
+      const end = f.linkStart[f.groupStart[node + 1]!]!;
+      let pending = -1;
+      while (stackLink[top]! < end) {
+        const src = f.src[stackLink[top]!++]!;
+        if (!invalid[src] && added[src] === -1) {
+          pending = src;
+          break;
         }
       }
-      if (pending) {
-        if (onStack[pending.index]) {
-          throw invalidArgument(`invalid looping record: ${pending.digest} links to itself through its inputs`, {
+      if (pending !== -1) {
+        if (onStack[pending]) {
+          throw invalidArgument(`invalid looping record: ${f.digest[pending]} links to itself through its inputs`, {
             reason: 'looping-record',
           });
         }
-        onStack[pending.index] = 1;
-        stackNode[sp] = pending.index;
-        stackInput[sp] = 0;
-        stackLink[sp++] = 0;
+        onStack[pending] = 1;
+        stackNode[sp] = pending;
+        stackLink[sp++] = f.linkStart[f.groupStart[pending]!]!;
         continue;
       }
       process(node);
-      onStack[node.index] = 0;
+      onStack[node] = 0;
       sp--;
     }
   }
@@ -199,7 +182,6 @@ export function normalize(nodes: readonly CacheNode[]): NormGraph {
   removeLoops(out, edges);
   return out;
 }
-
 /**
  * Cuts back edges found by a depth-first walk from the roots along
  * dependents. (A cut edge stays in the edge lists: the walk reads each
