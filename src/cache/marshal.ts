@@ -108,7 +108,8 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   const layerKeys = prefixKeys(layers.length, (i) => layers[i]!.blob);
   for (let i = 0; i < layers.length; i++) layers[i]!.sortKey = layerKeys[i]!;
   const sortedLayers = [...layers].sort((a, b) => {
-    if (a.sortKey !== b.sortKey) return a.sortKey - b.sortKey;
+    // -1 or 1, not the difference: a comparator returning a double allocates a heap number per call.
+    if (a.sortKey !== b.sortKey) return a.sortKey < b.sortKey ? -1 : 1;
     const c = cmpStr(a.blob, b.blob);
     if (c !== 0) return c;
     const h = cmpHint(a.hint, b.hint);
@@ -157,7 +158,7 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   for (let i = 0; i < g.size; i++) order[i] = i;
   const digestKeys = prefixKeys(g.size, (i) => g.digest[i]!);
   order.sort((i, j) => {
-    if (digestKeys[i] !== digestKeys[j]) return digestKeys[i]! - digestKeys[j]!;
+    if (digestKeys[i] !== digestKeys[j]) return digestKeys[i]! < digestKeys[j]! ? -1 : 1;
     const di = g.digest[i]!;
     const dj = g.digest[j]!;
     if (di !== dj) return cmpStr(di, dj);

@@ -7,7 +7,7 @@
 import type { CacheGraph, CacheNode } from '../graph.js';
 import type { MarshalResult } from '../marshal.js';
 import { prefixKeys } from '../sort-keys.js';
-import { keepResults, namedBlobs, resultOf, sumSizes, type OpenedCache } from './cache.js';
+import { keepResults, resultOf, type OpenedCache } from './cache.js';
 
 export interface TrimOptions {
   /** Milliseconds; results created longer ago are dropped. */
@@ -47,7 +47,7 @@ interface Entry {
 function byAge(a: Entry, b: Entry): number {
   // Numbers first (most comparisons end there without reading the strings behind them).
   if (a.time !== b.time) return a.time - b.time;
-  if (a.key !== b.key) return a.key - b.key;
+  if (a.key !== b.key) return a.key < b.key ? -1 : 1; // not the difference, a double (a heap number per call)
   return a.n.digest < b.n.digest ? -1 : a.n.digest > b.n.digest ? 1 : a.n.uid - b.n.uid;
 }
 
@@ -80,6 +80,8 @@ class Blobs {
   readonly size: number[] = [];
   /** Per blob id: 1 + the entry that last named it, and where in `ref` that entry has it. */
   private readonly lastEntry: number[] = [];
+  /** Per blob id: the size the last layer naming it gives it, chains added in graph order (what the cache's layers weigh). */
+  readonly lastSize: number[] = [];
   private readonly lastPos: number[] = [];
 
   /** Adds a chain's blobs in order of first appearance, each with the size its last appearance gives; returns its range. */
@@ -90,8 +92,10 @@ class Blobs {
       if (id === undefined) {
         this.ids.set(l.digest, (id = this.lastEntry.length));
         this.lastEntry.push(0);
+        this.lastSize.push(0);
         this.lastPos.push(0);
       }
+      this.lastSize[id] = l.size;
       if (this.lastEntry[id] === entry + 1) {
         this.size[this.lastPos[id]!] = l.size;
         continue;
@@ -159,7 +163,9 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
       if (freesNothing) drop[e.n.index] = 0;
     }
   }
-  const before = sumSizes(namedBlobs(graph.nodes));
+  // The distinct blobs all results name, each with its last size in graph order (as namedBlobs() counts them).
+  let before = 0;
+  for (const size of blobs.lastSize) before += size;
   const { graph: kept } = keepResults(graph, (n) => !drop[n.index]);
   // The results keepResults dropped are exactly `drop`; withResults has them oldest first.
   const dropped: CacheNode[] = [];
