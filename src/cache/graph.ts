@@ -32,8 +32,10 @@ export class CacheNode {
   readonly uid = nextUid++;
   /** Per input index, the links (distinct source and selector pairs) in the order first added. */
   links: Links[] = [];
-  result?: NodeResult;
   hint?: Hint;
+  private res: NodeResult | undefined = undefined;
+  /** Whether the graph lists this record among those with results. */
+  private listed = false;
 
   constructor(
     readonly graph: CacheGraph,
@@ -45,6 +47,19 @@ export class CacheNode {
      */
     readonly index: number,
   ) {}
+
+  /** The record's result (see addResult); setting one also lists the record in graph.recordsWithResults(). */
+  get result(): NodeResult | undefined {
+    return this.res;
+  }
+
+  set result(r: NodeResult | undefined) {
+    if (r && !this.listed) {
+      this.listed = true;
+      this.graph.resultAdded(this);
+    }
+    this.res = r;
+  }
 
   /** The records that link from this one, each once, in graph order. O(graph) per call: for many, use graph.dependentIndexes(). */
   get backlinks(): readonly CacheNode[] {
@@ -128,6 +143,9 @@ export class CacheGraph {
   private sources = 0;
   private links = 0;
   private inputs = 0;
+  /** Records that were given a result, and whether that list is in graph order. */
+  private withResults: CacheNode[] = [];
+  private withResultsInOrder = true;
 
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
@@ -149,6 +167,26 @@ export class CacheGraph {
     node.hint = from.hint;
     this.nodes.push(node);
     return node;
+  }
+
+  /** Called by CacheNode when it is first given a result. */
+  resultAdded(node: CacheNode): void {
+    const last = this.withResults[this.withResults.length - 1];
+    if (last && last.index > node.index) this.withResultsInOrder = false;
+    this.withResults.push(node);
+  }
+
+  /**
+   * The records that were given a result (it may since have been cleared or
+   * name no layer: see resultOf), in graph order: what tools that only care
+   * about results walk instead of every record of a large graph.
+   */
+  recordsWithResults(): readonly CacheNode[] {
+    if (!this.withResultsInOrder) {
+      this.withResults.sort((a, b) => a.index - b.index);
+      this.withResultsInOrder = true;
+    }
+    return this.withResults;
   }
 
   /** Called by CacheNode.linkFrom when a link is added. */

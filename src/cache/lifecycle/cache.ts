@@ -66,7 +66,7 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
   const stack = new Int32Array(nodes.length);
   let sp = 0;
   const dropped: CacheNode[] = [];
-  for (const n of nodes) {
+  for (const n of graph.recordsWithResults()) {
     if (!resultOf(n)) continue;
     if (keep(n)) {
       keptResult[n.index] = needed[n.index] = 1;

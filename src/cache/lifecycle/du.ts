@@ -42,7 +42,8 @@ interface Ref {
  */
 export function diskUsage(graph: CacheGraph): DuReport {
   const refs = new Map<string, Ref>();
-  const nodes = graph.nodes;
+  // Only the records with results: most records of a large cache have none.
+  const nodes = graph.recordsWithResults();
   // The records with results, in graph order, so the second pass walks only those.
   const withResults: CacheNode[] = [];
   // Indexed loops: for-of allocated an iterator result per step here.

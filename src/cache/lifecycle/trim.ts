@@ -112,7 +112,7 @@ class Blobs {
 export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
   const blobs = new Blobs();
   const nodes: CacheNode[] = [];
-  for (const n of graph.nodes) if (resultOf(n)) nodes.push(n);
+  for (const n of graph.recordsWithResults()) if (resultOf(n)) nodes.push(n);
   const times = rankTimes(nodes);
   const keys = prefixKeys(nodes.length, (i) => nodes[i]!.digest);
   // Every field its final value (and kind of number) from the start, so all entries keep one shape.
