@@ -14,7 +14,7 @@ export interface Link {
   selector: string;
 }
 
-/** One input's links: `size`, `values()`, iteration, `all`, `has(src, selector)`, and `srcAt`/`selectorAt` for loops that need no Link objects. */
+/** One input's links: `size`, `values()`, iteration, `all`, `has(src, selector)`, and `srcAt`/`selectorAt` for indexed loops. */
 export type Links = LinkGroup;
 
 export interface NodeResult {
