@@ -120,6 +120,31 @@ export interface Dependents {
   readonly list: Int32Array;
 }
 
+/** The dependents of each record of a flat graph (see CacheGraph.dependentIndexes), from its arrays alone. */
+export function flatDependents(f: FlatGraph): Dependents {
+  const n = f.size;
+  const start = new Int32Array(n + 1);
+  // last[s] = 1 + the last record found linking from s, so a record that links from s twice counts once.
+  const last = new Int32Array(n);
+  const count = (visit: (s: number, d: number) => void) => {
+    last.fill(0);
+    for (let d = 0; d < n; d++) {
+      for (let l = f.linkStart[f.groupStart[d]!]!; l < f.linkStart[f.groupStart[d + 1]!]!; l++) {
+        const s = f.src[l]!;
+        if (last[s] === d + 1) continue;
+        last[s] = d + 1;
+        visit(s, d);
+      }
+    }
+  };
+  count((s) => start[s + 1]!++);
+  for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
+  const list = new Int32Array(start[n]!);
+  const fill = start.slice(0, n);
+  count((s, d) => (list[fill[s]!++] = d));
+  return { start, list };
+}
+
 /** `groups` followed by empty groups up to `length`, in an array of exactly that length. */
 function grown(groups: Links[], length: number): Links[] {
   const out = new Array<Links>(length);
@@ -258,33 +283,7 @@ export class CacheGraph {
    * links (computed on each call: the graph may change in between).
    */
   dependentIndexes(): Dependents {
-    const n = this.nodes.length;
-    const start = new Int32Array(n + 1);
-    // The (source, dependent) pairs in graph order of the dependent, each once.
-    const pairSrc = new Int32Array(this.links);
-    const pairDep = new Int32Array(this.links);
-    let pairs = 0;
-    // last[s] = 1 + the last record found linking from s, so a record that links from s twice counts once.
-    const last = new Int32Array(n);
-    for (let d = 0; d < n; d++) {
-      const links = this.nodes[d]!.links;
-      for (let k = 0; k < links.length; k++) {
-        const g = links[k]!;
-        for (let j = 0; j < g.size; j++) {
-          const s = g.srcAt(j).index;
-          if (last[s] === d + 1) continue;
-          last[s] = d + 1;
-          start[s + 1]!++;
-          pairSrc[pairs] = s;
-          pairDep[pairs++] = d;
-        }
-      }
-    }
-    for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
-    const list = new Int32Array(start[n]!);
-    const fill = start.slice(0, n);
-    for (let p = 0; p < pairs; p++) list[fill[pairSrc[p]!]!++] = pairDep[p]!;
-    return { start, list };
+    return flatDependents(this.flatten());
   }
 
   /** Allocates a source number for hints; decoded sources are ordered by it. */

@@ -1,7 +1,7 @@
 // The walks and indexes diff works with: records sources first, records
 // grouped by key, and what each record of B matched in A, in typed arrays
 // indexed by node index rather than Maps and arrays per record.
-import type { CacheNode } from '../graph.js';
+import type { CacheNode, FlatGraph } from '../graph.js';
 
 /**
  * Visits records sources before dependents, each with its depth (longest
@@ -71,25 +71,26 @@ export interface ByKey {
   members: Int32Array;
 }
 
-export function byKey(nodes: readonly CacheNode[], take: (n: CacheNode) => boolean): ByKey {
+/** `f`'s records that `take` accepts (by index), grouped by key. */
+export function byKey(f: FlatGraph, take: (i: number) => boolean): ByKey {
   const group = new Map<string, number>();
-  const groupOf = new Int32Array(nodes.length).fill(-1);
+  const groupOf = new Int32Array(f.size).fill(-1);
   const counts: number[] = [];
-  for (const n of nodes) {
-    if (!take(n)) continue;
-    let g = group.get(n.digest);
+  for (let i = 0; i < f.size; i++) {
+    if (!take(i)) continue;
+    let g = group.get(f.digest[i]!);
     if (g === undefined) {
-      group.set(n.digest, (g = counts.length));
+      group.set(f.digest[i]!, (g = counts.length));
       counts.push(0);
     }
-    groupOf[n.index] = g;
+    groupOf[i] = g;
     counts[g]!++;
   }
   const start = new Int32Array(counts.length + 1);
   for (let g = 0; g < counts.length; g++) start[g + 1] = start[g]! + counts[g]!;
   const fill = start.slice(0, counts.length);
   const members = new Int32Array(start[counts.length]!);
-  for (let i = 0; i < nodes.length; i++) if (groupOf[i]! !== -1) members[fill[groupOf[i]!]!++] = i;
+  for (let i = 0; i < f.size; i++) if (groupOf[i]! !== -1) members[fill[groupOf[i]!]!++] = i;
   return { group, start, members };
 }
 

@@ -8,7 +8,7 @@
 // A root without a result that only B has (a content checksum of a changed
 // file, a new base image reference) is not itself a step; it counts as an
 // input that differs for the records that link from it.
-import type { CacheGraph, CacheNode, Dependents, Link, Links } from '../graph.js';
+import { flatDependents, type CacheGraph, type CacheNode, type Dependents, type FlatGraph, type Links } from '../graph.js';
 import { resultOf } from './cache.js';
 import { byKey, Matches, sourcesFirst, type ByKey } from './diff-index.js';
 import { describeLayers } from './du.js';
@@ -49,11 +49,14 @@ const SCAN_LIMIT = 8;
  * record of B is looked for among the dependents in A of what its input-0
  * sources matched, not in a Map of all A's keys: at 20 000 records such a
  * Map and the key strings it compares no longer fit in the CPU's caches.
+ * For the same reason A is read once, into flat arrays (CacheGraph.flatten),
+ * and its records are compared from those.
  */
 export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   const nodesA = a.nodes;
-  const depsA = a.dependentIndexes();
-  const rootsA = byKey(nodesA, (n) => n.links.length === 0);
+  const fa = a.flatten();
+  const depsA = flatDependents(fa);
+  const rootsA = byKey(fa, (i) => fa.groupStart[i + 1] === fa.groupStart[i]);
   // All of A's records by key, and for a key many share, its records by
   // input-0 source: built on first need, for sources with many dependents.
   let byDigestA: ByKey | undefined;
@@ -68,7 +71,7 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   let n = b.nodes[0]!;
   let bi = 0;
   const consider = (ci: number, srcA: number, selector: string) => {
-    if (matchedA[ci] === bi + 1 || !sameStep(n, nodesA[ci]!, nodesA[srcA]!, selector, match)) return;
+    if (matchedA[ci] === bi + 1 || !sameStep(n, fa, a, ci, srcA, selector, match)) return;
     if (matchedA[ci] === 0) matchedCount++;
     matchedA[ci] = bi + 1;
     match.push(bi, ci);
@@ -108,7 +111,7 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
             continue;
           }
           // A source many records link from: A's records with n's key, by source where many share it.
-          byDigestA ??= byKey(nodesA, () => true);
+          byDigestA ??= byKey(fa, () => true);
           const g = byDigestA.group.get(n.digest);
           if (g === undefined) continue;
           const from = byDigestA.start[g]!;
@@ -138,12 +141,12 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
     // Few keys: compared directly, which reads a key only as far as it differs (no hash of every key of A).
     const keys = [...sameKey.keys()];
     const lists = [...sameKey.values()];
-    for (let i = 0; i < nodesA.length; i++) {
-      const d = nodesA[i]!.digest;
+    for (let i = 0; i < fa.size; i++) {
+      const d = fa.digest[i]!;
       for (let k = 0; k < keys.length; k++) if (d === keys[k]) lists[k]!.push(i);
     }
   } else if (sameKey.size > 0) {
-    for (let i = 0; i < nodesA.length; i++) sameKey.get(nodesA[i]!.digest)?.push(i);
+    for (let i = 0; i < fa.size; i++) sameKey.get(fa.digest[i]!)?.push(i);
   }
   const divergences: Divergence[] = [];
   for (let i = 0; i < diverged.length; i++) {
@@ -177,9 +180,27 @@ function indexBySource(nodes: readonly CacheNode[], members: Int32Array): Map<nu
   return idx;
 }
 
-/** A's record `c` has the key and inputs of B's `n`, and links from `srcA` (a match of n's input-0 source) through input 0 with `selector`. */
-function sameStep(n: CacheNode, c: CacheNode, srcA: CacheNode, selector: string, match: Matches): boolean {
-  return c.digest === n.digest && c.links.length === n.links.length && c.links[0]!.has(srcA, selector) && inputsMatch(n, c, match);
+/**
+ * A's record `c` (read from `fa`) has the key and inputs of B's `n`, and
+ * links from `srcA` (a match of n's input-0 source) through input 0 with
+ * `selector`.
+ */
+function sameStep(n: CacheNode, fa: FlatGraph, a: CacheGraph, c: number, srcA: number, selector: string, match: Matches): boolean {
+  const g0 = fa.groupStart[c]!;
+  if (fa.groupStart[c + 1]! - g0 !== n.links.length || fa.digest[c] !== n.digest) return false;
+  const from = fa.linkStart[g0]!;
+  const to = fa.linkStart[g0 + 1]!;
+  if (to - from > SCAN_LIMIT) {
+    // A large input: its group's index answers without a scan.
+    if (!a.nodes[c]!.links[0]!.has(a.nodes[srcA]!, selector)) return false;
+  } else {
+    let found = false;
+    for (let l = from; l < to && !found; l++) found = fa.src[l] === srcA && fa.selector[l] === selector;
+    if (!found) return false;
+  }
+  // Inputs 1..: each has a link that c has too, with an equal selector and a matching source.
+  for (let i = 1; i < n.links.length; i++) if (!inputMatches(n.links[i]!, fa, g0 + i, match)) return false;
+  return true;
 }
 
 function someLink(m: Links, test: (src: CacheNode) => boolean): boolean {
@@ -187,20 +208,14 @@ function someLink(m: Links, test: (src: CacheNode) => boolean): boolean {
   return false;
 }
 
-/** Inputs 1.. of `n` (B) each have a link that `c` (A) has too, with an equal selector and a matching source. */
-function inputsMatch(n: CacheNode, c: CacheNode, match: Matches): boolean {
-  for (let i = 1; i < n.links.length; i++) {
-    if (!inputMatches(n.links[i]!, c.links[i]!, match)) return false;
-  }
-  return true;
-}
 
-/** Some link of `bl` (B) has a link in `al` (A) with an equal selector and a matching source. */
-function inputMatches(bl: Links, al: Links, match: Matches): boolean {
+/** Some link of `bl` (B) has a link in A's input group `g` (of `fa`) with an equal selector and a matching source. */
+function inputMatches(bl: Links, fa: FlatGraph, g: number, match: Matches): boolean {
   for (let j = 0; j < bl.size; j++) {
     const s = bl.srcAt(j).index;
     if (!match.any(s)) continue;
-    for (let k = 0; k < al.size; k++) if (al.selectorAt(k) === bl.selectorAt(j) && match.has(s, al.srcAt(k).index)) return true;
+    const selector = bl.selectorAt(j);
+    for (let l = fa.linkStart[g]!; l < fa.linkStart[g + 1]!; l++) if (fa.selector[l] === selector && match.has(s, fa.src[l]!)) return true;
   }
   return false;
 }
