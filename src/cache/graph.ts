@@ -100,6 +100,7 @@ export interface FlatGraph {
   size: number;
   digest: string[];
   result: (NodeResult | undefined)[];
+  hint: (Hint | undefined)[];
   /** Record i's inputs are groups groupStart[i] .. groupStart[i+1]-1. */
   groupStart: Int32Array;
   /** Group g's links are linkStart[g] .. linkStart[g+1]-1: source src[l] (a record index), selector selector[l]. */
@@ -183,13 +184,13 @@ export class CacheGraph {
   }
 
   /**
-   * A record with the key and source hint of `from`, a record of another
-   * graph: its key was checked when that record was added, so copying a
-   * large graph does not validate every key again.
+   * A record with the key and source hint of a record of another graph: its
+   * key was checked when that record was added, so copying a large graph
+   * does not validate every key again.
    */
-  addCopyOf(from: CacheNode): CacheNode {
-    const node = new CacheNode(this, from.digest, this.nodes.length);
-    node.hint = from.hint;
+  addCopy(digest: string, hint: Hint | undefined): CacheNode {
+    const node = new CacheNode(this, digest, this.nodes.length);
+    node.hint = hint;
     this.nodes.push(node);
     return node;
   }
@@ -235,6 +236,7 @@ export class CacheGraph {
     const n = this.nodes.length;
     const digest = new Array<string>(n);
     const result = new Array<NodeResult | undefined>(n);
+    const hint = new Array<Hint | undefined>(n);
     const groupStart = new Int32Array(n + 1);
     // Sized by the counts linkFrom keeps, grown should a caller have replaced a record's links.
     let linkStart = new Int32Array(this.inputs + 1);
@@ -246,6 +248,7 @@ export class CacheGraph {
       const node = this.nodes[i]!;
       digest[i] = node.digest;
       result[i] = node.result;
+      hint[i] = node.hint;
       const ls = node.links;
       for (let k = 0; k < ls.length; k++) {
         const g = ls[k]!;
@@ -260,7 +263,7 @@ export class CacheGraph {
       groupStart[i + 1] = groups;
     }
     linkStart[groups] = links;
-    return { size: n, digest, result, groupStart, linkStart, src, selector };
+    return { size: n, digest, result, hint, groupStart, linkStart, src, selector };
   }
 
   /** How many links the records have (distinct source and selector pairs per input). */

@@ -73,48 +73,44 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
       stack[sp++] = n.index;
     } else dropped.push(n);
   }
+  // The graph read once, into flat arrays: the walks below read those, not every record's objects again.
+  const f = graph.flatten();
   // Everything upstream of a kept result, without recursion.
   while (sp > 0) {
-    const links = nodes[stack[--sp]!]!.links;
-    for (let k = 0; k < links.length; k++) {
-      const g = links[k]!;
-      for (let j = 0; j < g.size; j++) {
-        const s = g.srcAt(j).index;
-        if (!needed[s]) {
-          needed[s] = 1;
-          stack[sp++] = s;
-        }
+    const d = stack[--sp]!;
+    for (let l = f.linkStart[f.groupStart[d]!]!; l < f.linkStart[f.groupStart[d + 1]!]!; l++) {
+      const s = f.src[l]!;
+      if (!needed[s]) {
+        needed[s] = 1;
+        stack[sp++] = s;
       }
     }
   }
   const out = new CacheGraph();
-  graph.layerHints.forEach((v, k) => out.layerHints.set(k, v));
   // Hints name sources of the original graph; keep the numbering.
-  out.reserveSources(graphSources(graph));
-  const copies: (CacheNode | undefined)[] = new Array(nodes.length);
-  for (const n of nodes) {
-    if (!needed[n.index]) continue;
-    const c = out.addCopyOf(n);
-    if (keptResult[n.index]) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
-    copies[n.index] = c;
+  let sources = 0;
+  graph.layerHints.forEach((v, k) => {
+    out.layerHints.set(k, v);
+    sources = Math.max(sources, v[0] + 1);
+  });
+  const copies: (CacheNode | undefined)[] = new Array(f.size);
+  for (let i = 0; i < f.size; i++) {
+    const hint = f.hint[i];
+    if (hint) sources = Math.max(sources, hint[0] + 1);
+    if (!needed[i]) continue;
+    const c = out.addCopy(f.digest[i]!, hint);
+    if (keptResult[i]) c.result = { createdAt: f.result[i]!.createdAt, layers: f.result[i]!.layers.map((l) => ({ ...l })) };
+    copies[i] = c;
   }
-  for (let i = 0; i < nodes.length; i++) {
+  out.reserveSources(sources);
+  for (let i = 0; i < f.size; i++) {
     const c = copies[i];
     if (!c) continue;
-    const links = nodes[i]!.links;
-    for (let k = 0; k < links.length; k++) {
-      const g = links[k]!;
-      for (let j = 0; j < g.size; j++) c.linkFrom(copies[g.srcAt(j).index]!, k, g.selectorAt(j));
+    for (let g = f.groupStart[i]!; g < f.groupStart[i + 1]!; g++) {
+      for (let l = f.linkStart[g]!; l < f.linkStart[g + 1]!; l++) c.linkFrom(copies[f.src[l]!]!, g - f.groupStart[i]!, f.selector[l]!);
     }
   }
   return { graph: out, dropped };
-}
-
-function graphSources(graph: CacheGraph): number {
-  let max = -1;
-  for (const n of graph.nodes) if (n.hint) max = Math.max(max, n.hint[0]);
-  for (const h of graph.layerHints.values()) max = Math.max(max, h[0]);
-  return max + 1;
 }
 
 /** Exports `graph`, reading the blobs it names from the store `from` was loaded from. */
