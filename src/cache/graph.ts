@@ -6,12 +6,16 @@ import { invalidArgument } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { canonicalGoTime, GO_ZERO_TIME } from '../oci/go-json.js';
 import { parseDigest } from '../oci/digest.js';
+import { LinkGroup } from './link-group.js';
 import { marshalGraph, type MarshalResult } from './marshal.js';
 
 export interface Link {
   src: CacheNode;
   selector: string;
 }
+
+/** One input's links: `size`, `values()`, iteration, `all`, `has(src, selector)`, and `srcAt`/`selectorAt` for indexed loops. */
+export type Links = LinkGroup;
 
 export interface NodeResult {
   createdAt: string;
@@ -26,25 +30,53 @@ let nextUid = 0;
 
 export class CacheNode {
   readonly uid = nextUid++;
-  /** Per input index, links keyed by source uid and selector. */
-  links: Map<string, Link>[] = [];
-  readonly backlinks = new Set<CacheNode>();
-  result?: NodeResult;
+  /** Per input index, the links (distinct source and selector pairs) in the order first added. */
+  links: Links[] = [];
   hint?: Hint;
+  private res: NodeResult | undefined = undefined;
+  /** Whether the graph lists this record among those with results. */
+  private listed = false;
 
   constructor(
     readonly graph: CacheGraph,
     readonly digest: string,
+    /**
+     * Position in graph.nodes (records are never removed), so per-record
+     * data of a large graph can live in arrays indexed by it rather than in
+     * Maps keyed by node.
+     */
+    readonly index: number,
   ) {}
+
+  /** The record's result (see addResult); setting one also lists the record in graph.recordsWithResults(). */
+  get result(): NodeResult | undefined {
+    return this.res;
+  }
+
+  set result(r: NodeResult | undefined) {
+    if (r && !this.listed) {
+      this.listed = true;
+      this.graph.resultAdded(this);
+    }
+    this.res = r;
+  }
+
+  /** The records that link from this one, each once, in graph order. O(graph) per call: for many, use graph.dependentIndexes(). */
+  get backlinks(): readonly CacheNode[] {
+    return this.graph.dependentsOf(this);
+  }
 
   /** Declares that input `index` of this record can be computed from `src` (through `selector`). */
   linkFrom(src: RecordHandle, index: number, selector = ''): void {
     if (!(src instanceof CacheNode)) return; // links from discarded (random:) records are dropped, as BuildKit does
     if (src.graph !== this.graph) throw invalidArgument('cannot link records of different cache graphs');
     if (!Number.isSafeInteger(index) || index < 0) throw invalidArgument(`invalid input index ${index}`);
-    while (this.links.length <= index) this.links.push(new Map());
-    this.links[index]!.set(linkKey(src, selector), { src, selector });
-    src.backlinks.add(this);
+    // Grown to exactly index + 1 groups (a push onto [] reserves 16 slots; most records have one or two inputs).
+    if (this.links.length <= index) {
+      this.graph.inputsAdded(index + 1 - this.links.length);
+      this.links = grown(this.links, index + 1);
+    }
+    if (this.links[index]!.add(src, selector)) this.graph.linkAdded();
   }
 
   /**
@@ -63,6 +95,64 @@ export class CacheNode {
   }
 }
 
+/** See CacheGraph.flatten. */
+export interface FlatGraph {
+  size: number;
+  digest: string[];
+  result: (NodeResult | undefined)[];
+  hint: (Hint | undefined)[];
+  /** Record i's inputs are groups groupStart[i] .. groupStart[i+1]-1. */
+  groupStart: Int32Array;
+  /** Group g's links are linkStart[g] .. linkStart[g+1]-1: source src[l] (a record index), selector selector[l]. */
+  linkStart: Int32Array;
+  src: Int32Array;
+  selector: string[];
+}
+
+function growInt32(a: Int32Array<ArrayBuffer>, atLeast: number): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(Math.max(atLeast, a.length * 2));
+  b.set(a);
+  return b;
+}
+
+/** See CacheGraph.dependentIndexes. */
+export interface Dependents {
+  readonly start: Int32Array;
+  readonly list: Int32Array;
+}
+
+/** The dependents of each record of a flat graph (see CacheGraph.dependentIndexes), from its arrays alone. */
+export function flatDependents(f: FlatGraph): Dependents {
+  const n = f.size;
+  const start = new Int32Array(n + 1);
+  // last[s] = 1 + the last record found linking from s, so a record that links from s twice counts once.
+  const last = new Int32Array(n);
+  const count = (visit: (s: number, d: number) => void) => {
+    last.fill(0);
+    for (let d = 0; d < n; d++) {
+      for (let l = f.linkStart[f.groupStart[d]!]!; l < f.linkStart[f.groupStart[d + 1]!]!; l++) {
+        const s = f.src[l]!;
+        if (last[s] === d + 1) continue;
+        last[s] = d + 1;
+        visit(s, d);
+      }
+    }
+  };
+  count((s) => start[s + 1]!++);
+  for (let i = 0; i < n; i++) start[i + 1]! += start[i]!;
+  const list = new Int32Array(start[n]!);
+  const fill = start.slice(0, n);
+  count((s, d) => (list[fill[s]!++] = d));
+  return { start, list };
+}
+
+/** `groups` followed by empty groups up to `length`, in an array of exactly that length. */
+function grown(groups: Links[], length: number): Links[] {
+  const out = new Array<Links>(length);
+  for (let i = 0; i < length; i++) out[i] = groups[i] ?? new LinkGroup();
+  return out;
+}
+
 /** A record that is not kept: BuildKit drops keys that start with "random:". */
 export class DiscardedRecord {
   linkFrom(): void {}
@@ -71,25 +161,132 @@ export class DiscardedRecord {
 
 export type RecordHandle = CacheNode | DiscardedRecord;
 
-export function linkKey(src: CacheNode, selector: string): string {
-  return `${src.uid}\u0000${selector}`;
-}
-
 export class CacheGraph {
   /** Records in the order they were added; normalization gives earlier ones precedence. */
   readonly nodes: CacheNode[] = [];
   /** Source order of decoded layer chains, keyed by chain key (see chainKey in marshal.ts). */
   readonly layerHints = new Map<string, Hint>();
   private sources = 0;
+  private links = 0;
+  private inputs = 0;
+  /** Records that were given a result, and whether that list is in graph order. */
+  private withResults: CacheNode[] = [];
+  private withResultsInOrder = true;
 
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
     if (digest.startsWith('random:')) return new DiscardedRecord();
     // A cache key is a digest, whoever built the graph (a solver, the wire, a parsed config).
     parseDigest(digest);
-    const node = new CacheNode(this, digest);
+    const node = new CacheNode(this, digest, this.nodes.length);
     this.nodes.push(node);
     return node;
+  }
+
+  /**
+   * A record with the key and source hint of a record of another graph: its
+   * key was checked when that record was added, so copying a large graph
+   * does not validate every key again.
+   */
+  addCopy(digest: string, hint: Hint | undefined): CacheNode {
+    const node = new CacheNode(this, digest, this.nodes.length);
+    node.hint = hint;
+    this.nodes.push(node);
+    return node;
+  }
+
+  /** Called by CacheNode when it is first given a result. */
+  resultAdded(node: CacheNode): void {
+    const last = this.withResults[this.withResults.length - 1];
+    if (last && last.index > node.index) this.withResultsInOrder = false;
+    this.withResults.push(node);
+  }
+
+  /**
+   * The records that were given a result (it may since have been cleared or
+   * name no layer: see resultOf), in graph order: what tools that only care
+   * about results walk instead of every record of a large graph.
+   */
+  recordsWithResults(): readonly CacheNode[] {
+    if (!this.withResultsInOrder) {
+      this.withResults.sort((a, b) => a.index - b.index);
+      this.withResultsInOrder = true;
+    }
+    return this.withResults;
+  }
+
+  /** Called by CacheNode.linkFrom when a link is added. */
+  linkAdded(): void {
+    this.links++;
+  }
+
+  /** Called by CacheNode.linkFrom when a record gains inputs. */
+  inputsAdded(n: number): void {
+    this.inputs += n;
+  }
+
+  /**
+   * The records' keys, results and links in flat arrays, made by one pass
+   * over the records (each call makes new ones). Work that reads a large
+   * graph several times reads these instead of following each record's
+   * objects again: at tens of thousands of records those no longer fit in
+   * the CPU's caches and every read of one is a miss.
+   */
+  flatten(): FlatGraph {
+    const n = this.nodes.length;
+    const digest = new Array<string>(n);
+    const result = new Array<NodeResult | undefined>(n);
+    const hint = new Array<Hint | undefined>(n);
+    const groupStart = new Int32Array(n + 1);
+    // Sized by the counts linkFrom keeps, grown should a caller have replaced a record's links.
+    let linkStart = new Int32Array(this.inputs + 1);
+    let src = new Int32Array(this.links);
+    const selector = new Array<string>(this.links);
+    let groups = 0;
+    let links = 0;
+    for (let i = 0; i < n; i++) {
+      const node = this.nodes[i]!;
+      digest[i] = node.digest;
+      result[i] = node.result;
+      hint[i] = node.hint;
+      const ls = node.links;
+      for (let k = 0; k < ls.length; k++) {
+        const g = ls[k]!;
+        if (groups + 2 > linkStart.length) linkStart = growInt32(linkStart, groups + 2);
+        linkStart[groups++] = links;
+        if (links + g.size > src.length) src = growInt32(src, links + g.size);
+        for (let j = 0; j < g.size; j++) {
+          src[links] = g.srcAt(j).index;
+          selector[links++] = g.selectorAt(j);
+        }
+      }
+      groupStart[i + 1] = groups;
+    }
+    linkStart[groups] = links;
+    return { size: n, digest, result, hint, groupStart, linkStart, src, selector };
+  }
+
+  /** How many links the records have (distinct source and selector pairs per input). */
+  get linkCount(): number {
+    return this.links;
+  }
+
+  /** See CacheNode.backlinks. */
+  dependentsOf(node: CacheNode): readonly CacheNode[] {
+    const { start, list } = this.dependentIndexes();
+    const out: CacheNode[] = [];
+    for (let p = start[node.index]!; p < start[node.index + 1]!; p++) out.push(this.nodes[list[p]!]!);
+    return out;
+  }
+
+  /**
+   * The records that link from each record, each once and in graph order:
+   * those of record i are list[start[i]] .. list[start[i+1]-1] (indexes into
+   * `nodes`). Typed arrays for the whole graph, built by one pass over its
+   * links (computed on each call: the graph may change in between).
+   */
+  dependentIndexes(): Dependents {
+    return flatDependents(this.flatten());
   }
 
   /** Allocates a source number for hints; decoded sources are ordered by it. */

@@ -11,7 +11,9 @@ import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/descriptor.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
 import type { CacheGraph, Hint } from './graph.js';
-import { normalize, type NormNode } from './normalize.js';
+import type { NormGraph } from './norm-graph.js';
+import { normalize } from './normalize.js';
+import { prefixKeys } from './sort-keys.js';
 
 /** The empty gzip layer BuildKit leaves out of cache chains (exptypes.EmptyGZLayer). */
 export const EMPTY_GZ_LAYER = 'sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1';
@@ -44,6 +46,10 @@ function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+function byLinkThenSelector(x: CacheInput, y: CacheInput): number {
+  return x.link - y.link || cmpStr(x.selector, y.selector);
+}
+
 function cmpHint(a: Hint | undefined, b: Hint | undefined): number {
   if (a && b) return a[0] - b[0] || a[1] - b[1];
   if (a) return -1;
@@ -54,56 +60,59 @@ function cmpHint(a: Hint | undefined, b: Hint | undefined): number {
 interface LayerEntry {
   blob: string;
   parent: number;
-  key: string;
+  /** Where the chain up to this layer was decoded from, if it was. */
+  hint: Hint | undefined;
   /** Layers from this one down to the base (its lineage's length; the lineage itself is walked through `parent`). */
   depth: number;
   newIndex: number;
+  /** prefixKeys() of blob. */
+  sortKey: number;
 }
 
 export function marshalGraph(graph: CacheGraph): MarshalResult {
-  const nodes = normalize(graph.nodes);
+  const g = normalize(graph);
   const descriptors = new Map<string, Descriptor>();
   const layers: LayerEntry[] = [];
   const layerByKey = new Map<string, number>();
+  const hints = graph.layerHints;
 
+  // Chain keys as chainKeys() makes them, one prefix at a time.
   const marshalResult = (descs: Descriptor[]): number => {
-    const keys = chainKeys(descs);
     let parent = -1;
-    let lastKey = '';
-    descs.forEach((d, i) => {
-      const key = keys[i]!;
-      if (d.digest === EMPTY_GZ_LAYER || key === lastKey) return;
-      lastKey = key;
+    let key = '';
+    for (let i = 0; i < descs.length; i++) {
+      const d = descs[i]!;
+      if (d.digest === EMPTY_GZ_LAYER) continue;
+      key = key ? `${key}>${d.digest}` : d.digest;
       if (!descriptors.has(d.digest)) descriptors.set(d.digest, d);
       let idx = layerByKey.get(key);
       if (idx === undefined) {
         idx = layers.length;
         const depth = parent === -1 ? 1 : layers[parent]!.depth + 1;
-        layers.push({ blob: d.digest, parent, key, depth, newIndex: -1 });
+        layers.push({ blob: d.digest, parent, hint: hints.size ? hints.get(key) : undefined, depth, newIndex: -1, sortKey: 0 });
         layerByKey.set(key, idx);
       }
       parent = idx;
-    });
+    }
     return parent;
   };
 
-  const index = new Map<NormNode, number>();
-  nodes.forEach((n, i) => index.set(n, i));
-  const records: CacheRecord[] = nodes.map((n) => {
-    const rec: CacheRecord = { results: [], chains: [], digest: n.digest, inputs: [] };
-    for (const m of n.links) rec.inputs.push([...m.values()].map((l) => ({ selector: l.selector, link: index.get(l.src)! })));
-    if (n.result) {
-      const idx = marshalResult(n.result.layers);
-      if (idx !== -1) rec.results.push({ layer: idx, createdAt: n.result.createdAt });
-    }
-    return rec;
-  });
+  // Each record's result layer (-1: none).
+  const resultLayer = new Int32Array(g.size).fill(-1);
+  for (let i = 0; i < g.size; i++) {
+    const res = g.result[i];
+    if (res) resultLayer[i] = marshalResult(res.layers);
+  }
 
   // ---- layers ----
+  const layerKeys = prefixKeys(layers.length, (i) => layers[i]!.blob);
+  for (let i = 0; i < layers.length; i++) layers[i]!.sortKey = layerKeys[i]!;
   const sortedLayers = [...layers].sort((a, b) => {
+    // -1 or 1, not the difference: a comparator returning a double allocates a heap number per call.
+    if (a.sortKey !== b.sortKey) return a.sortKey < b.sortKey ? -1 : 1;
     const c = cmpStr(a.blob, b.blob);
     if (c !== 0) return c;
-    const h = cmpHint(graph.layerHints.get(a.key), graph.layerHints.get(b.key));
+    const h = cmpHint(a.hint, b.hint);
     if (h !== 0) return h;
     // Then by the blobs below, nearest first, and the shorter chain first.
     for (let pa = a.parent, pb = b.parent; pa !== -1 && pb !== -1; pa = layers[pa]!.parent, pb = layers[pb]!.parent) {
@@ -119,87 +128,149 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   }));
 
   // ---- records ----
-  const structKeys = structuralKeys(nodes, records);
-  const canonical = (group: CacheInput[]): CacheInput[] =>
-    [...group].sort(
-      (x, y) =>
-        cmpStr(x.selector, y.selector) ||
-        cmpStr(records[x.link]!.digest, records[y.link]!.digest) ||
-        cmpStr(structKeys[x.link]!, structKeys[y.link]!),
-    );
-  const canonInputs = records.map((r) => r.inputs.map(canonical));
-  const order = records.map((_, i) => i);
+  // Structural keys and canonical input orders are only needed to order
+  // records BuildKit's comparison leaves tied (equal digests), so they are
+  // computed on first use. A canonical input lists its links (indexes into
+  // g's link arrays) by selector, source key, then source structure.
+  const structKey = structuralKeys(g);
+  const canonical = (grp: number): readonly number[] => {
+    const ls = groupLinks(g, grp);
+    return ls.length < 2
+      ? ls
+      : ls.sort(
+          (x, y) =>
+            cmpStr(g.selector[x]!, g.selector[y]!) ||
+            cmpStr(g.digest[g.src[x]!]!, g.digest[g.src[y]!]!) ||
+            cmpStr(structKey(g.src[x]!), structKey(g.src[y]!)),
+        );
+  };
+  const canonInputs: (readonly (readonly number[])[] | undefined)[] = new Array(g.size);
+  const canon = (r: number) => {
+    let c = canonInputs[r];
+    if (!c) {
+      const groups: (readonly number[])[] = [];
+      for (let k = 0; k < g.inputs[r]!; k++) groups.push(canonical(g.firstGroup[r]! + k));
+      canonInputs[r] = c = groups;
+    }
+    return c;
+  };
+  const order = new Array<number>(g.size);
+  for (let i = 0; i < g.size; i++) order[i] = i;
+  const digestKeys = prefixKeys(g.size, (i) => g.digest[i]!);
   order.sort((i, j) => {
-    const ri = records[i]!;
-    const rj = records[j]!;
-    if (ri.digest !== rj.digest) return cmpStr(ri.digest, rj.digest);
-    const ii = canonInputs[i]!;
-    const ij = canonInputs[j]!;
+    if (digestKeys[i] !== digestKeys[j]) return digestKeys[i]! < digestKeys[j]! ? -1 : 1;
+    const di = g.digest[i]!;
+    const dj = g.digest[j]!;
+    if (di !== dj) return cmpStr(di, dj);
+    const ii = canon(i);
+    const ij = canon(j);
     if (ii.length !== ij.length) return ii.length - ij.length;
-    for (let g = 0; g < ii.length; g++) {
-      const a = ii[g]!;
-      const b = ij[g]!;
+    for (let k = 0; k < ii.length; k++) {
+      const a = ii[k]!;
+      const b = ij[k]!;
       if (a.length !== b.length) return a.length - b.length;
-      for (let k = 0; k < a.length; k++) {
-        if (a[k]!.selector !== b[k]!.selector) return cmpStr(a[k]!.selector, b[k]!.selector);
-        const da = records[a[k]!.link]!.digest;
-        const db = records[b[k]!.link]!.digest;
+      for (let m = 0; m < a.length; m++) {
+        const sa = g.selector[a[m]!]!;
+        const sb = g.selector[b[m]!]!;
+        if (sa !== sb) return cmpStr(sa, sb);
+        const da = g.digest[g.src[a[m]!]!]!;
+        const db = g.digest[g.src[b[m]!]!]!;
         if (da !== db) return cmpStr(da, db);
       }
     }
-    return cmpHint(nodes[i]!.hint, nodes[j]!.hint) || cmpStr(structKeys[i]!, structKeys[j]!) || i - j;
+    return cmpHint(g.hint[i], g.hint[j]) || cmpStr(structKey(i), structKey(j)) || i - j;
   });
-  const newRecordIndex = new Array<number>(records.length);
-  order.forEach((old, i) => (newRecordIndex[old] = i));
-  const outRecords: CacheRecord[] = order.map((old) => {
-    const r = records[old]!;
-    return {
-      results: r.results.map((res) => ({ layer: layers[res.layer]!.newIndex, createdAt: res.createdAt })),
+  const newRecordIndex = new Int32Array(g.size);
+  for (let i = 0; i < g.size; i++) newRecordIndex[order[i]!] = i;
+  const outRecords = new Array<CacheRecord>(g.size);
+  for (let r = 0; r < g.size; r++) {
+    const old = order[r]!;
+    // Arrays of exactly their length (a push onto [] reserves 16 slots), filled by plain loops (no closure per record).
+    const inputs = new Array<CacheInput[]>(g.inputs[old]!);
+    for (let k = 0; k < inputs.length; k++) {
+      const grp = g.firstGroup[old]! + k;
+      const group = new Array<CacheInput>(g.count[grp]!);
+      let m = 0;
+      for (let l = g.head[grp]!; l !== -1; l = g.next[l]!) group[m++] = { selector: g.selector[l]!, link: newRecordIndex[g.src[l]!]! };
+      if (group.length > 1) group.sort(byLinkThenSelector);
+      inputs[k] = group;
+    }
+    const layer = resultLayer[old]!;
+    outRecords[r] = {
+      results: layer === -1 ? [] : [{ layer: layers[layer]!.newIndex, createdAt: g.result[old]!.createdAt }],
       chains: [],
-      digest: r.digest,
-      inputs: r.inputs.map((g) =>
-        g
-          .map((inp) => ({ selector: inp.selector, link: newRecordIndex[inp.link]! }))
-          .sort((x, y) => x.link - y.link || cmpStr(x.selector, y.selector)),
-      ),
+      digest: g.digest[old]!,
+      inputs,
     };
-  });
+  }
 
   return { config: { layers: outLayers, records: outRecords }, descriptors };
+}
+
+/** The links of group `grp`, in order (a new array). */
+function groupLinks(g: NormGraph, grp: number): number[] {
+  const out = new Array<number>(g.count[grp]!);
+  let m = 0;
+  for (let l = g.head[grp]!; l !== -1; l = g.next[l]!) out[m++] = l;
+  return out;
 }
 
 /**
  * A hash of each record's whole upstream structure (digest, inputs with
  * selectors, result), computed sources-first without recursion. Only used to
- * order records that BuildKit's comparison leaves tied.
+ * order records that BuildKit's comparison leaves tied, so each is computed
+ * on first use with its upstream. A normalized graph has no loops; should a
+ * walk meet one, every key is computed in one pass in record order, where a
+ * source still in progress contributes a fixed marker, so the keys never
+ * depend on which were asked for first.
  */
-function structuralKeys(nodes: NormNode[], records: CacheRecord[]): string[] {
-  const keys = new Array<string>(nodes.length);
-  const state = new Uint8Array(nodes.length); // 0 new, 1 in progress, 2 done
-  for (let start = 0; start < nodes.length; start++) {
-    if (state[start] === 2) continue;
+function structuralKeys(g: NormGraph): (i: number) => string {
+  let keys = new Array<string | undefined>(g.size);
+  let looped = false;
+  const state = new Uint8Array(g.size); // 0 new, 1 in progress, 2 done
+  const keyOf = (i: number): string => {
+    const h = createHash('sha256').update(g.digest[i]!);
+    for (let k = 0; k < g.inputs[i]!; k++) {
+      // A source still in progress is a loop; it contributes a fixed marker.
+      const parts = groupLinks(g, g.firstGroup[i]! + k)
+        .map((l) => `${g.selector[l]}\u0000${state[g.src[l]!] === 2 ? keys[g.src[l]!] : 'loop'}`)
+        .sort();
+      h.update(`\u0001${parts.join('\u0002')}`);
+    }
+    const res = g.result[i];
+    if (res) h.update(`\u0003${res.createdAt}\u0003${res.layers.map((l) => l.digest).join('>')}`);
+    return h.digest('hex');
+  };
+  /** Computes the keys of `start` and its upstream; false if it met a loop (unless `loops` allows). */
+  const walk = (start: number, loops: boolean): boolean => {
     const stack: number[] = [start];
     while (stack.length) {
       const i = stack[stack.length - 1]!;
       if (state[i] === 0) {
         state[i] = 1;
-        for (const g of records[i]!.inputs) for (const inp of g) if (state[inp.link] === 0) stack.push(inp.link);
+        for (let k = 0; k < g.inputs[i]!; k++) {
+          for (let l = g.head[g.firstGroup[i]! + k]!; l !== -1; l = g.next[l]!) {
+            const s = state[g.src[l]!];
+            if (s === 0) stack.push(g.src[l]!);
+            else if (s === 1 && !loops) return false;
+          }
+        }
         continue;
       }
       stack.pop();
       if (state[i] === 2) continue;
-      const r = records[i]!;
-      const h = createHash('sha256').update(r.digest);
-      for (const g of r.inputs) {
-        // A source still in progress is a loop; it contributes a fixed marker.
-        const parts = g.map((inp) => `${inp.selector}\u0000${state[inp.link] === 2 ? keys[inp.link] : 'loop'}`).sort();
-        h.update(`\u0001${parts.join('\u0002')}`);
-      }
-      const res = nodes[i]!.result;
-      if (res) h.update(`\u0003${res.createdAt}\u0003${res.layers.map((l) => l.digest).join('>')}`);
-      keys[i] = h.digest('hex');
+      keys[i] = keyOf(i);
       state[i] = 2;
     }
-  }
-  return keys;
+    return true;
+  };
+  return (i) => {
+    if (state[i] !== 2 && !looped && !walk(i, false)) {
+      looped = true;
+      keys = new Array<string | undefined>(g.size);
+      state.fill(0);
+      for (let start = 0; start < g.size; start++) if (state[start] !== 2) walk(start, true);
+    }
+    return keys[i]!;
+  };
 }

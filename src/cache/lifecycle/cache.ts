@@ -59,52 +59,58 @@ export function sumSizes(blobs: Map<string, number>): number {
  * marshalled bytes are what `copy` writes for the same records.
  */
 export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean): { graph: CacheGraph; dropped: CacheNode[] } {
-  const keptResult = new Set<CacheNode>();
+  const nodes = graph.nodes;
+  // Per record (by index): 1 if its result is kept; 1 if it is needed. Typed arrays, not Sets of nodes.
+  const keptResult = new Uint8Array(nodes.length);
+  const needed = new Uint8Array(nodes.length);
+  const stack = new Int32Array(nodes.length);
+  let sp = 0;
   const dropped: CacheNode[] = [];
-  for (const n of graph.nodes) {
+  for (const n of graph.recordsWithResults()) {
     if (!resultOf(n)) continue;
-    if (keep(n)) keptResult.add(n);
-    else dropped.push(n);
+    if (keep(n)) {
+      keptResult[n.index] = needed[n.index] = 1;
+      stack[sp++] = n.index;
+    } else dropped.push(n);
   }
+  // The graph read once, into flat arrays: the walks below read those, not every record's objects again.
+  const f = graph.flatten();
   // Everything upstream of a kept result, without recursion.
-  const needed = new Set<CacheNode>(keptResult);
-  const stack = [...keptResult];
-  while (stack.length) {
-    const n = stack.pop()!;
-    for (const m of n.links) {
-      for (const l of m.values()) {
-        if (!needed.has(l.src)) {
-          needed.add(l.src);
-          stack.push(l.src);
-        }
+  while (sp > 0) {
+    const d = stack[--sp]!;
+    for (let l = f.linkStart[f.groupStart[d]!]!; l < f.linkStart[f.groupStart[d + 1]!]!; l++) {
+      const s = f.src[l]!;
+      if (!needed[s]) {
+        needed[s] = 1;
+        stack[sp++] = s;
       }
     }
   }
   const out = new CacheGraph();
-  for (const [k, v] of graph.layerHints) out.layerHints.set(k, v);
   // Hints name sources of the original graph; keep the numbering.
-  for (let i = 0; i < graphSources(graph); i++) out.newSource();
-  const copies = new Map<CacheNode, CacheNode>();
-  for (const n of graph.nodes) {
-    if (!needed.has(n)) continue;
-    const c = out.add(n.digest) as CacheNode;
-    c.hint = n.hint;
-    if (keptResult.has(n)) c.result = { createdAt: n.result!.createdAt, layers: n.result!.layers.map((l) => ({ ...l })) };
-    copies.set(n, c);
+  let sources = 0;
+  graph.layerHints.forEach((v, k) => {
+    out.layerHints.set(k, v);
+    sources = Math.max(sources, v[0] + 1);
+  });
+  const copies: (CacheNode | undefined)[] = new Array(f.size);
+  for (let i = 0; i < f.size; i++) {
+    const hint = f.hint[i];
+    if (hint) sources = Math.max(sources, hint[0] + 1);
+    if (!needed[i]) continue;
+    const c = out.addCopy(f.digest[i]!, hint);
+    if (keptResult[i]) c.result = { createdAt: f.result[i]!.createdAt, layers: f.result[i]!.layers.map((l) => ({ ...l })) };
+    copies[i] = c;
   }
-  for (const [n, c] of copies) {
-    n.links.forEach((m, index) => {
-      for (const l of m.values()) c.linkFrom(copies.get(l.src)!, index, l.selector);
-    });
+  out.reserveSources(sources);
+  for (let i = 0; i < f.size; i++) {
+    const c = copies[i];
+    if (!c) continue;
+    for (let g = f.groupStart[i]!; g < f.groupStart[i + 1]!; g++) {
+      for (let l = f.linkStart[g]!; l < f.linkStart[g + 1]!; l++) c.linkFrom(copies[f.src[l]!]!, g - f.groupStart[i]!, f.selector[l]!);
+    }
   }
   return { graph: out, dropped };
-}
-
-function graphSources(graph: CacheGraph): number {
-  let max = -1;
-  for (const n of graph.nodes) if (n.hint) max = Math.max(max, n.hint[0]);
-  for (const h of graph.layerHints.values()) max = Math.max(max, h[0]);
-  return max + 1;
 }
 
 /** Exports `graph`, reading the blobs it names from the store `from` was loaded from. */
