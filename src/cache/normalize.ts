@@ -89,7 +89,7 @@ export function normalize(graph: CacheGraph): NormGraph {
     const digest = f.digest[it]!;
     if (inputs === 0) {
       let r = rootByDigest.get(digest);
-      if (r === undefined) rootByDigest.set(digest, (r = out.addRecord(digest, f.result[it], graph.nodes[it]!.hint, 0)));
+      if (r === undefined) rootByDigest.set(digest, (r = out.addRecord(digest, f.result[it], f.hint[it], 0)));
       added[it] = r;
       return;
     }
@@ -122,7 +122,7 @@ export function normalize(graph: CacheGraph): NormGraph {
       target = cand[0]!;
       for (let k = 1; k < cand.length; k++) if (cand[k]! < target) target = cand[k]!;
     } else {
-      target = out.addRecord(digest, f.result[it], graph.nodes[it]!.hint, inputs);
+      target = out.addRecord(digest, f.result[it], f.hint[it], inputs);
     }
     added[it] = target;
     // A merge target has every input `it` has (the match required a link at each).
