@@ -61,9 +61,9 @@ export class CacheNode {
     this.res = r;
   }
 
-  /** The records that link from this one, each once, in graph order. O(graph) per call: for many, use graph.dependentIndexes(). */
+  /** The records that link from this one, each once, in graph order: a scan of the graph's links per call. */
   get backlinks(): readonly CacheNode[] {
-    return this.graph.dependentsOf(this);
+    return this.graph.nodes.filter((d) => d.links.some((g) => g.all.some((l) => l.src === this)));
   }
 
   /** Declares that input `index` of this record can be computed from `src` (through `selector`). */
@@ -115,13 +115,16 @@ function growInt32(a: Int32Array<ArrayBuffer>, atLeast: number): Int32Array<Arra
   return b;
 }
 
-/** See CacheGraph.dependentIndexes. */
+/**
+ * The records that link from each record, each once and in graph order:
+ * those of record i are list[start[i]] .. list[start[i+1]-1] (record indexes).
+ */
 export interface Dependents {
   readonly start: Int32Array;
   readonly list: Int32Array;
 }
 
-/** The dependents of each record of a flat graph (see CacheGraph.dependentIndexes), from its arrays alone. */
+/** The dependents of each record of a flat graph, from its arrays alone, in one pass over its links. */
 export function flatDependents(f: FlatGraph): Dependents {
   const n = f.size;
   const start = new Int32Array(n + 1);
@@ -264,29 +267,6 @@ export class CacheGraph {
     }
     linkStart[groups] = links;
     return { size: n, digest, result, hint, groupStart, linkStart, src, selector };
-  }
-
-  /** How many links the records have (distinct source and selector pairs per input). */
-  get linkCount(): number {
-    return this.links;
-  }
-
-  /** See CacheNode.backlinks. */
-  dependentsOf(node: CacheNode): readonly CacheNode[] {
-    const { start, list } = this.dependentIndexes();
-    const out: CacheNode[] = [];
-    for (let p = start[node.index]!; p < start[node.index + 1]!; p++) out.push(this.nodes[list[p]!]!);
-    return out;
-  }
-
-  /**
-   * The records that link from each record, each once and in graph order:
-   * those of record i are list[start[i]] .. list[start[i+1]-1] (indexes into
-   * `nodes`). Typed arrays for the whole graph, built by one pass over its
-   * links (computed on each call: the graph may change in between).
-   */
-  dependentIndexes(): Dependents {
-    return flatDependents(this.flatten());
   }
 
   /** Allocates a source number for hints; decoded sources are ordered by it. */

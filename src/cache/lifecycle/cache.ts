@@ -37,19 +37,6 @@ export function resultOf(n: CacheNode): CacheNode['result'] {
   return n.result && n.result.layers.length > 0 ? n.result : undefined;
 }
 
-/** Distinct blobs (digest -> size) the results of `nodes` name: what a cache's layers weigh. */
-export function namedBlobs(nodes: Iterable<CacheNode>): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const n of nodes) for (const l of resultOf(n)?.layers ?? []) out.set(l.digest, l.size);
-  return out;
-}
-
-export function sumSizes(blobs: Map<string, number>): number {
-  let s = 0;
-  for (const v of blobs.values()) s += v;
-  return s;
-}
-
 /**
  * A copy of `graph` that keeps the results `keep` accepts, and exactly the
  * records BuildKit needs to reach them: those results' records and every

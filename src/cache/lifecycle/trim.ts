@@ -163,7 +163,7 @@ export function planTrim(graph: CacheGraph, opts: TrimOptions): TrimPlan {
       if (freesNothing) drop[e.n.index] = 0;
     }
   }
-  // The distinct blobs all results name, each with its last size in graph order (as namedBlobs() counts them).
+  // What the cache's layers weigh: the distinct blobs all results name, each with the size its last appearance in graph order gives it.
   let before = 0;
   for (const size of blobs.lastSize) before += size;
   const { graph: kept } = keepResults(graph, (n) => !drop[n.index]);
