@@ -176,8 +176,13 @@ export class RegistryStore implements ContentStore {
   async resolve(reference: string, opts: { signal?: AbortSignal } = {}): Promise<Descriptor> {
     if (!isDigest(reference)) validateTag(reference);
     const d = await headManifest(this.ctx, reference, opts.signal);
-    if (!d) throw new BkError('NOT_FOUND', `${this.location}${isDigest(reference) ? '@' : ':'}${reference}: not found`, { reason: 'manifest-unknown' });
+    if (!d) throw this.manifestUnknown(reference);
     return d;
+  }
+
+  /** NOT_FOUND for a tag or digest this repository does not have (resolve and readManifest alike). */
+  private manifestUnknown(reference: string, cause?: unknown): BkError {
+    return new BkError('NOT_FOUND', `${this.location}${isDigest(reference) ? '@' : ':'}${reference}: not found`, { reason: 'manifest-unknown', cause });
   }
 
   /**
@@ -193,9 +198,7 @@ export class RegistryStore implements ContentStore {
       const m = await getManifest(this.ctx, reference, undefined, opts.signal);
       return { desc: { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length }, bytes: m.bytes };
     } catch (err) {
-      if (err instanceof BkError && err.code === 'NOT_FOUND') {
-        throw new BkError('NOT_FOUND', `${this.location}${isDigest(reference) ? '@' : ':'}${reference}: not found`, { reason: 'manifest-unknown', cause: err });
-      }
+      if (err instanceof BkError && err.code === 'NOT_FOUND') throw this.manifestUnknown(reference, err);
       throw err;
     }
   }
