@@ -50,7 +50,11 @@ export interface LoadOptions {
 }
 
 export async function loadCache(store: Fetcher, manifest: Descriptor, opts: LoadOptions = {}): Promise<LoadedCache> {
-  const bytes = await fetchBytes(store, manifest, opts.limit ?? MAX_METADATA_BYTES, opts.signal);
+  return loadBytes(store, manifest, await fetchBytes(store, manifest, opts.limit ?? MAX_METADATA_BYTES, opts.signal), opts);
+}
+
+/** loadCache for a manifest whose bytes were already read and verified (readManifest in remote/index.ts). */
+export function loadBytes(store: Fetcher, manifest: Descriptor, bytes: Buffer, opts: LoadOptions = {}): Promise<LoadedCache> {
   return loadParsed(store, manifest, parseManifestBytes(bytes, manifest.digest), opts);
 }
 

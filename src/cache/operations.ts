@@ -7,7 +7,7 @@ import type { ContentStore, FetchOptions } from '../store/types.js';
 import { buildCacheManifest } from './export.js';
 import { CacheGraph } from './graph.js';
 import type { MarshalResult } from './marshal.js';
-import { addToGraph, loadParsed, parseManifestBytes, type LoadedCache } from './import.js';
+import { addToGraph, loadBytes, type LoadedCache } from './import.js';
 import { openExport, openImport, readManifest, type BackendContext } from './remote/index.js';
 import { formatCacheSpec, type CacheSpec } from './spec.js';
 import { emptyStats, pushCache, type BlobSource, type TransferOptions, type TransferStats } from './transfer.js';
@@ -61,7 +61,7 @@ export async function openLoaded(spec: CacheSpec, ctx: BackendContext = {}, sign
   const target = await openImport(spec, ctx);
   try {
     const { desc, bytes } = await readManifest(target, signal);
-    return { store: target.store, loaded: await loadParsed(target.store, desc, parseManifestBytes(bytes, desc.digest), { signal }) };
+    return { store: target.store, loaded: await loadBytes(target.store, desc, bytes, { signal }) };
   } catch (err) {
     await target.store.close?.();
     throw err;

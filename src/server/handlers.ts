@@ -4,7 +4,7 @@
 // maps any failure to a status in one place.
 import type { Metadata, ServerUnaryCall, ServerWritableStream, sendUnaryData } from '@grpc/grpc-js';
 import { CacheGraph } from '../cache/graph.js';
-import { addToGraph, loadParsed, parseManifestBytes, type LoadedCache } from '../cache/import.js';
+import { addToGraph, loadBytes, type LoadedCache } from '../cache/import.js';
 import { copyCache, importChain, inspectCache, loadFirst, summarize } from '../cache/operations.js';
 import { dropLostResults } from '../cache/lifecycle/verify.js';
 import { openImport, readManifest, type ImportTarget } from '../cache/remote/index.js';
@@ -290,7 +290,7 @@ async function member(r: { desc?: Descriptor; digest: string }, source: ImportTa
     if (r.desc) return (await source.store.exists(r.desc, { signal })) ? r.desc : undefined;
     const { desc: manifest, bytes } = await readManifest(source, signal);
     if (manifest.digest === r.digest) return manifest;
-    const loaded = await loadParsed(source.store, manifest, parseManifestBytes(bytes, manifest.digest), { signal });
+    const loaded = await loadBytes(source.store, manifest, bytes, { signal });
     if (loaded.config?.digest === r.digest) return loaded.config;
     for (const part of loaded.parts) {
       const d = part.provider.get(r.digest);
