@@ -156,7 +156,7 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
       else if (c === 'corrupt') corrupt.push(d);
     }
     const broken = new Set<CacheNode>();
-    for (const n of graph?.nodes ?? []) {
+    for (const n of graph?.recordsWithResults() ?? []) {
       if (resultOf(n)?.layers.some((l) => results.get(l.digest) !== undefined && results.get(l.digest) !== 'ok')) broken.add(n);
     }
     const checked = [...results.keys()].filter((d) => d !== manifest.digest).length;
