@@ -165,8 +165,9 @@ export class DiscardedRecord {
 export type RecordHandle = CacheNode | DiscardedRecord;
 
 export class CacheGraph {
-  /** Records in the order they were added; normalization gives earlier ones precedence. */
-  readonly nodes: CacheNode[] = [];
+  private readonly list: CacheNode[] = [];
+  /** Flat arrays the records are still to be made from (see fromFlat), until something asks for them as objects. */
+  private pending: FlatGraph | undefined = undefined;
   /** Source order of decoded layer chains, keyed by chain key (see chainKey in marshal.ts). */
   readonly layerHints = new Map<string, Hint>();
   private sources = 0;
@@ -176,13 +177,52 @@ export class CacheGraph {
   private withResults: CacheNode[] = [];
   private withResultsInOrder = true;
 
+  /**
+   * A graph of the records `flat` describes (keys, hints and links as they
+   * are; results as given, so pass copies). Its records are made only when
+   * something asks for them: marshalling reads the arrays, so a subgraph that
+   * is only written out (trim's kept part) never makes an object per record
+   * and link. `flat` is the graph's own from then on: do not modify it.
+   */
+  static fromFlat(flat: FlatGraph, layerHints: ReadonlyMap<string, Hint>, sources: number): CacheGraph {
+    const g = new CacheGraph();
+    layerHints.forEach((v, k) => g.layerHints.set(k, v));
+    g.reserveSources(sources);
+    g.pending = flat;
+    return g;
+  }
+
+  /** Records in the order they were added; normalization gives earlier ones precedence. */
+  get nodes(): readonly CacheNode[] {
+    if (this.pending) this.materialize();
+    return this.list;
+  }
+
+  /** Makes the records and links of a graph made by fromFlat. */
+  private materialize(): void {
+    const f = this.pending!;
+    this.pending = undefined;
+    for (let i = 0; i < f.size; i++) {
+      const c = this.addCopy(f.digest[i]!, f.hint[i]);
+      const res = f.result[i];
+      if (res) c.result = res;
+    }
+    for (let i = 0; i < f.size; i++) {
+      const c = this.list[i]!;
+      for (let g = f.groupStart[i]!; g < f.groupStart[i + 1]!; g++) {
+        for (let l = f.linkStart[g]!; l < f.linkStart[g + 1]!; l++) c.linkFrom(this.list[f.src[l]!]!, g - f.groupStart[i]!, f.selector[l]!);
+      }
+    }
+  }
+
   /** Adds a record for a cache key. Every call makes a new record; equal keys merge at marshal time. */
   add(digest: string): RecordHandle {
     if (digest.startsWith('random:')) return new DiscardedRecord();
     // A cache key is a digest, whoever built the graph (a solver, the wire, a parsed config).
     parseDigest(digest);
-    const node = new CacheNode(this, digest, this.nodes.length);
-    this.nodes.push(node);
+    const nodes = this.nodes as CacheNode[];
+    const node = new CacheNode(this, digest, nodes.length);
+    nodes.push(node);
     return node;
   }
 
@@ -192,9 +232,10 @@ export class CacheGraph {
    * does not validate every key again.
    */
   addCopy(digest: string, hint: Hint | undefined): CacheNode {
-    const node = new CacheNode(this, digest, this.nodes.length);
+    const nodes = this.nodes as CacheNode[];
+    const node = new CacheNode(this, digest, nodes.length);
     node.hint = hint;
-    this.nodes.push(node);
+    nodes.push(node);
     return node;
   }
 
@@ -211,6 +252,7 @@ export class CacheGraph {
    * about results walk instead of every record of a large graph.
    */
   recordsWithResults(): readonly CacheNode[] {
+    if (this.pending) this.materialize();
     if (!this.withResultsInOrder) {
       this.withResults.sort((a, b) => a.index - b.index);
       this.withResultsInOrder = true;
@@ -230,12 +272,15 @@ export class CacheGraph {
 
   /**
    * The records' keys, results and links in flat arrays, made by one pass
-   * over the records (each call makes new ones). Work that reads a large
+   * over the records (each call makes new ones, but a graph from fromFlat
+   * not yet asked for its records returns its own: only read them). Work that reads a large
    * graph several times reads these instead of following each record's
    * objects again: at tens of thousands of records those no longer fit in
    * the CPU's caches and every read of one is a miss.
    */
   flatten(): FlatGraph {
+    // A graph made by fromFlat and not yet asked for its records: the arrays it was made from.
+    if (this.pending) return this.pending;
     const n = this.nodes.length;
     const digest = new Array<string>(n);
     const result = new Array<NodeResult | undefined>(n);

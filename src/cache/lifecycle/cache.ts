@@ -4,7 +4,7 @@
 // the one way they all write a smaller cache back: a subgraph that keeps some
 // results, exported like `copy` exports.
 import type { ContentStore } from '../../store/types.js';
-import { CacheGraph, type CacheNode } from '../graph.js';
+import { CacheGraph, type CacheNode, type FlatGraph, type Hint, type NodeResult } from '../graph.js';
 import { addToGraph, type LoadedCache } from '../import.js';
 import { exportGraph, exportMarshalledTo, openLoaded, SourceBlobs, withExportTarget, type ExportResult } from '../operations.js';
 import type { BackendContext } from '../remote/index.js';
@@ -73,31 +73,53 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
       }
     }
   }
-  const out = new CacheGraph();
+  // The kept records renumbered in graph order; every link of a needed record comes from a needed one, so all are kept.
+  const renumbered = new Int32Array(f.size);
+  let size = 0;
+  let groups = 0;
+  let links = 0;
+  for (let i = 0; i < f.size; i++) {
+    if (!needed[i]) continue;
+    renumbered[i] = size++;
+    groups += f.groupStart[i + 1]! - f.groupStart[i]!;
+    links += f.linkStart[f.groupStart[i + 1]!]! - f.linkStart[f.groupStart[i]!]!;
+  }
+  const sub: FlatGraph = {
+    size,
+    digest: new Array<string>(size),
+    result: new Array<NodeResult | undefined>(size),
+    hint: new Array<Hint | undefined>(size),
+    groupStart: new Int32Array(size + 1),
+    linkStart: new Int32Array(groups + 1),
+    src: new Int32Array(links),
+    selector: new Array<string>(links),
+  };
   // Hints name sources of the original graph; keep the numbering.
   let sources = 0;
-  graph.layerHints.forEach((v, k) => {
-    out.layerHints.set(k, v);
-    sources = Math.max(sources, v[0] + 1);
-  });
-  const copies: (CacheNode | undefined)[] = new Array(f.size);
+  graph.layerHints.forEach((v) => (sources = Math.max(sources, v[0] + 1)));
+  let g = 0;
+  let l = 0;
   for (let i = 0; i < f.size; i++) {
     const hint = f.hint[i];
     if (hint) sources = Math.max(sources, hint[0] + 1);
     if (!needed[i]) continue;
-    const c = out.addCopy(f.digest[i]!, hint);
-    if (keptResult[i]) c.result = { createdAt: f.result[i]!.createdAt, layers: f.result[i]!.layers.map((l) => ({ ...l })) };
-    copies[i] = c;
-  }
-  out.reserveSources(sources);
-  for (let i = 0; i < f.size; i++) {
-    const c = copies[i];
-    if (!c) continue;
-    for (let g = f.groupStart[i]!; g < f.groupStart[i + 1]!; g++) {
-      for (let l = f.linkStart[g]!; l < f.linkStart[g + 1]!; l++) c.linkFrom(copies[f.src[l]!]!, g - f.groupStart[i]!, f.selector[l]!);
+    const k = renumbered[i]!;
+    sub.digest[k] = f.digest[i]!;
+    sub.hint[k] = hint;
+    // A copy of the result, so the subgraph shares no mutable object with `graph`.
+    const res = f.result[i];
+    sub.result[k] = keptResult[i] ? { createdAt: res!.createdAt, layers: res!.layers.map((d) => ({ ...d })) } : undefined;
+    for (let gi = f.groupStart[i]!; gi < f.groupStart[i + 1]!; gi++) {
+      sub.linkStart[g++] = l;
+      for (let li = f.linkStart[gi]!; li < f.linkStart[gi + 1]!; li++) {
+        sub.src[l] = renumbered[f.src[li]!]!;
+        sub.selector[l++] = f.selector[li]!;
+      }
     }
+    sub.groupStart[k + 1] = g;
   }
-  return { graph: out, dropped };
+  sub.linkStart[g] = l;
+  return { graph: CacheGraph.fromFlat(sub, graph.layerHints, sources), dropped };
 }
 
 /** Exports `graph`, reading the blobs it names from the store `from` was loaded from. */
