@@ -8,11 +8,22 @@ type Options = FlagOptions;
 type WithHelp<T extends Options> = { args: string[]; options: T & { help: { type: 'boolean'; short: 'h' } }; strict: true; allowPositionals: false };
 
 export function parseFlags<T extends Options>(args: string[], options: T): ReturnType<typeof parseArgs<WithHelp<T>>> {
+  let parsed;
   try {
-    return parseArgs<WithHelp<T>>({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    parsed = parseArgs<WithHelp<T> & { tokens: true }>({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false, tokens: true });
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0]!);
   }
+  // parseArgs keeps the last of a repeated value flag: `--max-age 1d --max-age 1000d` would
+  // silently mean the second. A value flag not declared `multiple` may be given once.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || options[t.name]?.type !== 'string' || options[t.name]?.multiple) continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} given more than once`);
+    seen.add(t.name);
+  }
+  const { tokens: _tokens, ...rest } = parsed;
+  return rest as ReturnType<typeof parseArgs<WithHelp<T>>>;
 }
 
 /**
