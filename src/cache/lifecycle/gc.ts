@@ -134,8 +134,8 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
       store,
       async list(signal) {
         const out: Entry[] = [];
-        // A lying registry may list a tag twice, or names no tag can have (resolving one would ask for something else).
-        for (const tag of new Set(await store.tags({ signal }))) {
+        // Each name once (listTags); a lying registry may list names no tag can have (resolving one would ask for something else).
+        for (const tag of await store.tags({ signal })) {
           if (!isTag(tag)) {
             out.push({ tag });
             continue;
