@@ -192,14 +192,16 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   // blobs are checked: the checks keep the registry busy, the parse
   // (megabytes for 10 000 layers) keeps us busy. A failure is judged once
   // the checks are done.
-  const loading = loadParsed(store, manifest, doc, { signal: opts.signal }).then(
-    (loaded) => {
-      const graph = new CacheGraph();
-      addToGraph(graph, loaded);
-      return { loaded, graph };
-    },
-    (err: unknown) => ({ err }),
-  );
+  // One promise that never rejects: a config that fails to become a graph
+  // (a looping record, a bad key) is an answer judged below like a failed
+  // read, not a rejection left unhandled while the checks run (that ended
+  // the process, and would end a daemon serving an Import with verify_blobs).
+  const loading = (async () => {
+    const loaded = await loadParsed(store, manifest, doc, { signal: opts.signal });
+    const graph = new CacheGraph();
+    addToGraph(graph, loaded);
+    return { loaded, graph };
+  })().catch((err: unknown) => ({ err }));
   await checkAll(store, childrenOf(doc), deep, limit, results, opts.signal);
   const got = await loading;
   if ('err' in got) {
