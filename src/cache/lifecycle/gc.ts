@@ -15,7 +15,7 @@ import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, detectManifestMediaType } from '../../oci/manifest.js';
-import { isIndexMediaType } from '../../oci/media-types.js';
+import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
 import { validateTag } from '../../oci/reference.js';
 import { fetchBytes } from '../../store/content.js';
 import { updateIndex } from '../../store/local/layout.js';
@@ -192,6 +192,15 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
   throw invalidArgument(`gc supports type=registry and type=local repositories, not type=${spec.type}`, { reason: 'invalid-spec' });
 }
 
+/**
+ * Whether an index lists manifests. BuildKit's cache index lists only its
+ * config and layers; one that also lists images (an image index someone
+ * added a cache config to) is an image, and deleting it would delete them.
+ */
+function listsManifests(doc: unknown): boolean {
+  return decodeIndex(doc).manifests.some((m) => isManifestMediaType(m.mediaType));
+}
+
 /** Index reads a gc may make to find what kept indexes name; past it, gc refuses rather than guess. */
 const MAX_INDEX_READS = 1000;
 
@@ -275,8 +284,9 @@ export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, op
         continue;
       }
       let loaded;
+      let doc: unknown;
       try {
-        const doc = docs.get(desc.digest) ?? parseJsonBytes(await fetchBytes(repo.store, desc, undefined, opts.signal), `manifest ${desc.digest}`);
+        doc = docs.get(desc.digest) ?? parseJsonBytes(await fetchBytes(repo.store, desc, undefined, opts.signal), `manifest ${desc.digest}`);
         docs.set(desc.digest, doc);
         loaded = await loadParsed(repo.store, desc, doc, { signal: opts.signal });
       } catch (err) {
@@ -285,7 +295,7 @@ export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, op
         kept.push({ ...t, reason: e?.reason === 'uninferrable' ? 'not-a-cache' : 'unreadable' });
         continue;
       }
-      if (loaded.kind === 'inline') {
+      if (loaded.kind === 'inline' || (loaded.kind === 'index' && listsManifests(doc))) {
         kept.push({ ...t, reason: 'not-a-cache' }); // an image: never ours to delete
         continue;
       }

@@ -100,6 +100,24 @@ describe('gc of a local layout', () => {
     expect((await verifyCache(parseCacheSpec(`type=local,src=${dir},tag=old-1`))).report.ok).toBe(true);
   });
 
+  it('an index that lists images besides a cache config is an image, never deleted', async () => {
+    const dir = await layout();
+    const store = new LocalStore(dir);
+    const tags = await store.tags();
+    const old = tags.find((t) => t.tag === 'old-1')!.desc;
+    const image = tags.find((t) => t.tag === 'image')!.desc;
+    const doc = JSON.parse(readFileSync(store.blobPath(old.digest), 'utf8'));
+    // old-1's cache config and layers, and the image's manifest, in one index.
+    const children = doc.mediaType === 'application/vnd.oci.image.index.v1+json' ? doc.manifests : [doc.config, ...doc.layers];
+    const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [...children, image] });
+    const hybrid = { mediaType: 'application/vnd.oci.image.index.v1+json', digest: sha(body), size: Buffer.byteLength(body) };
+    await store.push(hybrid, Buffer.from(body));
+    await store.tag(hybrid, 'hybrid');
+    const r = await gcRepository(parseCacheSpec(`type=local,src=${dir}`), {}, { olderThan: 30 * DAY, dryRun: true, now: NOW });
+    expect(r.kept.find((t) => t.tag === 'hybrid')?.reason).toBe('not-a-cache');
+    expect(r.deleted.map((t) => t.tag)).toEqual(['keep-me', 'old-1', 'old-2']);
+  });
+
   it('dry run: says what would go, changes nothing', async () => {
     const dir = await layout();
     const before = readFileSync(path.join(dir, 'index.json'), 'utf8');
