@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { BkError, failedPrecondition } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
-import { isIndexMediaType } from '../../oci/media-types.js';
+import { isIndexMediaType, MT } from '../../oci/media-types.js';
 import { fetchBytes, verified } from '../../store/content.js';
 import type { ContentStore } from '../../store/types.js';
 import { DEFAULT_CONNECTIONS_PER_HOST } from '../../store/registry/hosts.js';
@@ -206,9 +206,14 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   const got = await loading;
   if ('err' in got) {
     const err = got.err;
-    // Without the config (or a platform's manifest) there are no records to judge.
-    const lost = [...results.values()].some((c) => c !== 'ok');
-    if (lost && err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) return report();
+    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
+      // A cache config its check passed (a HEAD that says 200) but that cannot
+      // be read (404, or other bytes) is what a reader gets: missing or corrupt.
+      const config = childrenOf(doc).find((d) => d.mediaType === MT.buildkitCacheConfig);
+      if (config && results.get(config.digest) === 'ok') results.set(config.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      // Without the config (or a platform's manifest) there are no records to judge.
+      if ([...results.values()].some((c) => c !== 'ok')) return report();
+    }
     throw err;
   }
   const { loaded, graph } = got;

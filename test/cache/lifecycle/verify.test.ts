@@ -2,7 +2,8 @@ import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCache } from '../../../src/cache/lifecycle/cache.js';
-import { repairCache, verifyCache } from '../../../src/cache/lifecycle/verify.js';
+import { repairCache, verifyCache, verifyManifest } from '../../../src/cache/lifecycle/verify.js';
+import { LocalStore } from '../../../src/store/local/index.js';
 import { copyCache } from '../../../src/cache/operations.js';
 import { parseCacheSpec } from '../../../src/cache/spec.js';
 import { BkError } from '../../../src/errors.js';
@@ -67,6 +68,22 @@ describe('verify', () => {
     expect(v.report).toMatchObject({ ok: false, missing: [config], records: 0, brokenRecords: 0 });
     expect(v.opened).toBeUndefined();
     await expect(repairCache(v, parseCacheSpec(`type=local,dest=${tempDir('bkcache-rep-')}`))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
+  });
+
+  it('a store whose check says the config exists but whose read fails (a lying HEAD): the config is missing or corrupt, not an error', async () => {
+    for (const fault of ['missing', 'corrupt'] as const) {
+      const dir = fixtureCopy('registry-imagemanifest-max');
+      const { config, manifest } = readmeSummaries().get('registry-imagemanifest-max')!;
+      if (fault === 'missing') rmSync(blobFile(dir, config!));
+      else writeFileSync(blobFile(dir, config!), readFileSync(blobFile(dir, config!)).reverse());
+      const local = new LocalStore(dir);
+      // What a registry does whose HEAD answers 200 from a stale index while GET finds nothing (or other bytes).
+      const lying = Object.assign(Object.create(local) as LocalStore, { exists: async () => true });
+      const desc = await local.resolve(manifest);
+      const v = await verifyManifest(lying, desc);
+      expect(v.report, fault).toMatchObject({ ok: false, [fault]: [config], records: 0 });
+      expect(v.opened).toBeUndefined();
+    }
   });
 
   it('a corrupt manifest is reported, not thrown', async () => {
