@@ -75,6 +75,16 @@ export function splitGlobal(argv: string[]): { name?: string; rest: string[]; gl
   return { name: argv[i], rest: argv.slice(i + 1), global };
 }
 
+/**
+ * A whole-number flag value: decimal digits only, from `min` to `max`. Not
+ * Number(), which reads "" and "-0" as 0, "0x10" as 16 and "1e3" as 1000.
+ */
+export function parseCount(flag: string, v: string, min: number, max: number): number {
+  const n = /^\d{1,15}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}`);
+  return n;
+}
+
 /** The output format of a command: one vocabulary, json or text. */
 export function parseFormat(v: string | undefined, extra: readonly string[] = []): 'json' | 'text' | (typeof extra)[number] {
   const f = v ?? 'text';

@@ -11,7 +11,7 @@ import type { OpenedCache } from '../cache/lifecycle/cache.js';
 import type { PictureFormat } from '../cache/lifecycle/picture.js';
 import type { LoadedCache } from '../cache/import.js';
 import { printable } from '../cache/lifecycle/printable.js';
-import { parseFlags, parseFormat, type FlagOptions } from './args.js';
+import { parseCount, parseFlags, parseFormat, type FlagOptions } from './args.js';
 import { EXIT } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 import type { Command } from './commands.js';
@@ -85,10 +85,7 @@ Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or co
     if (!values['import-cache']) throw new UsageError('verify needs --import-cache');
     if (values.repair && !values['export-cache']) throw new UsageError('--repair needs --export-cache (it may be the same ref)');
     if (!values.repair && values['export-cache']) throw new UsageError('--export-cache is only used with --repair');
-    const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
-    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0 && concurrency <= 256)) {
-      throw new UsageError('--concurrency must be an integer from 1 to 256');
-    }
+    const concurrency = values.concurrency === undefined ? undefined : parseCount('concurrency', values.concurrency, 1, 256);
     const src = await spec(values['import-cache']);
     const target = values['export-cache'] ? await spec(values['export-cache']) : undefined;
     const { repairCache, verifyCache } = await import('../cache/lifecycle/verify.js');
@@ -309,8 +306,7 @@ once. Text shows the --top N (default 10) largest results.
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     if (!values['import-cache']) throw new UsageError('du needs --import-cache');
-    const top = values.top === undefined ? 10 : Number(values.top);
-    if (!Number.isInteger(top) || top < 0) throw new UsageError('--top must be a non-negative integer');
+    const top = values.top === undefined ? 10 : parseCount('top', values.top, 0, Number.MAX_SAFE_INTEGER);
     const { openCache } = await import('../cache/lifecycle/cache.js');
     const { diskUsage } = await import('../cache/lifecycle/du.js');
     const opened = await openCache(await spec(values['import-cache']));

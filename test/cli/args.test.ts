@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseFlags } from '../../src/cli/args.js';
+import { parseCount, parseFlags } from '../../src/cli/args.js';
 import { UsageError } from '../../src/cli/usage-error.js';
 import { lifecycleCommands } from '../../src/cli/lifecycle.js';
 
@@ -29,5 +29,21 @@ describe('parseFlags', () => {
       ['gc', ['--repository', 'type=local,src=/nonexistent', '--older-than', '1d', '--older-than', '1w']],
     ];
     for (const [cmd, args] of cases) await expect(lifecycleCommands[cmd]!.run(args), `${cmd} ${args.join(' ')}`).rejects.toThrow(/given more than once/);
+  });
+
+  it('whole-number flags take decimal digits only, within their range', () => {
+    expect(parseCount('top', '0', 0, 10)).toBe(0);
+    expect(parseCount('top', '10', 0, 10)).toBe(10);
+    expect(parseCount('top', '007', 0, 10)).toBe(7);
+    // Number() read these as 0, 0, 16, 1000, 1, 5 and 0.
+    for (const bad of ['', ' ', '0x10', '1e3', '1.0', '+5', '-0', '11', 'Infinity', '9'.repeat(400)]) {
+      expect(() => parseCount('top', bad, 0, 10), JSON.stringify(bad)).toThrow('--top must be a whole number from 0 to 10');
+    }
+  });
+
+  it('du --top and verify --concurrency refuse what is not a plain whole number, before opening anything', async () => {
+    await expect(lifecycleCommands.du!.run(['--import-cache', 'type=local,src=/nonexistent', '--top', ''])).rejects.toThrow(UsageError);
+    await expect(lifecycleCommands.du!.run(['--import-cache', 'type=local,src=/nonexistent', '--top=0x10'])).rejects.toThrow(UsageError);
+    await expect(lifecycleCommands.verify!.run(['--import-cache', 'type=local,src=/nonexistent', '--concurrency', '1e2'])).rejects.toThrow(UsageError);
   });
 });
