@@ -202,7 +202,7 @@ function listsManifests(doc: unknown): boolean {
 }
 
 /** Index reads a gc may make to find what kept indexes name; past it, gc refuses rather than guess. */
-const MAX_INDEX_READS = 1000;
+const MAX_INDEX_READS = 10_000;
 
 /**
  * Every manifest digest the kept tags' indexes list, nested indexes
@@ -224,7 +224,8 @@ async function namedByIndexes(
   const todo: Descriptor[] = [];
   for (const k of kept) {
     const d = descs.get(k.digest);
-    if (d && !seen.has(d.digest)) {
+    // What the registry says a manifest is decides whether it is read: only an index lists manifests.
+    if (d && !seen.has(d.digest) && (docs.has(d.digest) || !d.mediaType || isIndexMediaType(d.mediaType))) {
       seen.add(d.digest);
       todo.push(d);
     }
