@@ -239,6 +239,26 @@ describe('gc on a registry', () => {
     expect(await expectNoDanglingTag('gc/lie:old')).toBe('ok');
   });
 
+  it('a registry that answers a manifest HEAD by digest without a manifest media type: gc still deletes the manifest, not a blob of that digest', async () => {
+    await push('registry-index-oci-max', 'gc/ct:old', ',image-manifest=false');
+    await push('registry-index-oci-max', 'gc/ct:old-2', ',image-manifest=false');
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      proxy.rules.push({
+        name: 'manifest HEAD by digest as octet-stream',
+        match: (r) => r.method === 'HEAD' && r.path.startsWith('/v2/gc/ct/manifests/sha256:'),
+        action: { rewrite: (r) => void (r.headers['content-type'] = 'application/octet-stream') },
+      });
+      const r = await runJson(['gc', '--format', 'json', '--repository', `type=registry,ref=${proxy.host}/gc/ct,registry.insecure=true`, '--older-than', '1d']);
+      expect(r).toEqual({ deleted: ['old', 'old-2'], kept: [] });
+      expect(proxy.log.filter((x) => x.method === 'DELETE').map((x) => x.path.replace(/sha256:.*/, ''))).toEqual(['/v2/gc/ct/manifests/']);
+    } finally {
+      await proxy.stop();
+    }
+    const tags = await (await fetch(`${reg.url}/v2/gc/ct/tags/list`)).json() as { tags: string[] | null };
+    expect(tags.tags ?? []).toEqual([]);
+  });
+
   it('lists the tags of a repository, and a repository that does not exist has none', async () => {
     for (const t of ['p1', 'p2', 'p3', 'p4', 'p5']) await push('registry-index-oci-max', `gc/pages:${t}`);
     const store = new RegistryStore(`${reg.host}/gc/pages`, { insecure: true });

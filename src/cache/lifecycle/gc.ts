@@ -15,7 +15,7 @@ import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, detectManifestMediaType } from '../../oci/manifest.js';
-import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
+import { isIndexMediaType, isManifestMediaType, MT } from '../../oci/media-types.js';
 import { validateTag } from '../../oci/reference.js';
 import { fetchBytes } from '../../store/content.js';
 import { updateIndex } from '../../store/local/layout.js';
@@ -154,7 +154,10 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
             if (err instanceof BkError && err.code === 'NOT_FOUND') return undefined;
             throw err;
           })) as Descriptor | undefined;
-          if (desc) await store.delete(desc, { signal });
+          // A manifest, whatever media type this HEAD reports: store.delete picks the
+          // endpoint by media type, and DELETE /blobs/<digest> would leave the tags
+          // naming the manifest while (on some registries) removing its bytes.
+          if (desc) await store.delete({ ...desc, mediaType: isManifestMediaType(desc.mediaType) ? desc.mediaType : MT.ociManifest }, { signal });
         }
       },
       note:
