@@ -2,7 +2,7 @@
 // as a tree (sources above the records that link from them).
 import type { LoadedCache } from '../cache/import.js';
 import type { CacheSummary } from '../cache/operations.js';
-import { printable } from '../cache/lifecycle/printable.js';
+import { printable } from '../printable.js';
 
 /** A digest shortened; any other text a cache wrote (keys, selectors) as one visible line. */
 const short = (d: string) => printable(d.startsWith('sha256:') ? d.slice(7, 19) : d);

@@ -10,7 +10,7 @@ import type { DiffReport } from '../cache/lifecycle/diff.js';
 import type { OpenedCache } from '../cache/lifecycle/cache.js';
 import type { PictureFormat } from '../cache/lifecycle/picture.js';
 import type { LoadedCache } from '../cache/import.js';
-import { printable } from '../cache/lifecycle/printable.js';
+import { printable } from '../printable.js';
 import { parseCount, parseFlags, parseFormat, type FlagOptions } from './args.js';
 import { EXIT } from './exit-codes.js';
 import { UsageError } from './usage-error.js';

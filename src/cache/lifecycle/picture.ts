@@ -5,7 +5,7 @@
 // labelled with the input index and the selector. Works on the loaded config
 // parts, so it draws what the cache holds, also through a daemon.
 import type { LoadedCache } from '../import.js';
-import { printable } from './printable.js';
+import { printable } from '../../printable.js';
 
 export type PictureFormat = 'dot' | 'mermaid';
 
