@@ -178,13 +178,14 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
         return (await store.tags()).filter((e) => !seen.has(`${e.tag}\0${e.desc.digest}`) && !!seen.add(`${e.tag}\0${e.desc.digest}`));
       },
       async remove(victims) {
-        const byTag = new Map(victims.map((v) => [v.tag, v.digest]));
+        // Entries by tag and digest: index.json may give one tag two entries, both judged.
+        const gone = new Set(victims.map((v) => `${v.tag}\0${v.digest}`));
         // Under the index lock: an entry retagged since it was judged stays.
         await updateIndex(store.dir, (idx) => ({
           ...idx,
           manifests: idx.manifests.filter((m) => {
             const tag = m.annotations?.[ANNOTATION_REF_NAME];
-            return tag === undefined || byTag.get(tag) !== m.digest;
+            return tag === undefined || !gone.has(`${tag}\0${m.digest}`);
           }),
         }));
       },

@@ -118,6 +118,19 @@ describe('gc of a local layout', () => {
     expect(r.deleted.map((t) => t.tag)).toEqual(['keep-me', 'old-1', 'old-2']);
   });
 
+  it('one tag with two expired entries in index.json: both go, as reported', async () => {
+    const dir = await layout();
+    const file = path.join(dir, 'index.json');
+    const idx = JSON.parse(readFileSync(file, 'utf8'));
+    const ref = (m: { annotations?: Record<string, string> }) => m.annotations?.['org.opencontainers.image.ref.name'];
+    // old-2's entry renamed old-1: the tag old-1 now has two entries, two different expired caches.
+    for (const m of idx.manifests) if (ref(m) === 'old-2') m.annotations['org.opencontainers.image.ref.name'] = 'old-1';
+    writeFileSync(file, JSON.stringify(idx));
+    const r = await gcRepository(parseCacheSpec(`type=local,src=${dir}`), {}, { olderThan: 30 * DAY, now: NOW });
+    expect(r.deleted.map((t) => t.tag)).toEqual(['keep-me', 'old-1', 'old-1']);
+    expect((await new LocalStore(dir).tags()).map((t) => t.tag).sort()).toEqual(['image', 'new']);
+  });
+
   it('dry run: says what would go, changes nothing', async () => {
     const dir = await layout();
     const before = readFileSync(path.join(dir, 'index.json'), 'utf8');
