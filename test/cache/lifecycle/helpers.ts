@@ -106,3 +106,32 @@ export async function rawLocalCache(config: unknown, layers: { desc: Descriptor;
   return `type=local,src=${dir},tag=latest`;
 }
 
+/**
+ * Cache configs no graph can be made of, each with the reason BuildKit's
+ * parser (and ours) refuses it, over two real layers `layers`. BuildKit's
+ * JSON names a record's results "layers".
+ */
+export function brokenConfigs(): { layers: { desc: Descriptor; content: Buffer }[]; configs: [unknown, string][] } {
+  const l = [layer('a'), layer('b')];
+  const layers = [
+    { blob: l[0]!.desc.digest, parent: -1 },
+    { blob: l[1]!.desc.digest, parent: 0 },
+  ];
+  const T = '2026-11-01T00:00:00Z';
+  return {
+    layers: l,
+    configs: [
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 1 }]], layers: [{ layer: 1, createdAt: T }] }, { digest: sha('b'), inputs: [[{ link: 0 }]] }] }, 'looping-record'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 0 }]] }] }, 'looping-record'],
+      [{ layers, records: [{ digest: 'k', layers: [{ layer: 1, createdAt: T }] }] }, 'invalid-digest'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 7 }]] }] }, 'record-index-out-of-range'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: -1 }]] }] }, 'record-index-out-of-range'],
+      [{ layers, records: [{ digest: sha('a'), layers: [{ layer: 9, createdAt: T }] }] }, 'layer-index-out-of-range'],
+      [{ layers, records: [{ digest: sha('a'), chains: [{ layers: [0, 9], createdAt: T }] }] }, 'layer-index-out-of-range'],
+      [{ layers: [{ blob: l[0]!.desc.digest, parent: 1 }, { blob: l[1]!.desc.digest, parent: 0 }], records: [{ digest: sha('a'), layers: [{ layer: 1, createdAt: T }] }] }, 'looping-layer'],
+      [{ layers, records: [{ digest: sha('a'), layers: [{ layer: 1, createdAt: 'yesterday' }] }] }, 'invalid-time'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 0.5 }]] }] }, 'type-mismatch'],
+    ],
+  };
+}
+

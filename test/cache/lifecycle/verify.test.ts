@@ -9,7 +9,7 @@ import { parseCacheSpec } from '../../../src/cache/spec.js';
 import { BkError } from '../../../src/errors.js';
 import { readmeSummaries } from '../../fixtures.js';
 import { tempDir } from '../../tmp.js';
-import { fixtureCopy, layer, rawLocalCache, sha } from './helpers.js';
+import { brokenConfigs, fixtureCopy, rawLocalCache } from './helpers.js';
 
 const spec = (dir: string) => parseCacheSpec(`type=local,src=${dir}`);
 const blobFile = (dir: string, digest: string) => path.join(dir, 'blobs', 'sha256', digest.slice(7));
@@ -97,21 +97,7 @@ describe('verify', () => {
   });
 
   it('a config that is no graph (looping records, a key that is no digest, a layer loop) is a typed error, not a crash', async () => {
-    const l = [layer('a'), layer('b')];
-    const layers = [
-      { blob: l[0]!.desc.digest, parent: -1 },
-      { blob: l[1]!.desc.digest, parent: 0 },
-    ];
-    const T = '2026-11-01T00:00:00Z';
-    // BuildKit's JSON names a record's results "layers".
-    const configs: [unknown, string][] = [
-      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 1 }]], layers: [{ layer: 1, createdAt: T }] }, { digest: sha('b'), inputs: [[{ link: 0 }]] }] }, 'looping-record'],
-      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 0 }]] }] }, 'looping-record'],
-      [{ layers, records: [{ digest: 'k', layers: [{ layer: 1, createdAt: T }] }] }, 'invalid-digest'],
-      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 7 }]] }] }, 'record-index-out-of-range'],
-      [{ layers, records: [{ digest: sha('a'), layers: [{ layer: 9, createdAt: T }] }] }, 'layer-index-out-of-range'],
-      [{ layers: [{ blob: l[0]!.desc.digest, parent: 1 }, { blob: l[1]!.desc.digest, parent: 0 }], records: [{ digest: sha('a'), layers: [{ layer: 1, createdAt: T }] }] }, 'looping-layer'],
-    ];
+    const { layers: l, configs } = brokenConfigs();
     for (const [config, reason] of configs) {
       const spec = await rawLocalCache(config, l);
       // Before: the graph was built in a then() whose throw nobody awaited while the blobs were checked: an unhandled rejection.
