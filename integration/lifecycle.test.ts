@@ -200,6 +200,65 @@ describe('gc on a registry', () => {
     for (const t of tags.tags) expect(await expectNoDanglingTag(`gc/app:${t}`)).toBe('ok');
   });
 
+  it('a lying tag list (names twice, names no tag can have) and an index naming an expired cache: gc deletes only what nothing kept names', async () => {
+    const old = await push('registry-index-oci-max', 'gc/lie:old', ',image-manifest=false');
+    await push('registry-imagemanifest-max', 'gc/lie:old-2');
+    // Someone's index (an image index, a signature list) tagged `pinned` lists old's cache manifest.
+    const oldDesc = { mediaType: 'application/vnd.oci.image.index.v1+json', digest: old, size: 0 };
+    oldDesc.size = Number((await fetch(`${reg.url}/v2/gc/lie/manifests/${old}`, { method: 'HEAD', headers: { accept: ACCEPT } })).headers.get('content-length'));
+    const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [oldDesc] });
+    const put = await fetch(`${reg.url}/v2/gc/lie/manifests/pinned`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body });
+    expect(put.status).toBe(201);
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      proxy.rules.push({
+        name: 'lying tag list',
+        match: (r) => r.method === 'GET' && r.path.startsWith('/v2/gc/lie/tags/list'),
+        action: {
+          rewrite: (r) => {
+            const doc = JSON.parse(r.body.toString()) as { tags: string[] };
+            doc.tags.push('old-2', '../../../v2/gc/app/manifests/main', old, 'a b', '-x');
+            r.body = Buffer.from(JSON.stringify(doc));
+          },
+        },
+      });
+      const repo = `type=registry,ref=${proxy.host}/gc/lie,registry.insecure=true`;
+      const dry = await runJson(['gc', '--dry-run', '--format', 'json', '--repository', repo, '--older-than', '1d']);
+      expect(dry).toEqual({ deleted: ['old-2'], kept: ['-x', '../../../v2/gc/app/manifests/main', 'a b', 'old', 'pinned', old].sort() });
+      const text = await runCli(['gc', '--repository', repo, '--older-than', '1d']);
+      expect(text.code, text.stderr).toBe(0);
+      expect(text.stdout).toMatch(/kept old .*named-by-kept-index/);
+      expect(text.stdout).toMatch(/kept a b {2}\(invalid-tag\)/);
+      expect(text.stdout.match(/deleted old-2/g)).toHaveLength(1);
+    } finally {
+      await proxy.stop();
+    }
+    const tags = (await (await fetch(`${reg.url}/v2/gc/lie/tags/list`)).json()) as { tags: string[] };
+    expect(tags.tags.sort()).toEqual(['old', 'pinned']);
+    expect((await fetch(`${reg.url}/v2/gc/lie/manifests/${old}`, { method: 'HEAD', headers: { accept: ACCEPT } })).status).toBe(200);
+    expect(await expectNoDanglingTag('gc/lie:old')).toBe('ok');
+  });
+
+  it('a registry that answers a manifest HEAD by digest without a manifest media type: gc still deletes the manifest, not a blob of that digest', async () => {
+    await push('registry-index-oci-max', 'gc/ct:old', ',image-manifest=false');
+    await push('registry-index-oci-max', 'gc/ct:old-2', ',image-manifest=false');
+    const proxy = await startFaultProxy(reg.url);
+    try {
+      proxy.rules.push({
+        name: 'manifest HEAD by digest as octet-stream',
+        match: (r) => r.method === 'HEAD' && r.path.startsWith('/v2/gc/ct/manifests/sha256:'),
+        action: { rewrite: (r) => void (r.headers['content-type'] = 'application/octet-stream') },
+      });
+      const r = await runJson(['gc', '--format', 'json', '--repository', `type=registry,ref=${proxy.host}/gc/ct,registry.insecure=true`, '--older-than', '1d']);
+      expect(r).toEqual({ deleted: ['old', 'old-2'], kept: [] });
+      expect(proxy.log.filter((x) => x.method === 'DELETE').map((x) => x.path.replace(/sha256:.*/, ''))).toEqual(['/v2/gc/ct/manifests/']);
+    } finally {
+      await proxy.stop();
+    }
+    const tags = await (await fetch(`${reg.url}/v2/gc/ct/tags/list`)).json() as { tags: string[] | null };
+    expect(tags.tags ?? []).toEqual([]);
+  });
+
   it('lists the tags of a repository, and a repository that does not exist has none', async () => {
     for (const t of ['p1', 'p2', 'p3', 'p4', 'p5']) await push('registry-index-oci-max', `gc/pages:${t}`);
     const store = new RegistryStore(`${reg.host}/gc/pages`, { insecure: true });

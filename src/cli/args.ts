@@ -8,11 +8,22 @@ type Options = FlagOptions;
 type WithHelp<T extends Options> = { args: string[]; options: T & { help: { type: 'boolean'; short: 'h' } }; strict: true; allowPositionals: false };
 
 export function parseFlags<T extends Options>(args: string[], options: T): ReturnType<typeof parseArgs<WithHelp<T>>> {
+  let parsed;
   try {
-    return parseArgs<WithHelp<T>>({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+    parsed = parseArgs<WithHelp<T> & { tokens: true }>({ args, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false, tokens: true });
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0]!);
   }
+  // parseArgs keeps the last of a repeated value flag: `--max-age 1d --max-age 1000d` would
+  // silently mean the second. A value flag not declared `multiple` may be given once.
+  const seen = new Set<string>();
+  for (const t of parsed.tokens) {
+    if (t.kind !== 'option' || options[t.name]?.type !== 'string' || options[t.name]?.multiple) continue;
+    if (seen.has(t.name)) throw new UsageError(`--${t.name} given more than once`);
+    seen.add(t.name);
+  }
+  const { tokens: _tokens, ...rest } = parsed;
+  return rest as ReturnType<typeof parseArgs<WithHelp<T>>>;
 }
 
 /**
@@ -62,6 +73,16 @@ export function splitGlobal(argv: string[]): { name?: string; rest: string[]; gl
     }
   }
   return { name: argv[i], rest: argv.slice(i + 1), global };
+}
+
+/**
+ * A whole-number flag value: decimal digits only, from `min` to `max`. Not
+ * Number(), which reads "" and "-0" as 0, "0x10" as 16 and "1e3" as 1000.
+ */
+export function parseCount(flag: string, v: string, min: number, max: number): number {
+  const n = /^\d{1,15}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= min && n <= max)) throw new UsageError(`--${flag} must be a whole number from ${min} to ${max}`);
+  return n;
 }
 
 /** The output format of a command: one vocabulary, json or text. */

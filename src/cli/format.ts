@@ -2,8 +2,13 @@
 // as a tree (sources above the records that link from them).
 import type { LoadedCache } from '../cache/import.js';
 import type { CacheSummary } from '../cache/operations.js';
+import { printable } from '../printable.js';
 
-const short = (d: string) => (d.startsWith('sha256:') ? d.slice(7, 19) : d);
+/** A digest shortened; any other text a cache wrote (keys, selectors) as one visible line. */
+const short = (d: string) => printable(d.startsWith('sha256:') ? d.slice(7, 19) : d);
+
+/** Tree levels indented; deeper records are listed at this indentation with their depth. */
+const MAX_INDENT = 32;
 
 export function humanBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -48,23 +53,34 @@ export function formatRecordsTree(loaded: LoadedCache): string {
       return ` -> ${short(layer.blob)}${d ? ` (${humanBytes(d.size)})` : ' (missing)'} ${res.createdAt}`;
     };
     const printed = new Set<number>();
-    const walk = (i: number, prefix: string, label: string) => {
-      const again = printed.has(i);
-      out.push(`${prefix}${label}#${i} ${short(config.records[i]!.digest)}${result(i)}${again ? ' (see above)' : ''}`);
-      if (again) return;
-      printed.add(i);
-      const kids = children[i]!;
-      kids.forEach((k, n) => {
-        const last = n === kids.length - 1;
-        const sel = k.selector ? ` sel=${short(k.selector)}` : '';
-        walk(k.idx, prefix + (label ? (label.startsWith('└') ? '   ' : '│  ') : ''), `${last ? '└─' : '├─'}[in ${k.input}${sel}] `);
-      });
+    // Depth-first with a stack of its own, not recursion (a chain of 100 000
+    // records overflowed the call stack), and the indentation stops growing
+    // at MAX_INDENT levels (past it, each line says its depth): indenting a
+    // deep chain in full wrote output quadratic in its length.
+    const walk = (root: number) => {
+      const stack: { i: number; prefix: string; label: string; depth: number }[] = [{ i: root, prefix: '', label: '', depth: 0 }];
+      while (stack.length) {
+        const { i, prefix, label, depth } = stack.pop()!;
+        const again = printed.has(i);
+        out.push(`${prefix}${label}#${i} ${short(config.records[i]!.digest)}${result(i)}${again ? ' (see above)' : ''}`);
+        if (again) continue;
+        printed.add(i);
+        const kids = children[i]!;
+        const deep = depth + 1 > MAX_INDENT;
+        const childPrefix = deep ? prefix : prefix + (label ? (label.startsWith('└') ? '   ' : '│  ') : '');
+        for (let n = kids.length - 1; n >= 0; n--) {
+          const k = kids[n]!;
+          const sel = k.selector ? ` sel=${short(k.selector)}` : '';
+          const at = deep ? `(depth ${depth + 1}) ` : '';
+          stack.push({ i: k.idx, prefix: childPrefix, label: `${n === kids.length - 1 ? '└─' : '├─'}${at}[in ${k.input}${sel}] `, depth: depth + 1 });
+        }
+      }
     };
     config.records.forEach((r, i) => {
-      if (r.inputs.length === 0) walk(i, '', '');
+      if (r.inputs.length === 0) walk(i);
     });
     config.records.forEach((_, i) => {
-      if (!printed.has(i)) walk(i, '', '');
+      if (!printed.has(i)) walk(i);
     });
   });
   return out.join('\n');

@@ -10,7 +10,8 @@ import type { DiffReport } from '../cache/lifecycle/diff.js';
 import type { OpenedCache } from '../cache/lifecycle/cache.js';
 import type { PictureFormat } from '../cache/lifecycle/picture.js';
 import type { LoadedCache } from '../cache/import.js';
-import { parseFlags, parseFormat, type FlagOptions } from './args.js';
+import { printable } from '../printable.js';
+import { parseCount, parseFlags, parseFormat, type FlagOptions } from './args.js';
 import { EXIT } from './exit-codes.js';
 import { UsageError } from './usage-error.js';
 import type { Command } from './commands.js';
@@ -22,7 +23,13 @@ const spec = async (s: string) => (await import('../cache/spec.js')).parseCacheS
 const humanBytes = async () => (await import('./format.js')).humanBytes;
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : s + '\n');
-const short = (d: string) => (d.startsWith('sha256:') ? d.slice(7, 19) : d);
+/**
+ * Text a cache or registry wrote (record keys, selectors, descriptions, tag
+ * names), shortened when it is a digest, as one visible line: an escape
+ * sequence or a newline in it must not drive the terminal or forge a line
+ * of our output. JSON output needs nothing (JSON.stringify escapes).
+ */
+const short = (d: string) => printable(d.startsWith('sha256:') ? d.slice(7, 19) : d);
 
 const textOrJson = (v: string | undefined) => parseFormat(v) as 'text' | 'json';
 
@@ -32,7 +39,7 @@ function help(text: string): number {
 }
 
 function warn(loaded: LoadedCache): void {
-  for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const w of loaded.warnings) process.stderr.write(`warning: ${printable(w, 1000)}\n`);
 }
 
 /** `inspect --format dot|mermaid`: the picture of a loaded cache, or undefined for other formats. */
@@ -78,10 +85,7 @@ Exit status: 0 intact (or repaired), ${EXIT_BROKEN} when blobs are missing or co
     if (!values['import-cache']) throw new UsageError('verify needs --import-cache');
     if (values.repair && !values['export-cache']) throw new UsageError('--repair needs --export-cache (it may be the same ref)');
     if (!values.repair && values['export-cache']) throw new UsageError('--export-cache is only used with --repair');
-    const concurrency = values.concurrency === undefined ? undefined : Number(values.concurrency);
-    if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0 && concurrency <= 256)) {
-      throw new UsageError('--concurrency must be an integer from 1 to 256');
-    }
+    const concurrency = values.concurrency === undefined ? undefined : parseCount('concurrency', values.concurrency, 1, 256);
     const src = await spec(values['import-cache']);
     const target = values['export-cache'] ? await spec(values['export-cache']) : undefined;
     const { repairCache, verifyCache } = await import('../cache/lifecycle/verify.js');
@@ -167,7 +171,7 @@ same ref.
         const hb = await humanBytes();
         const c = (x: typeof report.before) => `${x.records} records, ${x.layers} layers, ${hb(x.bytes)}`;
         out(`before: ${c(report.before)}\nafter:  ${c(report.after)}\ndropped ${report.droppedResults} results`);
-        for (const n of plan.dropped) out(`  ${n.result!.createdAt} ${n.digest}`);
+        for (const n of plan.dropped) out(`  ${n.result!.createdAt} ${printable(n.digest)}`);
         if (values['dry-run']) out('dry run: nothing written');
         else out(manifest ? `wrote ${manifest}` : 'nothing left to write: no result was kept; the target was not changed');
       }
@@ -220,8 +224,8 @@ blobs are pruned. One of --older-than and --keep is required.
     else {
       const verb = r.dryRun ? 'would delete' : 'deleted';
       const hb = await humanBytes();
-      for (const t of r.deleted) out(`${verb} ${t.tag} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);
-      for (const t of r.kept) out(`kept ${t.tag} ${short(t.digest)} (${t.reason})`);
+      for (const t of r.deleted) out(`${verb} ${printable(t.tag)} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);
+      for (const t of r.kept) out(`kept ${printable(t.tag)} ${short(t.digest)} (${t.reason})`);
       if (r.prune) out(`pruned ${r.prune.deleted} blobs (${hb(r.prune.deletedBytes)})`);
       if (r.note) out(`note: ${r.note}`);
     }
@@ -270,13 +274,13 @@ export function formatDiff(r: DiffReport, humanBytes: (n: number) => string): st
   if (r.divergences.length === 0) lines.push(r.onlyB === 0 ? 'B is fully in A' : 'no first divergence');
   for (const d of r.divergences) {
     const size = d.layers.reduce((s, l) => s + l.size, 0);
-    lines.push(`diverges at depth ${d.depth}: ${d.record}${d.description ? `  ${d.description}` : ''}`);
+    lines.push(`diverges at depth ${d.depth}: ${printable(d.record)}${d.description ? `  ${printable(d.description)}` : ''}`);
     if (d.layers.length) lines.push(`  result: ${d.layers.length} layers, ${humanBytes(size)}, top ${short(d.layers[d.layers.length - 1]!.digest)}`);
     if (d.replaces) {
-      lines.push(`  replaces A's ${d.replaces.record}`);
+      lines.push(`  replaces A's ${printable(d.replaces.record)}`);
       for (const x of d.replaces.differences) {
         const where = x.input === undefined ? '' : ` of input ${x.input}`;
-        lines.push(`    ${x.what}${where}: ${x.a === '' ? '(none)' : x.a} -> ${x.b === '' ? '(none)' : x.b}`);
+        lines.push(`    ${x.what}${where}: ${x.a === '' ? '(none)' : printable(String(x.a))} -> ${x.b === '' ? '(none)' : printable(String(x.b))}`);
       }
     }
   }
@@ -302,8 +306,7 @@ once. Text shows the --top N (default 10) largest results.
     if (values.help) return help(this.help);
     const format = textOrJson(values.format);
     if (!values['import-cache']) throw new UsageError('du needs --import-cache');
-    const top = values.top === undefined ? 10 : Number(values.top);
-    if (!Number.isInteger(top) || top < 0) throw new UsageError('--top must be a non-negative integer');
+    const top = values.top === undefined ? 10 : parseCount('top', values.top, 0, Number.MAX_SAFE_INTEGER);
     const { openCache } = await import('../cache/lifecycle/cache.js');
     const { diskUsage } = await import('../cache/lifecycle/du.js');
     const opened = await openCache(await spec(values['import-cache']));
@@ -318,7 +321,7 @@ once. Text shows the --top N (default 10) largest results.
         out(`total ${hb(r.bytes)} in ${r.blobs} blobs, ${r.results.length} results (${hb(r.bytes - shared)} shared between results)`);
         out(`${'BYTES'.padStart(10)} ${'UNIQUE'.padStart(10)} LAYERS RECORD`);
         for (const x of r.results.slice(0, top)) {
-          out(`${hb(x.bytes).padStart(10)} ${hb(x.uniqueBytes).padStart(10)} ${String(x.layers).padStart(6)} ${short(x.record)}${x.description ? `  ${x.description}` : ''}`);
+          out(`${hb(x.bytes).padStart(10)} ${hb(x.uniqueBytes).padStart(10)} ${String(x.layers).padStart(6)} ${short(x.record)}${x.description ? `  ${printable(x.description)}` : ''}`);
         }
       }
       return 0;

@@ -3,6 +3,7 @@
 // here, in one place. Modules a command needs (gRPC, HTTP, the cache core)
 // are loaded by that command only, so `bkcache --help` starts as fast as node.
 import { asBkError } from '../errors.js';
+import { printable } from '../printable.js';
 import { splitGlobal, wantsJson } from './args.js';
 import { commands, usage } from './commands.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
@@ -11,10 +12,11 @@ import { UsageError } from './usage-error.js';
 
 export { exitCodeFor } from './exit-codes.js';
 
+/** The error as one line for a terminal: messages quote registries and caches, so escapes and separators are shown, not acted on. */
 export function errorLine(err: unknown): string {
-  if (err instanceof UsageError) return `bkcache: ${err.message} (see bkcache ${err.command ? `${err.command} ` : ''}--help)`;
+  if (err instanceof UsageError) return `bkcache: ${printable(err.message, 2000)} (see bkcache ${err.command ? `${err.command} ` : ''}--help)`;
   const e = asBkError(err);
-  return `bkcache: error: ${e.message.split('\n')[0]} [${e.code}]`;
+  return `bkcache: error: ${printable(e.message.split('\n')[0]!, 2000)} [${e.code}]`;
 }
 
 /** The error as one JSON object, for --format json: {"error":{"code","reason","message","exitCode"}}. */

@@ -6,8 +6,9 @@
 import type { ContentStore } from '../../store/types.js';
 import { CacheGraph, type CacheNode, type FlatGraph, type Hint, type NodeResult } from '../graph.js';
 import { addToGraph, type LoadedCache } from '../import.js';
-import { exportGraph, exportMarshalledTo, openLoaded, SourceBlobs, withExportTarget, type ExportResult } from '../operations.js';
-import type { BackendContext } from '../remote/index.js';
+import { BkError, failedPrecondition } from '../../errors.js';
+import { exportMarshalledTo, openLoaded, SourceBlobs, withExportTarget, type ExportResult } from '../operations.js';
+import type { BackendContext, ExportTarget } from '../remote/index.js';
 import type { CacheSpec } from '../spec.js';
 import type { TransferOptions } from '../transfer.js';
 import type { MarshalResult } from '../marshal.js';
@@ -130,7 +131,26 @@ export async function exportFrom(
   ctx: BackendContext = {},
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
-  return exportGraph(graph, sourceOf(from), to, ctx, opts);
+  return exportMarshalled(from, graph.marshal(), to, ctx, opts);
+}
+
+/**
+ * An inline cache lives in an image. Written back to the tag it was read
+ * from (trim or repair "in place"), the cache manifest would replace the
+ * image: the tag would name a cache, and whoever pulls it gets no image.
+ * Refused before anything is written; another tag is fine.
+ */
+async function refuseReplacingImage(from: OpenedCache, target: ExportTarget, signal?: AbortSignal): Promise<void> {
+  if (from.loaded.kind !== 'inline') return;
+  const current = await target.store.resolve(target.tag, { signal }).catch((err: unknown) => {
+    if (err instanceof BkError && err.code === 'NOT_FOUND') return undefined;
+    throw err;
+  });
+  if (current?.digest === from.loaded.manifest.digest) {
+    throw failedPrecondition(`${target.name} names the image this inline cache was read from; a cache written there would replace the image (export to another tag)`, {
+      reason: 'would-replace-image',
+    });
+  }
 }
 
 /** The opened cache's store as the source of its blobs (closed with the cache, not here). */
@@ -151,5 +171,8 @@ export async function exportMarshalled(
   ctx: BackendContext = {},
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
-  return withExportTarget(to, ctx, (target) => exportMarshalledTo(target, marshalled, sourceOf(from), opts));
+  return withExportTarget(to, ctx, async (target) => {
+    await refuseReplacingImage(from, target, opts.signal);
+    return exportMarshalledTo(target, marshalled, sourceOf(from), opts);
+  });
 }

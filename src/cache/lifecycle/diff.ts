@@ -60,7 +60,7 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   // All of A's records by key, and for a key many share, its records by
   // input-0 source: built on first need, for sources with many dependents.
   let byDigestA: ByKey | undefined;
-  const bySource = new Map<number, Map<number, number[]>>();
+  const bySource = new Map<number, Map<number, Map<string, number[]>>>();
 
   const match = new Matches(b.nodes.length);
   // The records of A that B matches, each with 1 + the last record of B that matched it (for dedup).
@@ -122,7 +122,7 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
           }
           let idx = bySource.get(g);
           if (!idx) bySource.set(g, (idx = indexBySource(nodesA, byDigestA.members.subarray(from, to))));
-          for (const ci of idx.get(srcA) ?? []) consider(ci, srcA, selector);
+          for (const ci of idx.get(srcA)?.get(selector) ?? []) consider(ci, srcA, selector);
         }
       }
     }
@@ -167,14 +167,21 @@ export function diffGraphs(a: CacheGraph, b: CacheGraph): DiffReport {
   return { common, onlyA: nodesA.length - matchedCount, onlyB: b.nodes.length - common, divergences };
 }
 
-/** Records (indexes into `nodes`) by the index of each of their input-0 sources. */
-function indexBySource(nodes: readonly CacheNode[], members: Int32Array): Map<number, number[]> {
-  const idx = new Map<number, number[]>();
+/**
+ * Records (indexes into `nodes`) by each of their input-0 links: source
+ * index, then selector. By source alone, records that share a key and a
+ * source but differ in selector (a step run over many files) were all
+ * candidates for each other: 50 000 of them took 2.5 billion comparisons.
+ */
+function indexBySource(nodes: readonly CacheNode[], members: Int32Array): Map<number, Map<string, number[]>> {
+  const idx = new Map<number, Map<string, number[]>>();
   for (const ci of members) {
     for (const l of nodes[ci]!.links[0]?.all ?? []) {
-      const list = idx.get(l.src.index);
+      let bySelector = idx.get(l.src.index);
+      if (!bySelector) idx.set(l.src.index, (bySelector = new Map()));
+      const list = bySelector.get(l.selector);
       if (list) list.push(ci);
-      else idx.set(l.src.index, [ci]);
+      else bySelector.set(l.selector, [ci]);
     }
   }
   return idx;
@@ -253,8 +260,8 @@ function likelyReplaced(
     n.links.forEach((m, i) => {
       const cl = c.links[i];
       if (!cl) return;
-      for (const l of m.all) {
-        for (const x of cl.all) {
+      for (const l of compared(m.all)) {
+        for (const x of compared(cl.all)) {
           if (match.has(l.src.index, x.src.index)) score += x.selector === l.selector ? 3 : 1;
           else if (x.selector === l.selector) score += 1;
         }
@@ -272,6 +279,19 @@ function likelyReplaced(
   return { record: best.digest, differences: differences(best, n, match) };
 }
 
+/**
+ * Links of one input that likelyReplaced and differences weigh against each
+ * other: every pair is compared, so an input of 50 000 links on both sides
+ * (a hostile or generated cache) meant 2.5 billion pairs and as many
+ * allocated in differences(). Real inputs hold a few links; past this many
+ * the first ones are the evidence.
+ */
+const LINKS_COMPARED = 64;
+
+function compared<T>(links: readonly T[]): readonly T[] {
+  return links.length > LINKS_COMPARED ? links.slice(0, LINKS_COMPARED) : links;
+}
+
 /** What differs between A's record `c` and B's record `n`: key, input count, and per input the selector or the source. */
 function differences(c: CacheNode, n: CacheNode, match: Matches): Difference[] {
   const out: Difference[] = [];
@@ -279,8 +299,8 @@ function differences(c: CacheNode, n: CacheNode, match: Matches): Difference[] {
   if (c.links.length !== n.links.length) out.push({ what: 'inputs', a: c.links.length, b: n.links.length });
   const inputs = Math.min(c.links.length, n.links.length);
   for (let i = 0; i < inputs; i++) {
-    const bl = n.links[i]!.all;
-    const al = c.links[i]!.all;
+    const bl = compared(n.links[i]!.all);
+    const al = compared(c.links[i]!.all);
     const same = (x: (typeof al)[number], l: (typeof bl)[number]) => match.has(l.src.index, x.src.index);
     // An input is equal when some link agrees in selector and source.
     if (bl.some((l) => al.some((x) => x.selector === l.selector && same(x, l)))) continue;

@@ -5,10 +5,19 @@
 // labelled with the input index and the selector. Works on the loaded config
 // parts, so it draws what the cache holds, also through a daemon.
 import type { LoadedCache } from '../import.js';
+import { printable } from '../../printable.js';
 
 export type PictureFormat = 'dot' | 'mermaid';
 
 const short = (d: string) => (d.startsWith('sha256:') ? d.slice(7, 19) : d.slice(0, 24));
+
+/**
+ * Layers listed per result, from the top. A hostile config can give every
+ * one of tens of thousands of records a chain tens of thousands of layers
+ * deep: listed in full that is billions of lines. Real chains stay far
+ * below this (overlayfs stacks at most about 125 layers).
+ */
+const MAX_CHAIN_LINES = 128;
 
 interface PNode {
   id: string;
@@ -30,11 +39,15 @@ function collect(loaded: LoadedCache): { parts: { title?: string; nodes: PNode[]
         const lines = [`r${i} ${short(r.digest)}`];
         const res = r.results[0];
         if (res) {
-          // Walk the parent chain from the result's top layer down to the base.
+          // Walk the parent chain from the result's top layer down to the base (at most MAX_CHAIN_LINES).
           const chain: string[] = [];
           const seen = new Set<number>();
           let at = res.layer;
           while (at >= 0 && at < config.layers.length && !seen.has(at)) {
+            if (chain.length === MAX_CHAIN_LINES) {
+              chain.push('… lower layers not shown');
+              break;
+            }
             seen.add(at);
             const l = config.layers[at]!;
             const d = provider.get(l.blob);
@@ -60,9 +73,9 @@ function collect(loaded: LoadedCache): { parts: { title?: string; nodes: PNode[]
   };
 }
 
-/** A DOT string literal: quotes and backslashes escaped, newlines as \l (left-aligned lines). */
+/** A DOT string literal: each line printable, quotes and backslashes escaped, lines ended by \l (left-aligned). */
 function dotString(lines: string[]): string {
-  return `"${lines.map((l) => l.replace(/[\\"]/g, (c) => `\\${c}`).replace(/[\r\n]/g, ' ')).join('\\l')}\\l"`;
+  return `"${lines.map((l) => printable(l).replace(/[\\"]/g, (c) => `\\${c}`)).join('\\l')}\\l"`;
 }
 
 export function toDot(loaded: LoadedCache): string {
@@ -82,9 +95,14 @@ export function toDot(loaded: LoadedCache): string {
   return out.join('\n') + '\n';
 }
 
-/** Mermaid text in a quoted label: `#`, quotes and angle brackets as entity codes (Mermaid's `#code;`), one line each. */
+/**
+ * Mermaid text in a quoted label, each line printable. Everything but
+ * letters, digits and a few plain marks becomes an entity code (Mermaid's
+ * `#code;`): quotes, `|` (ends an edge label), brackets, `%%` (a directive
+ * anywhere in the text), `&`, backticks (markdown strings), `<` (HTML).
+ */
 function mermaidString(lines: string[]): string {
-  const esc = (l: string) => l.replace(/[#"<>]/g, (c) => `#${c.charCodeAt(0)};`).replace(/[\r\n]/g, ' ');
+  const esc = (l: string) => printable(l).replace(/[^A-Za-z0-9 .,:/_+=@-]/gu, (c) => `#${c.codePointAt(0)};`);
   return `"${lines.map(esc).join('<br/>')}"`;
 }
 

@@ -14,6 +14,16 @@ const DURATION_UNITS: Record<string, number> = {
   w: 7 * 86_400_000,
 };
 
+/** The input as an error message quotes it: JSON-escaped, and cut short (a flag value may be megabytes). */
+const quoted = (text: string) => JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text);
+
+/**
+ * The longest duration taken: about 285 000 years, past which a cutoff
+ * (now minus the duration) would leave JavaScript's Date range and the
+ * milliseconds would no longer be exact. A larger value is a typo, not a wish.
+ */
+const MAX_DURATION_MS = Number.MAX_SAFE_INTEGER;
+
 /** Milliseconds of a duration like `30d`, `1h30m`, `45s`. */
 export function parseDuration(text: string): number {
   const s = text.trim();
@@ -26,8 +36,9 @@ export function parseDuration(text: string): number {
     pos = re.lastIndex;
   }
   if (!s || pos !== s.length || !Number.isFinite(total)) {
-    throw invalidArgument(`invalid duration ${JSON.stringify(text)} (examples: 30d, 12h, 1h30m, 90s)`, { reason: 'invalid-duration' });
+    throw invalidArgument(`invalid duration ${quoted(text)} (examples: 30d, 12h, 1h30m, 90s)`, { reason: 'invalid-duration' });
   }
+  if (total > MAX_DURATION_MS) throw invalidArgument(`duration ${quoted(text)} is too long`, { reason: 'invalid-duration' });
   return total;
 }
 
@@ -53,9 +64,9 @@ export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(text);
   const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
   if (!m || unit === undefined) {
-    throw invalidArgument(`invalid size ${JSON.stringify(text)} (examples: 20GiB, 500MB, 1.5G, 1048576)`, { reason: 'invalid-size' });
+    throw invalidArgument(`invalid size ${quoted(text)} (examples: 20GiB, 500MB, 1.5G, 1048576)`, { reason: 'invalid-size' });
   }
   const n = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(n)) throw invalidArgument(`size ${JSON.stringify(text)} is too large`, { reason: 'invalid-size' });
+  if (!Number.isSafeInteger(n)) throw invalidArgument(`size ${quoted(text)} is too large`, { reason: 'invalid-size' });
   return n;
 }

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { BkError, failedPrecondition } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../../oci/manifest.js';
-import { isIndexMediaType } from '../../oci/media-types.js';
+import { isIndexMediaType, MT } from '../../oci/media-types.js';
 import { fetchBytes, verified } from '../../store/content.js';
 import type { ContentStore } from '../../store/types.js';
 import { DEFAULT_CONNECTIONS_PER_HOST } from '../../store/registry/hosts.js';
@@ -192,21 +192,28 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   // blobs are checked: the checks keep the registry busy, the parse
   // (megabytes for 10 000 layers) keeps us busy. A failure is judged once
   // the checks are done.
-  const loading = loadParsed(store, manifest, doc, { signal: opts.signal }).then(
-    (loaded) => {
-      const graph = new CacheGraph();
-      addToGraph(graph, loaded);
-      return { loaded, graph };
-    },
-    (err: unknown) => ({ err }),
-  );
+  // One promise that never rejects: a config that fails to become a graph
+  // (a looping record, a bad key) is an answer judged below like a failed
+  // read, not a rejection left unhandled while the checks run (that ended
+  // the process, and would end a daemon serving an Import with verify_blobs).
+  const loading = (async () => {
+    const loaded = await loadParsed(store, manifest, doc, { signal: opts.signal });
+    const graph = new CacheGraph();
+    addToGraph(graph, loaded);
+    return { loaded, graph };
+  })().catch((err: unknown) => ({ err }));
   await checkAll(store, childrenOf(doc), deep, limit, results, opts.signal);
   const got = await loading;
   if ('err' in got) {
     const err = got.err;
-    // Without the config (or a platform's manifest) there are no records to judge.
-    const lost = [...results.values()].some((c) => c !== 'ok');
-    if (lost && err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) return report();
+    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
+      // A cache config its check passed (a HEAD that says 200) but that cannot
+      // be read (404, or other bytes) is what a reader gets: missing or corrupt.
+      const config = childrenOf(doc).find((d) => d.mediaType === MT.buildkitCacheConfig);
+      if (config && results.get(config.digest) === 'ok') results.set(config.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      // Without the config (or a platform's manifest) there are no records to judge.
+      if ([...results.values()].some((c) => c !== 'ok')) return report();
+    }
     throw err;
   }
   const { loaded, graph } = got;

@@ -121,4 +121,30 @@ describe('diff', () => {
     expect(r.onlyB).toBe(0);
     expect(r.divergences).toEqual([]);
   });
+
+  it('many records with one key and one source told apart by selector, under one record linking from all: linear, not pairwise', () => {
+    // A step run over 50 000 files (one key, one source, a selector each), and
+    // a step over all of them whose key differs between A and B. Indexed by
+    // source alone, every record was a candidate for every other, and the
+    // divergence's replaced record was scored over 50 000 × 50 000 link pairs:
+    // about two minutes (past the suite's test timeout), where this takes about a second.
+    const n = 50_000;
+    const wide = (last: string) => {
+      const g = new CacheGraph();
+      const root = g.add(sha('root')) as CacheNode;
+      const top = g.add(sha(last)) as CacheNode;
+      for (let i = 0; i < n; i++) {
+        const x = g.add(sha('per file')) as CacheNode;
+        x.linkFrom(root, 0, sha(`file ${i}`));
+        top.linkFrom(x, 0);
+      }
+      top.addResult('2026-01-01T00:00:00Z', [layer('top').desc]);
+      return g;
+    };
+    const r = diffGraphs(wide('sum v1'), wide('sum v2'));
+    expect(r).toMatchObject({ common: n + 1, onlyA: 1, onlyB: 1 });
+    expect(r.divergences).toHaveLength(1);
+    expect(r.divergences[0]).toMatchObject({ record: sha('sum v2'), depth: 2, replaces: { record: sha('sum v1'), differences: [{ what: 'key', a: sha('sum v1'), b: sha('sum v2') }] } });
+  });
 });
+

@@ -4,7 +4,11 @@ import { diskUsage } from '../../../src/cache/lifecycle/du.js';
 import { CacheGraph } from '../../../src/cache/graph.js';
 import { BK, readmeSummaries } from '../../fixtures.js';
 import { graphOf, loadFixture } from '../helpers.js';
-import { chainGraph, MemoryBlobs } from './helpers.js';
+import { brokenConfigs, chainGraph, MemoryBlobs, rawLocalCache, sha } from './helpers.js';
+import { openCache } from '../../../src/cache/lifecycle/cache.js';
+import { diffGraphs } from '../../../src/cache/lifecycle/diff.js';
+import { trimOpened } from '../../../src/cache/lifecycle/trim.js';
+import { parseCacheSpec } from '../../../src/cache/spec.js';
 
 describe('du', () => {
   for (const [name] of readmeSummaries()) {
@@ -49,4 +53,47 @@ describe('du', () => {
     expect(rx0.uniqueBytes).toBe(0); // its only layer is every chain's base
     expect(r.bytes).toBe([...blobs.map.values()].reduce((a, b) => a + b.length, 0));
   });
+
+  it('du, trim and diff on hostile configs: a typed error for each broken one, a correct answer for odd but valid ones', async () => {
+    const { layers: l, configs } = brokenConfigs();
+    for (const [config, reason] of configs) {
+      await expect(openCache(parseCacheSpec(await rawLocalCache(config, l))), reason).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason });
+    }
+    const layers = [
+      { blob: l[0]!.desc.digest, parent: -1 },
+      { blob: l[1]!.desc.digest, parent: 0 },
+    ];
+    const [a, b] = [l[0]!.desc, l[1]!.desc];
+    const odd = {
+      layers,
+      records: [
+        // Far future and far past, a key twice (BuildKit keeps both records), and a result given by a chain only.
+        { digest: sha('future'), layers: [{ layer: 1, createdAt: '9999-12-31T23:59:59.999999999Z' }] },
+        { digest: sha('past'), layers: [{ layer: 0, createdAt: '0001-01-01T00:00:00Z' }] },
+        { digest: sha('twice'), inputs: [[{ link: 0 }, { link: 1 }], [{ link: 0 }]], layers: [{ layer: 0, createdAt: '2026-11-01T00:00:00Z' }] },
+        { digest: sha('twice'), inputs: [[{ link: 0 }, { link: 1 }], [{ link: 0 }]], layers: [{ layer: 0, createdAt: '2026-11-01T00:00:00Z' }] },
+        { digest: sha('chain'), chains: [{ layers: [0, 1], createdAt: '2026-11-02T00:00:00Z' }] },
+      ],
+    };
+    const opened = await openCache(parseCacheSpec(await rawLocalCache(odd, l)));
+    try {
+      const du = diskUsage(opened.graph);
+      expect(du).toMatchObject({ blobs: 2, bytes: a.size + b.size });
+      expect(du.results.map((r) => r.bytes).sort()).toEqual([a.size, a.size, a.size, a.size + b.size, a.size + b.size].sort());
+      const t = trimOpened(opened, { maxAge: 86_400_000, now: new Date('2026-12-02T00:00:00Z') });
+      // Only the far-future result is within a day of "now"; the records it needs stay.
+      expect(t.report).toMatchObject({ droppedResults: 4, after: { records: 1, layers: 2, bytes: a.size + b.size } });
+      expect(diffGraphs(opened.graph, opened.graph)).toEqual({ common: 5, onlyA: 0, onlyB: 0, divergences: [] });
+    } finally {
+      await opened.close();
+    }
+    const empty = await openCache(parseCacheSpec(await rawLocalCache({ layers: [], records: [] })));
+    try {
+      expect(diskUsage(empty.graph)).toEqual({ blobs: 0, bytes: 0, results: [] });
+      expect(trimOpened(empty, { maxSize: 0 }).report).toEqual({ before: { records: 0, layers: 0, bytes: 0 }, after: { records: 0, layers: 0, bytes: 0 }, droppedResults: 0 });
+    } finally {
+      await empty.close();
+    }
+  });
 });
+

@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { CacheGraph, type CacheNode } from '../../../src/cache/graph.js';
 import { exportGraph } from '../../../src/cache/operations.js';
+import { LocalStore } from '../../../src/store/local/index.js';
 import type { BlobSource } from '../../../src/cache/transfer.js';
 import type { Descriptor } from '../../../src/oci/descriptor.js';
 import { BK } from '../../fixtures.js';
@@ -83,3 +84,54 @@ export async function writeLocal(graph: CacheGraph, blobs: BlobSource, dir = tem
   await exportGraph(graph, blobs, { type: 'local', attrs: { dest: dir, tag } });
   return `type=local,src=${dir},tag=${tag}`;
 }
+
+/**
+ * A local cache written as given: `config` (any JSON, however broken) as the
+ * cache config of an image-manifest-shaped cache tagged `latest`, with
+ * `layers` as its layers. For configs no graph could be exported as.
+ */
+export async function rawLocalCache(config: unknown, layers: { desc: Descriptor; content: Buffer }[] = []): Promise<string> {
+  const dir = tempDir('bkcache-raw-');
+  const store = new LocalStore(dir, { create: true });
+  const put = async (mediaType: string, content: Buffer): Promise<Descriptor> => {
+    const desc = { mediaType, digest: 'sha256:' + createHash('sha256').update(content).digest('hex'), size: content.length };
+    await store.push(desc, content);
+    return desc;
+  };
+  for (const l of layers) await store.push(l.desc, l.content);
+  const cfg = await put('application/vnd.buildkit.cacheconfig.v0', Buffer.from(JSON.stringify(config)));
+  const manifest = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: cfg, layers: layers.map((l) => l.desc) };
+  const m = await put(manifest.mediaType, Buffer.from(JSON.stringify(manifest)));
+  await store.tag(m, 'latest');
+  return `type=local,src=${dir},tag=latest`;
+}
+
+/**
+ * Cache configs no graph can be made of, each with the reason BuildKit's
+ * parser (and ours) refuses it, over two real layers `layers`. BuildKit's
+ * JSON names a record's results "layers".
+ */
+export function brokenConfigs(): { layers: { desc: Descriptor; content: Buffer }[]; configs: [unknown, string][] } {
+  const l = [layer('a'), layer('b')];
+  const layers = [
+    { blob: l[0]!.desc.digest, parent: -1 },
+    { blob: l[1]!.desc.digest, parent: 0 },
+  ];
+  const T = '2026-11-01T00:00:00Z';
+  return {
+    layers: l,
+    configs: [
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 1 }]], layers: [{ layer: 1, createdAt: T }] }, { digest: sha('b'), inputs: [[{ link: 0 }]] }] }, 'looping-record'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 0 }]] }] }, 'looping-record'],
+      [{ layers, records: [{ digest: 'k', layers: [{ layer: 1, createdAt: T }] }] }, 'invalid-digest'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 7 }]] }] }, 'record-index-out-of-range'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: -1 }]] }] }, 'record-index-out-of-range'],
+      [{ layers, records: [{ digest: sha('a'), layers: [{ layer: 9, createdAt: T }] }] }, 'layer-index-out-of-range'],
+      [{ layers, records: [{ digest: sha('a'), chains: [{ layers: [0, 9], createdAt: T }] }] }, 'layer-index-out-of-range'],
+      [{ layers: [{ blob: l[0]!.desc.digest, parent: 1 }, { blob: l[1]!.desc.digest, parent: 0 }], records: [{ digest: sha('a'), layers: [{ layer: 1, createdAt: T }] }] }, 'looping-layer'],
+      [{ layers, records: [{ digest: sha('a'), layers: [{ layer: 1, createdAt: 'yesterday' }] }] }, 'invalid-time'],
+      [{ layers, records: [{ digest: sha('a'), inputs: [[{ link: 0.5 }]] }] }, 'type-mismatch'],
+    ],
+  };
+}
+

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { exportMarshalled, openCache } from '../../../src/cache/lifecycle/cache.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { exportFrom, exportMarshalled, openCache } from '../../../src/cache/lifecycle/cache.js';
+import { LocalStore } from '../../../src/store/local/index.js';
 import { trimOpened } from '../../../src/cache/lifecycle/trim.js';
 import { verifyCache } from '../../../src/cache/lifecycle/verify.js';
 import { CacheGraph } from '../../../src/cache/graph.js';
@@ -85,4 +88,28 @@ describe('trim', () => {
     expect(t.report.after).toEqual({ records: 0, layers: 0, bytes: 0 });
     expect(t.res.manifest).toBeUndefined();
   });
+
+  it('trim or repair of an inline cache back onto its image is refused before anything is written; another tag is fine', async () => {
+    const dir = fixtureCopy('inline-image');
+    const index = () => readFileSync(path.join(dir, 'index.json'), 'utf8');
+    const before = index();
+    const opened = await openCache(parseCacheSpec(`type=local,src=${dir},tag=app-inline`));
+    try {
+      const { marshalled, plan } = trimOpened(opened, { maxAge: 1000 * 86_400_000 });
+      await expect(exportMarshalled(opened, marshalled, parseCacheSpec(`type=local,dest=${dir},tag=app-inline`))).rejects.toMatchObject({
+        code: 'FAILED_PRECONDITION',
+        reason: 'would-replace-image',
+      });
+      await expect(exportFrom(opened, plan.graph, parseCacheSpec(`type=local,dest=${dir},tag=app-inline`))).rejects.toMatchObject({ reason: 'would-replace-image' });
+      expect(index()).toBe(before);
+      const res = await exportMarshalled(opened, marshalled, parseCacheSpec(`type=local,dest=${dir},tag=trimmed`));
+      expect(res.manifest).toBeDefined();
+    } finally {
+      await opened.close();
+    }
+    const tags = Object.fromEntries((await new LocalStore(dir).tags()).map((t) => [t.tag, t.desc.digest]));
+    expect(tags['app-inline']).toBe(JSON.parse(before).manifests[0].digest);
+    expect(Object.keys(tags).sort()).toEqual(['app-inline', 'trimmed']);
+  });
 });
+

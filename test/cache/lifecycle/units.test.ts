@@ -14,6 +14,31 @@ describe('durations and sizes', () => {
     for (const bad of ['', '10', 'd', '1y', '1h 30m', '-1h', '1h30']) expect(() => parseDuration(bad), bad).toThrow(/invalid duration/);
   });
 
+  it('refuses durations past exact milliseconds instead of taking a huge value', () => {
+    // 300 nines of days is finite as a double, and was taken as a cutoff 1e300 ms ago.
+    for (const bad of [`${'9'.repeat(300)}d`, `${'9'.repeat(16)}ms`, '300000000y', `${'1'.repeat(16)}w`]) {
+      expect(() => parseDuration(bad), bad).toThrow(/duration/);
+    }
+    expect(parseDuration(`${Number.MAX_SAFE_INTEGER}ms`)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(parseDuration('100000w')).toBe(100_000 * 7 * 86_400_000);
+  });
+
+  it('quotes a hostile value in one short line', () => {
+    for (const [parse, v] of [
+      [parseDuration, `${'\n\x1b[31m'.repeat(1000)}d`],
+      [parseSize, `1\n${'G'.repeat(100_000)}`],
+    ] as const) {
+      let message = '';
+      try {
+        parse(v);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).not.toMatch(/[\n\x1b]/);
+      expect(message.length).toBeLessThan(200);
+    }
+  });
+
   it('parses sizes in SI and IEC units', () => {
     expect(parseSize('1024')).toBe(1024);
     expect(parseSize('500MB')).toBe(500_000_000);

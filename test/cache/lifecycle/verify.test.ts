@@ -2,13 +2,14 @@ import { appendFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openCache } from '../../../src/cache/lifecycle/cache.js';
-import { repairCache, verifyCache } from '../../../src/cache/lifecycle/verify.js';
+import { repairCache, verifyCache, verifyManifest } from '../../../src/cache/lifecycle/verify.js';
+import { LocalStore } from '../../../src/store/local/index.js';
 import { copyCache } from '../../../src/cache/operations.js';
 import { parseCacheSpec } from '../../../src/cache/spec.js';
 import { BkError } from '../../../src/errors.js';
 import { readmeSummaries } from '../../fixtures.js';
 import { tempDir } from '../../tmp.js';
-import { fixtureCopy } from './helpers.js';
+import { brokenConfigs, fixtureCopy, rawLocalCache } from './helpers.js';
 
 const spec = (dir: string) => parseCacheSpec(`type=local,src=${dir}`);
 const blobFile = (dir: string, digest: string) => path.join(dir, 'blobs', 'sha256', digest.slice(7));
@@ -69,6 +70,22 @@ describe('verify', () => {
     await expect(repairCache(v, parseCacheSpec(`type=local,dest=${tempDir('bkcache-rep-')}`))).rejects.toMatchObject({ code: 'FAILED_PRECONDITION' });
   });
 
+  it('a store whose check says the config exists but whose read fails (a lying HEAD): the config is missing or corrupt, not an error', async () => {
+    for (const fault of ['missing', 'corrupt'] as const) {
+      const dir = fixtureCopy('registry-imagemanifest-max');
+      const { config, manifest } = readmeSummaries().get('registry-imagemanifest-max')!;
+      if (fault === 'missing') rmSync(blobFile(dir, config!));
+      else writeFileSync(blobFile(dir, config!), readFileSync(blobFile(dir, config!)).reverse());
+      const local = new LocalStore(dir);
+      // What a registry does whose HEAD answers 200 from a stale index while GET finds nothing (or other bytes).
+      const lying = Object.assign(Object.create(local) as LocalStore, { exists: async () => true });
+      const desc = await local.resolve(manifest);
+      const v = await verifyManifest(lying, desc);
+      expect(v.report, fault).toMatchObject({ ok: false, [fault]: [config], records: 0 });
+      expect(v.opened).toBeUndefined();
+    }
+  });
+
   it('a corrupt manifest is reported, not thrown', async () => {
     const dir = fixtureCopy('registry-index-oci-max');
     const m = readmeSummaries().get('registry-index-oci-max')!.manifest;
@@ -77,6 +94,16 @@ describe('verify', () => {
     writeFileSync(file, text.replace('"schemaVersion":2', '"schemaVersion":3'));
     const v = await verifyCache(spec(dir));
     expect(v.report).toMatchObject({ ok: false, corrupt: [m] });
+  });
+
+  it('a config that is no graph (looping records, a key that is no digest, a layer loop) is a typed error, not a crash', async () => {
+    const { layers: l, configs } = brokenConfigs();
+    for (const [config, reason] of configs) {
+      const spec = await rawLocalCache(config, l);
+      // Before: the graph was built in a then() whose throw nobody awaited while the blobs were checked: an unhandled rejection.
+      await expect(verifyCache(parseCacheSpec(spec)), reason).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason });
+      await expect(verifyCache(parseCacheSpec(spec), {}, { deep: true }), reason).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason });
+    }
   });
 
   it('a cache that does not exist is NOT_FOUND, not "broken"', async () => {

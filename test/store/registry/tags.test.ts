@@ -29,6 +29,16 @@ beforeAll(async () => {
       // A next page on another origin must not be followed (it would get our credentials).
       return res.writeHead(200, { link: '<http://169.254.169.254/v2/x/tags/list>; rel="next"' }).end(JSON.stringify({ tags: ['x'] }));
     }
+    if (url.pathname === '/v2/loop/tags/list') {
+      // Two pages linking to each other, each naming the same tags again (and once a name twice).
+      const other = url.searchParams.get('p') === '2' ? '1' : '2';
+      return res.writeHead(200, { link: `</v2/loop/tags/list?p=${other}>; rel="next"` }).end(JSON.stringify({ tags: ['x', 'y', 'x'] }));
+    }
+    if (url.pathname === '/v2/endless/tags/list') {
+      // Empty pages, each linking to a new URL.
+      const p = Number(url.searchParams.get('p') ?? 0) + 1;
+      return res.writeHead(200, { link: `</v2/endless/tags/list?p=${p}>; rel="next"` }).end('{"tags":[]}');
+    }
     if (url.pathname === '/v2/null/tags/list') return res.writeHead(200).end('{"name":"null","tags":null}');
     res.writeHead(404).end('{"errors":[{"code":"NAME_UNKNOWN","message":"unknown"}]}');
   });
@@ -62,6 +72,19 @@ describe('registry tag listing', () => {
       const s = store(repo);
       try {
         expect(await s.tags(), repo).toEqual(want);
+      } finally {
+        await s.close();
+      }
+    }
+  });
+
+  it('a paging loop or an endless walk of empty pages is an error after one extra page, not a hang', async () => {
+    for (const repo of ['loop', 'endless']) {
+      const s = store(repo);
+      const before = seen.length;
+      try {
+        await expect(s.tags(), repo).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', reason: 'tags-paging-loop' });
+        expect(seen.length - before, repo).toBeLessThanOrEqual(2);
       } finally {
         await s.close();
       }
