@@ -18,10 +18,12 @@ import { BkError, isNotFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { encodeIndex } from '../../oci/manifest.js';
 import { isDigest } from '../../oci/digest.js';
+import { parseJsonBytes } from '../../oci/go-json.js';
 import { readAll } from '../../store/content.js';
 import { LocalStore } from '../../store/local/index.js';
 import { INDEX_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
-import { leasedDigests, reachable, readLayoutStrict } from '../../store/local/prune.js';
+import { sizeMatches } from '../../store/local/blob-file.js';
+import { leasedDigests, namedBy, reachable, readLayoutStrict } from '../../store/local/prune.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
@@ -67,6 +69,13 @@ export class LocalUpstream implements Upstream {
 
   async putManifest(repo: string, ref: string, m: ManifestRead): Promise<void> {
     const s = this.store(repo, true);
+    // Before its bytes land: a manifest blob is served by digest as soon as it is in the layout,
+    // so a refused manifest must leave nothing behind (tag() checks again, under the lock).
+    for (const d of Object.values(namedBy(parseJsonBytes(m.bytes, m.digest))).flat()) {
+      if (d.digest && !(await sizeMatches(s.blobPath(d.digest), d))) {
+        throw new BkError('FAILED_PRECONDITION', `manifest ${m.digest} names ${d.digest}, which ${repo} lacks`, { reason: 'manifest-blob-unknown' });
+      }
+    }
     const desc = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
     await s.push(desc, m.bytes);
     try {

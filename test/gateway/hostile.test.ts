@@ -1,0 +1,87 @@
+// A hostile client against the gateway in front of the embedded store: what
+// the distribution API must refuse before anything is stored, whatever the
+// upstream would have accepted on its own.
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Gateway } from '../../src/gateway/server.js';
+import type { Logger } from '../../src/server/log.js';
+import { tempDir } from '../tmp.js';
+import { distAnswer, type DistAnswer } from './dist-answer.js';
+
+const log: Logger = { debug: () => {}, info: () => {}, error: () => {} };
+const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
+
+let gw: Gateway;
+let base: string;
+
+beforeAll(async () => {
+  const root = tempDir('bkcache-gw-hostile-');
+  gw = new Gateway({ listen: 'tcp://127.0.0.1:0', upstream: 'local', imageManifestOnly: false }, { auth: { verify: { audience: 'bkcache' } }, backend: {}, root, log, allowUnauthenticatedTcp: false });
+  base = `http://${(await gw.start()).slice('tcp://'.length)}`;
+});
+afterAll(async () => {
+  await gw?.close();
+});
+
+async function req(p: string, init: RequestInit = {}): Promise<DistAnswer> {
+  return distAnswer(await fetch(base + p, init));
+}
+
+async function pushBlob(repo: string, data: Buffer | string): Promise<string> {
+  const d = sha(data);
+  const r = await req(`/v2/${repo}/blobs/uploads/?digest=${d}`, { method: 'POST', body: Buffer.from(data) });
+  expect(r.status).toBe(201);
+  return d;
+}
+
+const json = (v: unknown) => Buffer.from(JSON.stringify(v));
+const image = (config: string, layers: string[], size = 1) =>
+  json({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size }, layers: layers.map((d) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: d, size })) });
+const put = (repo: string, ref: string, body: Buffer, ct = OCI_MANIFEST) => req(`/v2/${repo}/manifests/${ref}`, { method: 'PUT', body, headers: { 'content-type': ct } });
+
+describe('manifests naming what the repository lacks', () => {
+  it('an image manifest with a missing config or layer: MANIFEST_BLOB_UNKNOWN, by tag and by digest, and nothing readable afterwards', async () => {
+    const cfg = await pushBlob('mbu/app', 'c');
+    const doc = image(cfg, [sha('no such layer')]);
+    expect(await put('mbu/app', 'v1', doc)).toMatchObject({ status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+    expect(await put('mbu/app', sha(doc), doc)).toMatchObject({ status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+    expect(await req(`/v2/mbu/app/manifests/${sha(doc)}`)).toMatchObject({ status: 404, code: 'MANIFEST_UNKNOWN' });
+    expect(await req('/v2/mbu/app/manifests/v1')).toMatchObject({ status: 404, code: 'MANIFEST_UNKNOWN' });
+    // A blob of the right digest but another size is not the blob the manifest names.
+    const layer = await pushBlob('mbu/app', 'L');
+    expect(await put('mbu/app', 'v1', image(cfg, [layer], 99))).toMatchObject({ status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+    expect((await put('mbu/app', 'v1', image(cfg, [layer]))).status).toBe(201);
+  });
+
+  it('an index naming a manifest the repository lacks: MANIFEST_BLOB_UNKNOWN, never stored', async () => {
+    const cfg = await pushBlob('mbu/idx', 'c');
+    const child = image(cfg, []);
+    const idx = json({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: sha(child), size: child.length }] });
+    expect(await put('mbu/idx', 'multi', idx, OCI_INDEX)).toMatchObject({ status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+    expect(await put('mbu/idx', sha(idx), idx, OCI_INDEX)).toMatchObject({ status: 400, code: 'MANIFEST_BLOB_UNKNOWN' });
+    expect(await req(`/v2/mbu/idx/manifests/${sha(idx)}`)).toMatchObject({ status: 404 });
+    expect((await put('mbu/idx', sha(child), child)).status).toBe(201);
+    expect((await put('mbu/idx', 'multi', idx, OCI_INDEX)).status).toBe(201);
+  });
+});
+
+describe('manifest bodies that lie', () => {
+  it('invalid JSON, or a Content-Type the body contradicts: MANIFEST_INVALID, never stored', async () => {
+    const cfg = await pushBlob('lie/app', 'c');
+    const doc = image(cfg, []);
+    const notJson = Buffer.from('{"schemaVersion": 2, "config": ');
+    for (const ref of ['t', sha(notJson)]) expect(await put('lie/app', ref, notJson)).toMatchObject({ status: 400, code: 'MANIFEST_INVALID' });
+    expect(await req(`/v2/lie/app/manifests/${sha(notJson)}`)).toMatchObject({ status: 404 });
+    // The body says OCI image manifest; the header says index, or Docker's manifest.
+    for (const ct of [OCI_INDEX, 'application/vnd.docker.distribution.manifest.v2+json']) {
+      expect(await put('lie/app', 't', doc, ct)).toMatchObject({ status: 400, code: 'MANIFEST_INVALID' });
+      expect(await put('lie/app', sha(doc), doc, ct)).toMatchObject({ status: 400, code: 'MANIFEST_INVALID' });
+    }
+    expect(await req(`/v2/lie/app/manifests/${sha(doc)}`)).toMatchObject({ status: 404 });
+    const ok = await put('lie/app', 't', doc, `${OCI_MANIFEST}; charset=utf-8`);
+    expect(ok.status).toBe(201);
+    expect((await req('/v2/lie/app/manifests/t')).headers.get('content-type')).toBe(OCI_MANIFEST);
+  });
+});
