@@ -31,7 +31,7 @@ async function req(p: string, init: RequestInit = {}): Promise<DistAnswer> {
 
 async function pushBlob(repo: string, data: Buffer | string): Promise<string> {
   const d = sha(data);
-  const r = await req(`/v2/${repo}/blobs/uploads/?digest=${d}`, { method: 'POST', body: Buffer.from(data) });
+  const r = await req(`/v2/${repo}/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(Buffer.from(data)) });
   expect(r.status).toBe(201);
   return d;
 }
@@ -39,7 +39,7 @@ async function pushBlob(repo: string, data: Buffer | string): Promise<string> {
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const image = (config: string, layers: string[], size = 1) =>
   json({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: config, size }, layers: layers.map((d) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: d, size })) });
-const put = (repo: string, ref: string, body: Buffer, ct = OCI_MANIFEST) => req(`/v2/${repo}/manifests/${ref}`, { method: 'PUT', body, headers: { 'content-type': ct } });
+const put = (repo: string, ref: string, body: Buffer, ct = OCI_MANIFEST) => req(`/v2/${repo}/manifests/${ref}`, { method: 'PUT', body: new Uint8Array(body), headers: { 'content-type': ct } });
 
 describe('manifests naming what the repository lacks', () => {
   it('an image manifest with a missing config or layer: MANIFEST_BLOB_UNKNOWN, by tag and by digest, and nothing readable afterwards', async () => {
