@@ -18,10 +18,7 @@ import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
 import { isRepoName } from './router.js';
 import { RESUMABLE_ALGORITHMS } from './upload-hash.js';
-import type { UploadState } from './upstream/types.js';
-
-/** Sessions older than this are refused (registries purge theirs within days). */
-const UPLOAD_TTL_SECONDS = 24 * 3600;
+import { UPLOAD_TTL_SECONDS, type UploadState } from './upstream/types.js';
 
 interface SealedUpload {
   up: string;
@@ -93,7 +90,11 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
   const digest = call.url.searchParams.has('digest') ? digestParam(call) : undefined;
   const st = await ctx.upstream.startUpload(repo, call.signal, algorithmParam(call));
   if (digest) {
-    await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal);
+    // This session's location is never handed out: if it does not end here, nobody can end it.
+    await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal).catch(async (err: unknown) => {
+      await ctx.upstream.cancelUpload(repo, st).catch(() => {});
+      throw err;
+    });
     call.bytesIn += call.contentLength() ?? 0;
     created(call, repo, digest);
     return;

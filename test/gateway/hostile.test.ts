@@ -2,8 +2,12 @@
 // the distribution API must refuse before anything is stored, whatever the
 // upstream would have accepted on its own.
 import { createHash } from 'node:crypto';
+import { readdirSync, utimesSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/server.js';
+import { LocalUpstream } from '../../src/gateway/upstream/local.js';
 import type { Logger } from '../../src/server/log.js';
 import { tempDir } from '../tmp.js';
 import { distAnswer, type DistAnswer } from './dist-answer.js';
@@ -15,9 +19,10 @@ const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
 
 let gw: Gateway;
 let base: string;
+let root: string;
 
 beforeAll(async () => {
-  const root = tempDir('bkcache-gw-hostile-');
+  root = tempDir('bkcache-gw-hostile-');
   gw = new Gateway({ listen: 'tcp://127.0.0.1:0', upstream: 'local', imageManifestOnly: false }, { auth: { verify: { audience: 'bkcache' } }, backend: {}, root, log, allowUnauthenticatedTcp: false });
   base = `http://${(await gw.start()).slice('tcp://'.length)}`;
 });
@@ -83,5 +88,49 @@ describe('manifest bodies that lie', () => {
     const ok = await put('lie/app', 't', doc, `${OCI_MANIFEST}; charset=utf-8`);
     expect(ok.status).toBe(201);
     expect((await req('/v2/lie/app/manifests/t')).headers.get('content-type')).toBe(OCI_MANIFEST);
+  });
+});
+
+/** Sends a request head and part of its body, then drops the connection: a client gone mid-upload. */
+async function abandon(p: string, method: string, declared: number, sent: Buffer): Promise<void> {
+  const u = new URL(base);
+  await new Promise<void>((resolve, reject) => {
+    const sock = net.connect(Number(u.port), u.hostname, () => {
+      sock.write(`${method} ${p} HTTP/1.1\r\nHost: ${u.host}\r\nContent-Length: ${declared}\r\n\r\n`);
+      sock.write(sent, () => setTimeout(() => (sock.destroy(), resolve()), 100));
+    });
+    sock.on('error', reject);
+  });
+}
+
+const ingestFiles = () => readdirSync(path.join(root, '.gateway-uploads'));
+
+describe('upload sessions nobody can finish', () => {
+  it('a monolithic POST whose client goes away mid-body leaves no session behind', async () => {
+    await pushBlob('gone/app', 'first'); // the ingest directory exists
+    const before = ingestFiles();
+    await abandon(`/v2/gone/app/blobs/uploads/?digest=${sha('x'.repeat(1000))}`, 'POST', 1000, Buffer.from('x'.repeat(10)));
+    // The gateway notices the abort on its own time: wait for the answer of a later request to come after it.
+    await expect.poll(async () => ingestFiles().filter((f) => !before.includes(f)), { timeout: 5000 }).toEqual([]);
+    expect((await req('/v2/')).status).toBe(200);
+  });
+
+  it('the embedded store purges ingest files whose every location has expired, and only those', async () => {
+    const dir = tempDir('bkcache-gw-purge-');
+    const up = new LocalUpstream(dir, 0);
+    const file = (st: { kind: string }) => path.join(dir, '.gateway-uploads', (st as { id: string }).id);
+    const old = await up.startUpload();
+    const recent = await up.startUpload();
+    const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000);
+    utimesSync(file(old), hoursAgo(26), hoursAgo(26));
+    utimesSync(file(recent), hoursAgo(23), hoursAgo(23));
+    const fresh = await up.startUpload();
+    expect(readdirSync(path.join(dir, '.gateway-uploads')).sort()).toEqual([recent, fresh].map((s) => path.basename(file(s))).sort());
+    // A status answer hands out a new location, so it keeps the session alive.
+    await up.uploadStatus('r', recent);
+    utimesSync(file(fresh), hoursAgo(30), hoursAgo(30));
+    await up.startUpload();
+    expect(readdirSync(path.join(dir, '.gateway-uploads'))).toContain(path.basename(file(recent)));
+    expect(readdirSync(path.join(dir, '.gateway-uploads'))).not.toContain(path.basename(file(fresh)));
   });
 });

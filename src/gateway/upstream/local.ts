@@ -25,10 +25,16 @@ import { INDEX_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../sto
 import { sizeMatches } from '../../store/local/blob-file.js';
 import { leasedDigests, namedBy, reachable, readLayoutStrict } from '../../store/local/prune.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
-import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
+import { UPLOAD_TTL_SECONDS, type BlobRead, type ManifestRead, type Upstream, type UploadState } from './types.js';
 
 const INGEST_DIR = '.gateway-uploads';
 const MAX_CATALOG_DEPTH = 8;
+/**
+ * An ingest file untouched this long can never be finished: every location naming it has expired
+ * (each write, and each status answer, hands out a new one and touches the file). A registry
+ * purges its abandoned sessions; so does this, or clients that walk away would fill the disk.
+ */
+const STALE_INGEST_MS = UPLOAD_TTL_SECONDS * 1000 + 3600_000;
 
 /** A delete refused because the layout could not be walked to prove nothing names the digest. */
 function unprovable(repo: string, err: unknown): BkError {
@@ -36,7 +42,13 @@ function unprovable(repo: string, err: unknown): BkError {
 }
 
 export class LocalUpstream implements Upstream {
-  constructor(readonly root: string) {
+  private lastPurge = 0;
+
+  constructor(
+    readonly root: string,
+    /** How often a new upload looks for stale ingest files. */
+    private readonly purgeEveryMs = 60_000,
+  ) {
     this.root = path.resolve(root);
   }
 
@@ -186,7 +198,20 @@ export class LocalUpstream implements Upstream {
     return path.join(this.root, INGEST_DIR, st.id);
   }
 
+  /** Removes ingest files of sessions nobody can finish any more; at most every purgeEveryMs. */
+  private async purgeStale(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastPurge < this.purgeEveryMs) return;
+    this.lastPurge = now;
+    const dir = path.join(this.root, INGEST_DIR);
+    for (const f of await fs.readdir(dir).catch(() => [])) {
+      const st = await fs.stat(path.join(dir, f)).catch(() => undefined);
+      if (st && now - st.mtimeMs > STALE_INGEST_MS) await fs.rm(path.join(dir, f), { force: true });
+    }
+  }
+
   async startUpload(): Promise<UploadState> {
+    await this.purgeStale();
     const id = randomUUID();
     await fs.mkdir(path.join(this.root, INGEST_DIR), { recursive: true });
     await fs.writeFile(path.join(this.root, INGEST_DIR, id), '', { flag: 'wx' });
@@ -203,7 +228,11 @@ export class LocalUpstream implements Upstream {
   }
 
   async uploadStatus(repo: string, st: UploadState): Promise<UploadState> {
-    return { ...st, off: await this.uploadOffset(repo, st) };
+    const off = await this.uploadOffset(repo, st);
+    // The answer carries a new location: the session lives on from now (see STALE_INGEST_MS).
+    const now = new Date();
+    await fs.utimes(this.ingest(st), now, now).catch(() => {});
+    return { ...st, off };
   }
 
   private async uploadOffset(_repo: string, st: UploadState): Promise<number> {

@@ -20,6 +20,9 @@ export interface BlobRead {
   body: Readable;
 }
 
+/** How long an upload location is good for (sealed into it); registries purge their sessions within days. */
+export const UPLOAD_TTL_SECONDS = 24 * 3600;
+
 /**
  * Where an upload stands; JSON, sealed into the Location the client gets.
  * A registry session also carries the hash of its `off` bytes (upload-hash.ts):
