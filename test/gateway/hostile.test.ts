@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../src/gateway/server.js';
 import { LocalUpstream } from '../../src/gateway/upstream/local.js';
+import type { UploadState } from '../../src/gateway/upstream/types.js';
 import type { Logger } from '../../src/server/log.js';
 import { tempDir } from '../tmp.js';
 import { distAnswer, type DistAnswer } from './dist-answer.js';
@@ -118,7 +119,7 @@ describe('upload sessions nobody can finish', () => {
   it('the embedded store purges ingest files whose every location has expired, and only those', async () => {
     const dir = tempDir('bkcache-gw-purge-');
     const up = new LocalUpstream(dir, 0);
-    const file = (st: { kind: string }) => path.join(dir, '.gateway-uploads', (st as { id: string }).id);
+    const file = (st: UploadState) => path.join(dir, '.gateway-uploads', st.kind === 'local' ? st.id : '');
     const old = await up.startUpload();
     const recent = await up.startUpload();
     const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000);
