@@ -73,9 +73,11 @@ export class DistError extends Error {
     readonly headers: Record<string, string> = {},
     /** A fixed explanation for the client (the spec's `detail`); never built from a path or an upstream answer. */
     readonly detail?: string,
+    /** Another status than the code's usual one, where the spec's list has no closer code (a bad query parameter: 400, not 405). */
+    status?: number,
   ) {
     super(log ?? MESSAGE[code]);
-    this.status = STATUS[code];
+    this.status = status ?? STATUS[code];
   }
 
   body(): string {

@@ -135,3 +135,20 @@ describe('upload sessions nobody can finish', () => {
     expect(readdirSync(path.join(dir, '.gateway-uploads'))).not.toContain(path.basename(file(fresh)));
   });
 });
+
+describe('pagination with hostile n and last', () => {
+  it('a bad n is a 400 (not 405: the method is fine), a huge n the largest page, repeated n the first', async () => {
+    const cfg = await pushBlob('pg/app', 'c');
+    const doc = image(cfg, []);
+    for (const t of ['a', 'b']) expect((await put('pg/app', t, doc)).status).toBe(201);
+    for (const q of ['n=-1', 'n=abc', 'n=1.5', 'n=', 'n=%2B1']) {
+      for (const p of ['/v2/pg/app/tags/list', '/v2/_catalog']) expect(await req(`${p}?${q}`)).toMatchObject({ status: 400, code: 'UNSUPPORTED' });
+    }
+    const huge = await req('/v2/pg/app/tags/list?n=99999999999999999999');
+    expect([huge.status, JSON.parse(huge.body.toString()).tags]).toEqual([200, ['a', 'b']]);
+    expect(JSON.parse((await req('/v2/_catalog?n=100000000000')).body.toString()).repositories).toContain('pg/app');
+    expect(JSON.parse((await req('/v2/pg/app/tags/list?n=1&n=-1')).body.toString()).tags).toEqual(['a']);
+    expect(JSON.parse((await req('/v2/pg/app/tags/list?n=0')).body.toString()).tags).toEqual([]);
+    expect(JSON.parse((await req(`/v2/pg/app/tags/list?last=${'z'.repeat(200)}`)).body.toString()).tags).toEqual([]);
+  });
+});
