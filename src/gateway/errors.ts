@@ -101,6 +101,7 @@ export function fromError(err: unknown, notFound: NotFoundCode = 'NAME_UNKNOWN')
     case 'DATA_LOSS':
       return new DistError(e.reason === 'size-mismatch' ? 'SIZE_INVALID' : 'DIGEST_INVALID', log);
     case 'INVALID_ARGUMENT':
+      if (e.reason === 'name-invalid') return new DistError('NAME_INVALID', log);
       return new DistError(e.reason === 'invalid-digest' ? 'DIGEST_INVALID' : 'MANIFEST_INVALID', log);
     case 'FAILED_PRECONDITION':
       if (e.reason === 'manifest-blob-unknown') return new DistError('MANIFEST_BLOB_UNKNOWN', log);

@@ -120,17 +120,17 @@ describe('upload sessions nobody can finish', () => {
     const dir = tempDir('bkcache-gw-purge-');
     const up = new LocalUpstream(dir, 0);
     const file = (st: UploadState) => path.join(dir, '.gateway-uploads', st.kind === 'local' ? st.id : '');
-    const old = await up.startUpload();
-    const recent = await up.startUpload();
+    const old = await up.startUpload('r');
+    const recent = await up.startUpload('r');
     const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000);
     utimesSync(file(old), hoursAgo(26), hoursAgo(26));
     utimesSync(file(recent), hoursAgo(23), hoursAgo(23));
-    const fresh = await up.startUpload();
+    const fresh = await up.startUpload('r');
     expect(readdirSync(path.join(dir, '.gateway-uploads')).sort()).toEqual([recent, fresh].map((s) => path.basename(file(s))).sort());
     // A status answer hands out a new location, so it keeps the session alive.
     await up.uploadStatus('r', recent);
     utimesSync(file(fresh), hoursAgo(30), hoursAgo(30));
-    await up.startUpload();
+    await up.startUpload('r');
     expect(readdirSync(path.join(dir, '.gateway-uploads'))).toContain(path.basename(file(recent)));
     expect(readdirSync(path.join(dir, '.gateway-uploads'))).not.toContain(path.basename(file(fresh)));
   });
@@ -150,5 +150,23 @@ describe('pagination with hostile n and last', () => {
     expect(JSON.parse((await req('/v2/pg/app/tags/list?n=1&n=-1')).body.toString()).tags).toEqual(['a']);
     expect(JSON.parse((await req('/v2/pg/app/tags/list?n=0')).body.toString()).tags).toEqual([]);
     expect(JSON.parse((await req(`/v2/pg/app/tags/list?last=${'z'.repeat(200)}`)).body.toString()).tags).toEqual([]);
+  });
+});
+
+describe('repository names that are entries of another layout (embedded store)', () => {
+  it('blobs, index.json and oci-layout components are NAME_INVALID, and nothing is written inside the outer layout', async () => {
+    const cfg = await pushBlob('nest/app', 'c');
+    const doc = image(cfg, []);
+    expect((await put('nest/app', 't', doc)).status).toBe(201);
+    const blobDir = path.join(root, 'nest/app/blobs');
+    const before = readdirSync(blobDir, { recursive: true }).sort();
+    for (const repo of ['nest/app/blobs', 'nest/app/blobs/sha256', `nest/app/blobs/sha256/${cfg.slice(7)}`, 'nest/app/index.json', 'nest/app/oci-layout', 'blobs/x']) {
+      expect(await req(`/v2/${repo}/blobs/uploads/?digest=${cfg}`, { method: 'POST', body: new Uint8Array(Buffer.from('c')) })).toMatchObject({ status: 400, code: 'NAME_INVALID' });
+      expect(await req(`/v2/${repo}/blobs/uploads/`, { method: 'POST' })).toMatchObject({ status: 400, code: 'NAME_INVALID' });
+      expect(await put(repo, 't', doc)).toMatchObject({ status: 400, code: 'NAME_INVALID' });
+      for (const p of ['tags/list', 'manifests/t', `blobs/${cfg}`]) expect(await req(`/v2/${repo}/${p}`)).toMatchObject({ status: 400, code: 'NAME_INVALID' });
+    }
+    expect(readdirSync(blobDir, { recursive: true }).sort()).toEqual(before);
+    expect((await req('/v2/nest/app/manifests/t')).status).toBe(200);
   });
 });

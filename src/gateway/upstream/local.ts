@@ -21,7 +21,7 @@ import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { readAll } from '../../store/content.js';
 import { LocalStore } from '../../store/local/index.js';
-import { INDEX_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
+import { INDEX_FILE, OCI_LAYOUT_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
 import { sizeMatches } from '../../store/local/blob-file.js';
 import { leasedDigests, namedBy, reachable, readLayoutStrict } from '../../store/local/prune.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
@@ -29,6 +29,8 @@ import { UPLOAD_TTL_SECONDS, type BlobRead, type ManifestRead, type Upstream, ty
 
 const INGEST_DIR = '.gateway-uploads';
 const MAX_CATALOG_DEPTH = 8;
+/** What an OCI layout holds at its top (https://github.com/opencontainers/image-spec/blob/main/image-layout.md). */
+const LAYOUT_ENTRIES = new Set(['blobs', INDEX_FILE, OCI_LAYOUT_FILE]);
 /**
  * An ingest file untouched this long can never be finished: every location naming it has expired
  * (each write, and each status answer, hands out a new one and touches the file). A registry
@@ -100,7 +102,11 @@ export class LocalUpstream implements Upstream {
   }
 
   private dirOf(repo: string): string {
-    return path.join(this.root, ...repo.split('/'));
+    const parts = repo.split('/');
+    // Valid distribution names, but the directory would be an entry of another repository's layout
+    // (its blob store, its index): refused from the name alone, before anything is read or written.
+    if (parts.some((p) => LAYOUT_ENTRIES.has(p))) throw new BkError('INVALID_ARGUMENT', `repository ${repo} names an entry of an OCI layout`, { reason: 'name-invalid' });
+    return path.join(this.root, ...parts);
   }
 
   /**
@@ -210,7 +216,8 @@ export class LocalUpstream implements Upstream {
     }
   }
 
-  async startUpload(): Promise<UploadState> {
+  async startUpload(repo: string): Promise<UploadState> {
+    this.dirOf(repo); // a name it can never publish into opens no session
     await this.purgeStale();
     const id = randomUUID();
     await fs.mkdir(path.join(this.root, INGEST_DIR), { recursive: true });
