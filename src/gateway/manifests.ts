@@ -8,7 +8,6 @@ import { algorithmOf, digestBytes, isDigest } from '../oci/digest.js';
 import { goField, parseJsonBytes } from '../oci/go-json.js';
 import { detectManifestMediaType } from '../oci/manifest.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
-import { readAll } from '../store/content.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../store/registry/manifests.js';
 import { cacheManifestOf, toImageManifest } from './cache-shape.js';
 import type { Call, GatewayContext } from './context.js';
@@ -81,7 +80,7 @@ function manifestMediaType(bytes: Buffer, contentType: string): string {
 export async function putManifest(ctx: GatewayContext, call: Call, repo: string, ref: string): Promise<void> {
   const declared = call.contentLength();
   if (declared !== undefined && declared > DEFAULT_MAX_MANIFEST_BYTES) throw new DistError('SIZE_INVALID', 'manifest over the size limit');
-  const bytes = await readAll(call.req, DEFAULT_MAX_MANIFEST_BYTES, 'manifest');
+  const bytes = await call.readBody(DEFAULT_MAX_MANIFEST_BYTES, 'manifest');
   call.bytesIn += bytes.length;
   const digest = digestBytes(bytes, isDigest(ref) ? algorithmOf(ref) : 'sha256');
   if (isDigest(ref) && digest !== ref) throw new DistError('DIGEST_INVALID', 'manifest bytes do not match the digest in the path');

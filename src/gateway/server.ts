@@ -172,8 +172,7 @@ export class Gateway {
         err = new DistError('UNAUTHORIZED', e.why, { 'www-authenticate': challenge });
       } else err = fromError(e, typeof r === 'object' ? notFoundFor(r) : 'NAME_UNKNOWN');
       if (!res.headersSent) {
-        // Unread request bodies are drained, so the connection can be reused.
-        if (!req.readableEnded) req.resume();
+        if (!req.readableEnded) call.discardBody();
         call.sendError(err);
       } else res.destroy();
     }

@@ -99,7 +99,7 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
     created(call, repo, digest);
     return;
   }
-  call.req.resume();
+  call.discardBody();
   accepted(ctx, call, repo, st);
 }
 
@@ -128,7 +128,7 @@ export async function putUpload(ctx: GatewayContext, call: Call, repo: string, i
   const has = call.hasBody();
   await ctx.upstream.finishUpload(repo, st, digest, has ? body(call) : undefined, has ? call.contentLength() : undefined, call.signal);
   if (has) call.bytesIn += call.contentLength() ?? 0;
-  else call.req.resume();
+  else call.discardBody();
   created(call, repo, digest);
 }
 

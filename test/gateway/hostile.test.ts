@@ -170,3 +170,53 @@ describe('repository names that are entries of another layout (embedded store)',
     expect((await req('/v2/nest/app/manifests/t')).status).toBe(200);
   });
 });
+
+/**
+ * Sends a request head, then body bytes until the server answers and closes, or `cap` bytes went.
+ * Returns the answer's status line and error code, and whether the server closed the connection.
+ */
+async function flood(head: string, chunked: boolean, cap: number): Promise<{ answer: string; code?: string; closed: boolean; sent: number }> {
+  const u = new URL(base);
+  return new Promise((resolve) => {
+    const sock = net.connect(Number(u.port), u.hostname);
+    let got = '';
+    let sent = 0;
+    let closed = false;
+    const finish = () => resolve({ answer: got.split('\r\n')[0]!, code: /"code":"(\w+)"/.exec(got)?.[1], closed, sent });
+    sock.on('data', (d) => (got += d.toString()));
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      closed = true;
+      finish();
+    });
+    const chunk = Buffer.alloc(64 << 10, 0x20);
+    const framed = chunked ? Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')]) : chunk;
+    const pump = () => {
+      while (!closed && sent < cap) {
+        sent += chunk.length;
+        if (!sock.write(framed)) return void sock.once('drain', pump);
+      }
+      if (!closed) {
+        sock.destroy();
+        finish();
+      }
+    };
+    sock.write(`${head}\r\nHost: ${u.host}\r\n${chunked ? 'Transfer-Encoding: chunked' : 'Content-Length: 5000000000'}\r\n\r\n`, pump);
+  });
+}
+
+describe('bodies past every limit', () => {
+  it('a manifest past the limit, declared or chunked, or any body of a refused request: an answer, then the connection closed after at most a few MiB more', async () => {
+    for (const [head, chunked, code] of [
+      ['PUT /v2/big/app/manifests/t HTTP/1.1\r\nContent-Type: application/vnd.oci.image.manifest.v1+json', true, 'SIZE_INVALID'],
+      ['PUT /v2/big/app/manifests/t HTTP/1.1\r\nContent-Type: application/vnd.oci.image.manifest.v1+json', false, 'SIZE_INVALID'],
+      ['PUT /v2/Big/app/manifests/t HTTP/1.1', false, 'NAME_INVALID'],
+      ['POST /v2/big/app/blobs/uploads/?digest=sha256:zz HTTP/1.1', true, 'DIGEST_INVALID'],
+    ] as const) {
+      const r = await flood(head, chunked, 256 << 20);
+      expect(r).toMatchObject({ answer: 'HTTP/1.1 400 Bad Request', code, closed: true });
+      expect(r.sent).toBeLessThan(64 << 20);
+    }
+    expect((await req('/v2/')).status).toBe(200);
+  });
+});
