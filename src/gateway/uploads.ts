@@ -134,6 +134,7 @@ export async function putUpload(ctx: GatewayContext, call: Call, repo: string, i
 
 export async function cancelUpload(ctx: GatewayContext, call: Call, repo: string, id: string): Promise<void> {
   const st = opened(ctx, call, repo, id);
-  await ctx.upstream.cancelUpload(repo, st);
+  // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#deleting-an-upload: 404 when there is no such upload.
+  if (!(await ctx.upstream.cancelUpload(repo, st))) throw new DistError('BLOB_UPLOAD_UNKNOWN', 'the upload session is over');
   call.send(204, {});
 }

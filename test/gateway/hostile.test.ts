@@ -220,3 +220,16 @@ describe('bodies past every limit', () => {
     expect((await req('/v2/')).status).toBe(200);
   });
 });
+
+describe('sessions that are over', () => {
+  it('a DELETE of a finished or cancelled upload is BLOB_UPLOAD_UNKNOWN, as every other request on it', async () => {
+    const data = Buffer.from('finished');
+    const start = await req('/v2/over/app/blobs/uploads/', { method: 'POST' });
+    const loc = start.headers.get('location')!;
+    expect((await req(`${loc}?digest=${sha(data)}`, { method: 'PUT', body: new Uint8Array(data) })).status).toBe(201);
+    expect(await req(loc, { method: 'DELETE' })).toMatchObject({ status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
+    const other = (await req('/v2/over/app/blobs/uploads/', { method: 'POST' })).headers.get('location')!;
+    expect((await req(other, { method: 'DELETE' })).status).toBe(204);
+    expect(await req(other, { method: 'DELETE' })).toMatchObject({ status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
+  });
+});

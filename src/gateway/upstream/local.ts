@@ -273,8 +273,11 @@ export class LocalUpstream implements Upstream {
     await fs.rm(file, { force: true });
   }
 
-  async cancelUpload(_repo: string, st: UploadState): Promise<void> {
-    await fs.rm(this.ingest(st), { force: true });
+  async cancelUpload(_repo: string, st: UploadState): Promise<boolean> {
+    return fs.rm(this.ingest(st)).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
+    );
   }
 
   async tags(repo: string): Promise<string[] | undefined> {

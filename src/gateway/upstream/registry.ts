@@ -327,12 +327,14 @@ export class RegistryUpstream implements Upstream {
     }
   }
 
-  async cancelUpload(repo: string, st: UploadState): Promise<void> {
+  async cancelUpload(repo: string, st: UploadState): Promise<boolean> {
     try {
       const res = await this.send({ method: 'DELETE', url: new URL(this.reg(st).loc), scopes: this.push(repo), expect: [200, 202, 204, 404], what: `cancel upload ${this.nameOf(repo)}`, retry: false });
       await res.body.dump().catch(() => {});
+      return res.status !== 404;
     } catch {
       // Registries purge abandoned sessions on their own.
+      return true;
     }
   }
 

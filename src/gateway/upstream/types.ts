@@ -65,7 +65,8 @@ export interface Upstream {
    * longer be verified (the session is then cancelled).
    */
   uploadStatus(repo: string, st: UploadState, signal?: AbortSignal): Promise<UploadState>;
-  cancelUpload(repo: string, st: UploadState): Promise<void>;
+  /** Ends a session; false when the upstream did not hold it (already finished, cancelled or purged). */
+  cancelUpload(repo: string, st: UploadState): Promise<boolean>;
 
   /** All tags, sorted; undefined when the repository does not exist. */
   tags(repo: string, signal?: AbortSignal): Promise<string[] | undefined>;
