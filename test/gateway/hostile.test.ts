@@ -233,3 +233,22 @@ describe('sessions that are over', () => {
     expect(await req(other, { method: 'DELETE' })).toMatchObject({ status: 404, code: 'BLOB_UPLOAD_UNKNOWN' });
   });
 });
+
+describe('blobs that are not manifests (embedded store)', () => {
+  it('a JSON blob (image config, cache config, {}) is not served as a manifest by digest; a manifest pushed by digest is', async () => {
+    for (const body of [
+      JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: ['A=1'] }, rootfs: { type: 'layers', diff_ids: [] } }),
+      JSON.stringify({ layers: [{ blob: sha('x'), parent: -1 }], records: [] }),
+      '{}',
+      '{"manifests":[]}',
+    ]) {
+      const d = await pushBlob('notman/app', body);
+      expect(await req(`/v2/notman/app/manifests/${d}`)).toMatchObject({ status: 404, code: 'MANIFEST_UNKNOWN' });
+      expect((await req(`/v2/notman/app/blobs/${d}`)).status).toBe(200);
+    }
+    const doc = image(await pushBlob('notman/app', 'c'), []);
+    expect((await put('notman/app', sha(doc), doc)).status).toBe(201);
+    const got = await req(`/v2/notman/app/manifests/${sha(doc)}`);
+    expect([got.status, got.headers.get('content-type'), got.body.equals(doc)]).toEqual([200, OCI_MANIFEST, true]);
+  });
+});

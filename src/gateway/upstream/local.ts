@@ -18,7 +18,7 @@ import { BkError, isNotFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { encodeIndex } from '../../oci/manifest.js';
 import { isDigest } from '../../oci/digest.js';
-import { parseJsonBytes } from '../../oci/go-json.js';
+import { goField, isObject, parseJsonBytes } from '../../oci/go-json.js';
 import { readAll } from '../../store/content.js';
 import { LocalStore } from '../../store/local/index.js';
 import { INDEX_FILE, OCI_LAYOUT_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
@@ -41,6 +41,17 @@ const STALE_INGEST_MS = UPLOAD_TTL_SECONDS * 1000 + 3600_000;
 /** A delete refused because the layout could not be walked to prove nothing names the digest. */
 function unprovable(repo: string, err: unknown): BkError {
   return new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
+}
+
+/** A manifest or index of schema 2 whose descriptors decode; what putManifest lets in. */
+function isManifestBytes(bytes: Buffer): boolean {
+  try {
+    const doc = parseJsonBytes(bytes, 'manifest');
+    namedBy(doc);
+    return isObject(doc) && goField(doc, 'schemaVersion') === 2;
+  } catch {
+    return false;
+  }
 }
 
 export class LocalUpstream implements Upstream {
@@ -74,6 +85,10 @@ export class LocalUpstream implements Upstream {
       // A digest that names a plain blob is not a manifest.
       if (!desc.mediaType) return undefined;
       const bytes = await readAll(await s.fetch(desc), DEFAULT_MAX_MANIFEST_BYTES, desc.digest);
+      // Not in index.json, the media type is only sniffed from the bytes, and any JSON blob (an image
+      // or cache config, "{}") sniffs as some manifest: serve it only when it decodes as one, as a
+      // registry answers only for what was pushed as a manifest.
+      if (isDigest(ref) && !(await readIndex(this.dirOf(repo))).manifests.some((m) => m.digest === ref) && !isManifestBytes(bytes)) return undefined;
       return { mediaType: desc.mediaType, digest: desc.digest, bytes };
     } catch (err) {
       if (isNotFound(err)) return undefined;
