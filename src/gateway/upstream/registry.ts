@@ -348,7 +348,17 @@ export class RegistryUpstream implements Upstream {
         await res.body.dump().catch(() => {});
         return out.length ? out : undefined;
       }
-      const doc = JSON.parse((await readAll(res.body, 16 << 20, `${key} list`)).toString('utf8')) as Record<string, unknown>;
+      const text = (await readAll(res.body, 16 << 20, `${key} list`)).toString('utf8');
+      // An answer that is not the list (not JSON, null, another shape) is the upstream breaking the protocol.
+      const broken = () => new BkError('UNAVAILABLE', `list ${key}: upstream sent no JSON object with a ${key} array`, { reason: 'bad-response' });
+      let doc: Record<string, unknown>;
+      try {
+        doc = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        throw broken();
+      }
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw broken();
+      if (!Array.isArray(doc[key]) && doc[key] !== undefined && doc[key] !== null) throw broken();
       const page = Array.isArray(doc[key]) ? (doc[key] as unknown[]).filter((t): t is string => typeof t === 'string') : [];
       out.push(...page);
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');
