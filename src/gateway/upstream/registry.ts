@@ -21,6 +21,7 @@ import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import { uploadRangeEnd } from '../../store/registry/blobs.js';
 import { holdbackVerified } from '../../store/registry/source.js';
 import { HashingPass, resumeHash, unverifiable, type HashState } from '../upload-hash.js';
+import { refuseStillNamed } from './named.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
 type RegistryState = Extract<UploadState, { kind: 'registry' }>;
@@ -123,11 +124,14 @@ export class RegistryUpstream implements Upstream {
     return res.status !== 404;
   }
 
-  deleteManifest(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+  /** Refused while a manifest reached from a tag names it (named.ts): the registry would delete it anyway. */
+  async deleteManifest(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    await refuseStillNamed(this, repo, digest, 'manifest', signal);
     return this.del(repo, 'manifests', digest, signal);
   }
 
-  deleteBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+  async deleteBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    await refuseStillNamed(this, repo, digest, 'blob', signal);
     return this.del(repo, 'blobs', digest, signal);
   }
 
