@@ -80,7 +80,9 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
     // Only from a repository the caller may pull: otherwise the upstream is not even asked, and
     // the answer (a new upload, 202) is the one an absent blob gets.
     if (isRepoName(from) && ctx.auth.may(call.identity, 'pull', from)) {
-      if (await ctx.upstream.mount(repo, mount, from, call.signal).catch((err) => (err instanceof BkError && err.code === 'NOT_FOUND' ? false : Promise.reject(err)))) {
+      // A `from` the upstream cannot hold (a name the embedded store refuses) is a blob it lacks too.
+      const nowhere = (err: unknown) => err instanceof BkError && (err.code === 'NOT_FOUND' || (err.code === 'INVALID_ARGUMENT' && err.reason === 'name-invalid'));
+      if (await ctx.upstream.mount(repo, mount, from, call.signal).catch((err) => (nowhere(err) ? false : Promise.reject(err)))) {
         created(call, repo, mount);
         return;
       }

@@ -166,6 +166,8 @@ describe('repository names that are entries of another layout (embedded store)',
       expect(await put(repo, 't', doc)).toMatchObject({ status: 400, code: 'NAME_INVALID' });
       for (const p of ['tags/list', 'manifests/t', `blobs/${cfg}`]) expect(await req(`/v2/${repo}/${p}`)).toMatchObject({ status: 400, code: 'NAME_INVALID' });
     }
+    // As a mount's `from`, such a name holds no blob: an ordinary upload starts, as for any blob found nowhere.
+    expect((await req(`/v2/nest/other/blobs/uploads/?mount=${cfg}&from=nest/app/blobs`, { method: 'POST' })).status).toBe(202);
     expect(readdirSync(blobDir, { recursive: true }).sort()).toEqual(before);
     expect((await req('/v2/nest/app/manifests/t')).status).toBe(200);
   });
