@@ -161,6 +161,7 @@ export class Gateway {
     try {
       if (r === undefined) throw new DistError('NAME_UNKNOWN', 'no such route');
       if (r === 'name-invalid') throw new DistError('NAME_INVALID');
+      if (r === 'digest-invalid') throw new DistError('DIGEST_INVALID', 'malformed digest');
       await dispatch(this.ctx, call, r);
     } catch (e) {
       if (e instanceof AuthFailure) {

@@ -254,3 +254,18 @@ describe('blobs that are not manifests (embedded store)', () => {
     expect([got.status, got.headers.get('content-type'), got.body.equals(doc)]).toEqual([200, OCI_MANIFEST, true]);
   });
 });
+
+describe('malformed references', () => {
+  it('a manifest reference that is a malformed digest is DIGEST_INVALID, on every method, as a blob digest is', async () => {
+    for (const d of ['sha256:' + 'a'.repeat(63), 'sha256:' + 'a'.repeat(65), 'sha256:' + 'A'.repeat(64), 'md5:' + 'a'.repeat(32), 'sha512:' + 'a'.repeat(64)]) {
+      for (const method of ['GET', 'HEAD', 'PUT', 'DELETE']) {
+        const r = await req(`/v2/ref/app/manifests/${d}`, { method, ...(method === 'PUT' ? { body: '{}' } : {}) });
+        expect([d, method, r.status]).toEqual([d, method, 400]);
+        if (method !== 'HEAD') expect(r.code).toBe('DIGEST_INVALID');
+      }
+      expect(await req(`/v2/ref/app/blobs/${d}`)).toMatchObject({ status: 400, code: 'DIGEST_INVALID' });
+    }
+    // A tag past 128 characters is no digest: still a bad reference of the name's route.
+    expect(await req(`/v2/ref/app/manifests/${'t'.repeat(129)}`)).toMatchObject({ status: 400, code: 'NAME_INVALID' });
+  });
+});
