@@ -128,6 +128,28 @@ describe('deletes', () => {
   });
 });
 
+describe('deletes of what something still names (registry upstream)', () => {
+  it('a blob a tagged manifest names, or a manifest a tagged index names, is refused with DENIED and stays', async () => {
+    const MT = 'application/vnd.oci.image.manifest.v1+json';
+    const blob = Buffer.from('still named through the gateway');
+    const d = sha(blob);
+    expect((await fetch(`${gw.url}/v2/named/app/blobs/uploads/?digest=${d}`, { method: 'POST', body: new Uint8Array(blob) })).status).toBe(201);
+    const doc = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: d, size: blob.length }, layers: [] }));
+    expect((await fetch(`${gw.url}/v2/named/app/manifests/${sha(doc)}`, { method: 'PUT', headers: { 'content-type': MT }, body: new Uint8Array(doc) })).status).toBe(201);
+    const IT = 'application/vnd.oci.image.index.v1+json';
+    const idx = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: IT, manifests: [{ mediaType: MT, digest: sha(doc), size: doc.length }] }));
+    expect((await fetch(`${gw.url}/v2/named/app/manifests/multi`, { method: 'PUT', headers: { 'content-type': IT }, body: new Uint8Array(idx) })).status).toBe(201);
+    for (const p of [`blobs/${d}`, `manifests/${sha(doc)}`]) {
+      const r = await fetch(`${gw.url}/v2/named/app/${p}`, { method: 'DELETE' });
+      expect([p, r.status, (await r.json()).errors[0].code]).toEqual([p, 403, 'DENIED']);
+    }
+    expect((await fetch(`${reg.url}/v2/gw/named/app/blobs/${d}`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${reg.url}/v2/gw/named/app/manifests/${sha(doc)}`, { method: 'HEAD', headers: { accept: MT } })).status).toBe(200);
+    // Once the index is gone, nothing names the manifest; once the manifest is gone, nothing names the blob.
+    for (const p of [`manifests/${sha(idx)}`, `manifests/${sha(doc)}`, `blobs/${d}`]) expect([p, (await fetch(`${gw.url}/v2/named/app/${p}`, { method: 'DELETE' })).status]).toEqual([p, 202]);
+  });
+});
+
 describe('imageManifestOnly', () => {
   it('stores a pushed cache index as an OCI image manifest, answering with the digest of the bytes sent', async () => {
     const out = await runJson<{ manifest: { digest: string } }>([

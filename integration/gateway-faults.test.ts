@@ -55,6 +55,21 @@ describe('a faulty upstream', () => {
     expect((await fetch(`${base}/v2/f/app/manifests/${sha(doc)}`, { headers: { accept: MT } })).status).toBe(200);
   });
 
+  it('a tags list or catalog that is not the list (not JSON, null, a string where the array goes) is a 503, never a 500', async () => {
+    for (const body of ['<html>oops</html>', 'null', '{"tags":"v1","repositories":"f/app"}']) {
+      proxy.rules.push({ name: 'garbage list', match: (r) => r.method === 'GET' && (r.path.includes('/tags/list') || r.path.includes('/_catalog')), action: { respond: 200, headers: { 'content-type': 'application/json' }, body } });
+      try {
+        for (const p of ['/v2/f/app/tags/list', '/v2/_catalog']) {
+          const res = await fetch(`${base}${p}`);
+          expect([p, res.status, (await res.json()).errors[0].code]).toEqual([p, 503, 'UNAVAILABLE']);
+        }
+      } finally {
+        proxy.rules.length = 0;
+      }
+    }
+    expect((await (await fetch(`${base}/v2/f/app/tags/list`)).json()).tags).toEqual(['v1']);
+  });
+
   it('an upstream that keeps failing is a 503 after retries, and the gateway serves on', async () => {
     proxy.rules.push({ name: 'down', match: (r) => r.method === 'HEAD' && r.path.includes('/blobs/'), action: { respond: 503 } });
     try {

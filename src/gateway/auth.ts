@@ -14,6 +14,7 @@
 import { type AuthRuntime } from '../server/access.js';
 import { allows, parsePattern, type Action, type Grant, type Identity } from '../server/auth/policy.js';
 import { TokenError, verifyToken } from '../server/auth/token.js';
+import { isRepoName } from './router.js';
 import type { Sealer } from './seal.js';
 
 export const GATEWAY_TOKEN_PREFIX = 'bkg1.';
@@ -32,7 +33,12 @@ export interface ParsedScopes {
   catalog: boolean;
 }
 
-/** Scopes of a token request: "repository:NAME:pull,push" and "registry:catalog:*"; unknown ones are ignored. */
+/**
+ * Scopes of a token request: "repository:NAME:pull,push" and "registry:catalog:*"; unknown ones are ignored.
+ * NAME must be a repository name of the spec: a narrowed token seals it as a grant pattern, so a scope
+ * holding pattern syntax ("cache/acme/**" asked under a grant of "cache/acme/*") would widen the grant,
+ * and one holding ".." or empty segments would seal a pattern that no longer parses.
+ */
 export function parseScopes(values: readonly string[]): ParsedScopes {
   const out: ParsedScopes = { repos: [], catalog: false };
   const words = values.flatMap((v) => v.split(' ')).filter(Boolean).slice(0, MAX_SCOPES);
@@ -42,7 +48,7 @@ export function parseScopes(values: readonly string[]): ParsedScopes {
       continue;
     }
     const m = /^repository:([^:]+):([a-z*,]+)$/.exec(w);
-    if (!m) continue;
+    if (!m || !isRepoName(m[1]!)) continue;
     const acts = m[2]!.split(',');
     const actions: Action[] = [];
     if (acts.includes('pull') || acts.includes('*')) actions.push('pull');

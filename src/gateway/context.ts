@@ -21,6 +21,9 @@ export interface GatewayContext {
   tiers?: TierSettings;
 }
 
+/** What a request answered without its body may still send of it before its connection is closed. */
+const DISCARD_LIMIT = 8 << 20;
+
 export const API_VERSION_HEADER = { 'docker-distribution-api-version': 'registry/2.0' };
 
 export class Call {
@@ -72,6 +75,47 @@ export class Call {
     if (v === undefined) return undefined;
     if (!/^\d{1,15}$/.test(v)) throw new DistError('SIZE_INVALID', 'bad Content-Length');
     return Number(v);
+  }
+
+  /**
+   * The whole request body, at most `limit` bytes (manifests, token forms). Over the limit it is
+   * SIZE_INVALID with the request left open, not destroyed (as breaking out of a for-await would):
+   * the client still gets its answer, and server.ts reads on only so far before it closes the connection.
+   */
+  readBody(limit: number, what: string): Promise<Buffer> {
+    const req = this.req;
+    return new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let n = 0;
+      const done = (err?: Error) => {
+        req.off('data', onData).off('end', onEnd).off('error', done).off('close', onClose);
+        if (err) reject(err);
+        else resolve(Buffer.concat(chunks, n));
+      };
+      const onData = (c: Buffer) => {
+        n += c.length;
+        if (n <= limit) return void chunks.push(c);
+        req.pause();
+        done(new DistError('SIZE_INVALID', `${what} is larger than the ${limit}-byte limit`));
+      };
+      const onEnd = () => done();
+      const onClose = () => done(new DistError('UNAVAILABLE', `the client went away while sending the ${what}`));
+      req.on('data', onData).once('end', onEnd).once('error', done).once('close', onClose);
+    });
+  }
+
+  /**
+   * Reads on (discarding) the body of a request answered without it, so a small body leaves the
+   * connection reusable and a client still sending sees the answer rather than a reset; but only
+   * DISCARD_LIMIT bytes: a declared 5 GB body, or an endless chunked one, is not read to its end.
+   */
+  discardBody(): void {
+    let left = DISCARD_LIMIT;
+    this.req.on('data', (c: Buffer) => {
+      left -= c.length;
+      if (left < 0) this.req.socket.destroy();
+    });
+    this.req.resume();
   }
 
   /** Whether the request carries a body. */

@@ -73,9 +73,11 @@ export class DistError extends Error {
     readonly headers: Record<string, string> = {},
     /** A fixed explanation for the client (the spec's `detail`); never built from a path or an upstream answer. */
     readonly detail?: string,
+    /** Another status than the code's usual one, where the spec's list has no closer code (a bad query parameter: 400, not 405). */
+    status?: number,
   ) {
     super(log ?? MESSAGE[code]);
-    this.status = STATUS[code];
+    this.status = status ?? STATUS[code];
   }
 
   body(): string {
@@ -99,6 +101,7 @@ export function fromError(err: unknown, notFound: NotFoundCode = 'NAME_UNKNOWN')
     case 'DATA_LOSS':
       return new DistError(e.reason === 'size-mismatch' ? 'SIZE_INVALID' : 'DIGEST_INVALID', log);
     case 'INVALID_ARGUMENT':
+      if (e.reason === 'name-invalid') return new DistError('NAME_INVALID', log);
       return new DistError(e.reason === 'invalid-digest' ? 'DIGEST_INVALID' : 'MANIFEST_INVALID', log);
     case 'FAILED_PRECONDITION':
       if (e.reason === 'manifest-blob-unknown') return new DistError('MANIFEST_BLOB_UNKNOWN', log);

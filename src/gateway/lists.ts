@@ -12,7 +12,10 @@ function page(call: Call, all: string[], path: string): { items: string[]; link?
   const last = call.url.searchParams.get('last') ?? '';
   let n = MAX_PAGE;
   if (nRaw !== null) {
-    if (!/^\d{1,9}$/.test(nRaw)) throw new DistError('UNSUPPORTED', 'bad n');
+    // The spec's codes have none for a bad page size (distribution's own is PAGINATION_NUMBER_INVALID, 400):
+    // UNSUPPORTED ("an invalid set of parameters"), with the status of a bad request, not 405.
+    if (!/^\d+$/.test(nRaw)) throw new DistError('UNSUPPORTED', 'bad n', {}, 'n must be a non-negative integer', 400);
+    // Any larger page is the largest page.
     n = Math.min(Number(nRaw), MAX_PAGE);
   }
   const after = last ? all.filter((t) => t > last) : all;

@@ -5,9 +5,9 @@
 // (every blob they name must be in the repository before the upstream sees
 // them) and, with imageManifestOnly, stored in the image-manifest shape.
 import { algorithmOf, digestBytes, isDigest } from '../oci/digest.js';
-import { parseJsonBytes } from '../oci/go-json.js';
+import { goField, parseJsonBytes } from '../oci/go-json.js';
 import { detectManifestMediaType } from '../oci/manifest.js';
-import { readAll } from '../store/content.js';
+import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../store/registry/manifests.js';
 import { cacheManifestOf, toImageManifest } from './cache-shape.js';
 import type { Call, GatewayContext } from './context.js';
@@ -50,21 +50,41 @@ export async function getManifest(ctx: GatewayContext, call: Call, repo: string,
   call.send(200, headers, m.bytes);
 }
 
+/**
+ * The media type a pushed manifest is stored under: its Content-Type, or
+ * what the body is when there is none. Every manifest is JSON, and a body
+ * that says (by its mediaType field, or its shape) it is another kind of
+ * manifest than its Content-Type is refused, as distribution refuses it
+ * (https://github.com/opencontainers/image-spec/blob/main/manifest.md: mediaType
+ * "MUST" match), so no upstream stores bytes its readers will parse as something else.
+ */
+function manifestMediaType(bytes: Buffer, contentType: string): string {
+  let doc: unknown;
+  let shape: string;
+  try {
+    doc = parseJsonBytes(bytes, 'manifest');
+    shape = detectManifestMediaType(doc);
+  } catch {
+    throw new DistError('MANIFEST_INVALID', 'manifest is not a JSON object of one kind');
+  }
+  if (!contentType) return shape;
+  if (isManifestMediaType(contentType)) {
+    const declared = goField(doc as Record<string, unknown>, 'mediaType');
+    if (typeof declared === 'string' && declared !== '' ? declared !== contentType : isIndexMediaType(shape) !== isIndexMediaType(contentType)) {
+      throw new DistError('MANIFEST_INVALID', `Content-Type ${contentType} does not match the manifest's body`);
+    }
+  }
+  return contentType;
+}
+
 export async function putManifest(ctx: GatewayContext, call: Call, repo: string, ref: string): Promise<void> {
   const declared = call.contentLength();
   if (declared !== undefined && declared > DEFAULT_MAX_MANIFEST_BYTES) throw new DistError('SIZE_INVALID', 'manifest over the size limit');
-  const bytes = await readAll(call.req, DEFAULT_MAX_MANIFEST_BYTES, 'manifest');
+  const bytes = await call.readBody(DEFAULT_MAX_MANIFEST_BYTES, 'manifest');
   call.bytesIn += bytes.length;
   const digest = digestBytes(bytes, isDigest(ref) ? algorithmOf(ref) : 'sha256');
   if (isDigest(ref) && digest !== ref) throw new DistError('DIGEST_INVALID', 'manifest bytes do not match the digest in the path');
-  let mediaType = call.header('content-type')?.split(';')[0]?.trim() ?? '';
-  if (!mediaType) {
-    try {
-      mediaType = detectManifestMediaType(parseJsonBytes(bytes, 'manifest'));
-    } catch {
-      throw new DistError('MANIFEST_INVALID', 'manifest without a Content-Type is not JSON');
-    }
-  }
+  const mediaType = manifestMediaType(bytes, call.header('content-type')?.split(';')[0]?.trim() ?? '');
   let stored: ManifestRead = { mediaType, digest, bytes };
   const cache = cacheManifestOf(bytes);
   if (cache) {

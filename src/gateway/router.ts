@@ -22,8 +22,12 @@ export const TAG_RE = /^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$/;
 
 const REPO_ROUTE = new RegExp(`^/v2/(${NAME})/(manifests/[^/]+|blobs/uploads/[^/]*|blobs/[^/]+|tags/list)$`);
 
-/** The route, 'name-invalid' for a path that is a repository route with a bad name or reference, undefined otherwise. */
-export function route(pathname: string): Route | 'name-invalid' | undefined {
+/**
+ * The route; 'name-invalid' for a path that is a repository route with a bad name or tag,
+ * 'digest-invalid' for a manifest reference that is a malformed digest (it has the ':' no tag has:
+ * an unknown algorithm, uppercase or a wrong number of hex digits), as distribution answers; undefined otherwise.
+ */
+export function route(pathname: string): Route | 'name-invalid' | 'digest-invalid' | undefined {
   if (pathname === '/v2/' || pathname === '/v2') return { kind: 'ping' };
   if (pathname === '/token') return { kind: 'token' };
   if (pathname === '/v2/_catalog') return { kind: 'catalog' };
@@ -36,7 +40,8 @@ export function route(pathname: string): Route | 'name-invalid' | undefined {
   if (rest === 'tags/list') return { kind: 'tags', repo };
   if (rest.startsWith('manifests/')) {
     const ref = rest.slice('manifests/'.length);
-    return TAG_RE.test(ref) || isDigest(ref) ? { kind: 'manifest', repo, ref } : 'name-invalid';
+    if (TAG_RE.test(ref) || isDigest(ref)) return { kind: 'manifest', repo, ref };
+    return rest.includes(':') ? 'digest-invalid' : 'name-invalid';
   }
   if (rest === 'blobs/uploads/') return { kind: 'upload-start', repo };
   if (rest.startsWith('blobs/uploads/')) return { kind: 'upload', repo, id: rest.slice('blobs/uploads/'.length) };

@@ -161,6 +161,7 @@ export class Gateway {
     try {
       if (r === undefined) throw new DistError('NAME_UNKNOWN', 'no such route');
       if (r === 'name-invalid') throw new DistError('NAME_INVALID');
+      if (r === 'digest-invalid') throw new DistError('DIGEST_INVALID', 'malformed digest');
       await dispatch(this.ctx, call, r);
     } catch (e) {
       if (e instanceof AuthFailure) {
@@ -172,8 +173,7 @@ export class Gateway {
         err = new DistError('UNAUTHORIZED', e.why, { 'www-authenticate': challenge });
       } else err = fromError(e, typeof r === 'object' ? notFoundFor(r) : 'NAME_UNKNOWN');
       if (!res.headersSent) {
-        // Unread request bodies are drained, so the connection can be reused.
-        if (!req.readableEnded) req.resume();
+        if (!req.readableEnded) call.discardBody();
         call.sendError(err);
       } else res.destroy();
     }

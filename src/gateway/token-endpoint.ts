@@ -4,7 +4,6 @@
 // grant_type=password or refresh_token. The password (or refresh token) is
 // a bkcache token; the username is ignored. The answer is a gateway token
 // narrowed to the requested scopes (auth.ts).
-import { readAll } from '../store/content.js';
 import { AuthFailure, parseScopes } from './auth.js';
 import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
@@ -24,7 +23,7 @@ export async function tokenEndpoint(ctx: GatewayContext, call: Call): Promise<vo
   let credential: string | undefined;
   let scopes: string[];
   if (call.method === 'POST') {
-    const form = new URLSearchParams((await readAll(call.req, MAX_FORM_BYTES, 'token request')).toString('utf8'));
+    const form = new URLSearchParams((await call.readBody(MAX_FORM_BYTES, 'token request')).toString('utf8'));
     const grant = form.get('grant_type');
     credential = grant === 'refresh_token' ? (form.get('refresh_token') ?? undefined) : grant === 'password' ? (form.get('password') ?? undefined) : undefined;
     scopes = form.getAll('scope');

@@ -18,10 +18,7 @@ import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
 import { isRepoName } from './router.js';
 import { RESUMABLE_ALGORITHMS } from './upload-hash.js';
-import type { UploadState } from './upstream/types.js';
-
-/** Sessions older than this are refused (registries purge theirs within days). */
-const UPLOAD_TTL_SECONDS = 24 * 3600;
+import { UPLOAD_TTL_SECONDS, type UploadState } from './upstream/types.js';
 
 interface SealedUpload {
   up: string;
@@ -83,7 +80,9 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
     // Only from a repository the caller may pull: otherwise the upstream is not even asked, and
     // the answer (a new upload, 202) is the one an absent blob gets.
     if (isRepoName(from) && ctx.auth.may(call.identity, 'pull', from)) {
-      if (await ctx.upstream.mount(repo, mount, from, call.signal).catch((err) => (err instanceof BkError && err.code === 'NOT_FOUND' ? false : Promise.reject(err)))) {
+      // A `from` the upstream cannot hold (a name the embedded store refuses) is a blob it lacks too.
+      const nowhere = (err: unknown) => err instanceof BkError && (err.code === 'NOT_FOUND' || (err.code === 'INVALID_ARGUMENT' && err.reason === 'name-invalid'));
+      if (await ctx.upstream.mount(repo, mount, from, call.signal).catch((err) => (nowhere(err) ? false : Promise.reject(err)))) {
         created(call, repo, mount);
         return;
       }
@@ -93,12 +92,16 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
   const digest = call.url.searchParams.has('digest') ? digestParam(call) : undefined;
   const st = await ctx.upstream.startUpload(repo, call.signal, algorithmParam(call));
   if (digest) {
-    await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal);
+    // This session's location is never handed out: if it does not end here, nobody can end it.
+    await ctx.upstream.finishUpload(repo, st, digest, call.hasBody() ? body(call) : undefined, call.contentLength(), call.signal).catch(async (err: unknown) => {
+      await ctx.upstream.cancelUpload(repo, st).catch(() => {});
+      throw err;
+    });
     call.bytesIn += call.contentLength() ?? 0;
     created(call, repo, digest);
     return;
   }
-  call.req.resume();
+  call.discardBody();
   accepted(ctx, call, repo, st);
 }
 
@@ -127,12 +130,13 @@ export async function putUpload(ctx: GatewayContext, call: Call, repo: string, i
   const has = call.hasBody();
   await ctx.upstream.finishUpload(repo, st, digest, has ? body(call) : undefined, has ? call.contentLength() : undefined, call.signal);
   if (has) call.bytesIn += call.contentLength() ?? 0;
-  else call.req.resume();
+  else call.discardBody();
   created(call, repo, digest);
 }
 
 export async function cancelUpload(ctx: GatewayContext, call: Call, repo: string, id: string): Promise<void> {
   const st = opened(ctx, call, repo, id);
-  await ctx.upstream.cancelUpload(repo, st);
+  // https://github.com/opencontainers/distribution-spec/blob/main/spec.md#deleting-an-upload: 404 when there is no such upload.
+  if (!(await ctx.upstream.cancelUpload(repo, st))) throw new DistError('BLOB_UPLOAD_UNKNOWN', 'the upload session is over');
   call.send(204, {});
 }

@@ -114,3 +114,27 @@ describe('GatewayAuth', () => {
     expect(off.may(undefined, 'push', 'any/thing')).toBe(true);
   });
 });
+
+describe('hostile scopes at the token endpoint', () => {
+  it('never turns a scope with pattern characters into a wider grant than the bkcache token holds', () => {
+    // One segment under cache/acme, not any depth.
+    const oneSegment = token({ access: [{ repository: 'reg.io/cache/acme/*', actions: ['pull', 'push'] }] });
+    const a = auth();
+    const t = a.issue(oneSegment, parseScopes(['repository:cache/acme/**:pull,push repository:cache/acme/*:pull']));
+    const id = a.authenticate(`Bearer ${t.token}`);
+    expect(a.may(id, 'pull', 'cache/acme/app/deeper')).toBe(false);
+    expect(a.may(id, 'push', 'cache/acme/x/y/z')).toBe(false);
+    expect(a.may(id, 'pull', 'cache/acme/app')).toBe(false);
+  });
+
+  it('ignores scopes that are not repository names, so the token it issues stays usable (no 500 on use)', () => {
+    const a = auth();
+    for (const s of ['repository:cache/acme/x/../../other:pull', 'repository:cache/acme/./app:pull', 'repository:cache/acme/App:pull', 'repository:cache//acme:pull', `repository:cache/acme/${'a'.repeat(300)}:pull`]) {
+      const t = a.issue(token(), parseScopes([s, 'repository:cache/acme/app:pull']));
+      const id = a.authenticate(`Bearer ${t.token}`);
+      expect(a.may(id, 'pull', 'cache/acme/app')).toBe(true);
+      expect(a.may(id, 'pull', 'cache/other')).toBe(false);
+    }
+    expect(parseScopes(['repository:cache/acme/**:pull', 'repository:a/../b:push']).repos).toEqual([]);
+  });
+});

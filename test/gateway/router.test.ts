@@ -36,6 +36,9 @@ describe('route', () => {
 describe('digests in routes (src/oci/digest.ts decides)', () => {
   it('takes the algorithms the project hashes, nothing looser', () => {
     for (const d of ['sha512:' + 'b'.repeat(128), 'blake3:' + 'c'.repeat(64)]) expect(route(`/v2/a/manifests/${d}`)).toEqual({ kind: 'manifest', repo: 'a', ref: d });
-    for (const d of ['sha256:' + 'a'.repeat(63), 'md5:' + 'a'.repeat(32), 'sha256:' + 'A'.repeat(64)]) expect(route(`/v2/a/manifests/${d}`), d).toBe('name-invalid');
+    // Malformed digests are DIGEST_INVALID, as distribution answers, not a bad name.
+    for (const d of ['sha256:' + 'a'.repeat(63), 'sha256:' + 'a'.repeat(65), 'md5:' + 'a'.repeat(32), 'sha256:' + 'A'.repeat(64), 'sha512:' + 'b'.repeat(64), 'sha256:']) {
+      expect(route(`/v2/a/manifests/${d}`), d).toBe('digest-invalid');
+    }
   });
 });

@@ -18,23 +18,50 @@ import { BkError, isNotFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { encodeIndex } from '../../oci/manifest.js';
 import { isDigest } from '../../oci/digest.js';
+import { goField, isObject, parseJsonBytes } from '../../oci/go-json.js';
 import { readAll } from '../../store/content.js';
 import { LocalStore } from '../../store/local/index.js';
-import { INDEX_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
-import { leasedDigests, reachable, readLayoutStrict } from '../../store/local/prune.js';
+import { INDEX_FILE, OCI_LAYOUT_FILE, readIndex, withIndexLock, writeFileAtomic } from '../../store/local/layout.js';
+import { sizeMatches } from '../../store/local/blob-file.js';
+import { leasedDigests, namedBy, reachable, readLayoutStrict } from '../../store/local/prune.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
-import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
+import { UPLOAD_TTL_SECONDS, type BlobRead, type ManifestRead, type Upstream, type UploadState } from './types.js';
 
 const INGEST_DIR = '.gateway-uploads';
 const MAX_CATALOG_DEPTH = 8;
+/** What an OCI layout holds at its top (https://github.com/opencontainers/image-spec/blob/main/image-layout.md). */
+const LAYOUT_ENTRIES = new Set(['blobs', INDEX_FILE, OCI_LAYOUT_FILE]);
+/**
+ * An ingest file untouched this long can never be finished: every location naming it has expired
+ * (each write, and each status answer, hands out a new one and touches the file). A registry
+ * purges its abandoned sessions; so does this, or clients that walk away would fill the disk.
+ */
+const STALE_INGEST_MS = UPLOAD_TTL_SECONDS * 1000 + 3600_000;
 
 /** A delete refused because the layout could not be walked to prove nothing names the digest. */
 function unprovable(repo: string, err: unknown): BkError {
   return new BkError('FAILED_PRECONDITION', `cannot prove nothing in ${repo} still names it: ${(err as Error).message}`, { reason: 'delete-unprovable' });
 }
 
+/** A manifest or index of schema 2 whose descriptors decode; what putManifest lets in. */
+function isManifestBytes(bytes: Buffer): boolean {
+  try {
+    const doc = parseJsonBytes(bytes, 'manifest');
+    namedBy(doc);
+    return isObject(doc) && goField(doc, 'schemaVersion') === 2;
+  } catch {
+    return false;
+  }
+}
+
 export class LocalUpstream implements Upstream {
-  constructor(readonly root: string) {
+  private lastPurge = 0;
+
+  constructor(
+    readonly root: string,
+    /** How often a new upload looks for stale ingest files. */
+    private readonly purgeEveryMs = 60_000,
+  ) {
     this.root = path.resolve(root);
   }
 
@@ -58,6 +85,10 @@ export class LocalUpstream implements Upstream {
       // A digest that names a plain blob is not a manifest.
       if (!desc.mediaType) return undefined;
       const bytes = await readAll(await s.fetch(desc), DEFAULT_MAX_MANIFEST_BYTES, desc.digest);
+      // Not in index.json, the media type is only sniffed from the bytes, and any JSON blob (an image
+      // or cache config, "{}") sniffs as some manifest: serve it only when it decodes as one, as a
+      // registry answers only for what was pushed as a manifest.
+      if (isDigest(ref) && !(await readIndex(this.dirOf(repo))).manifests.some((m) => m.digest === ref) && !isManifestBytes(bytes)) return undefined;
       return { mediaType: desc.mediaType, digest: desc.digest, bytes };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -67,6 +98,13 @@ export class LocalUpstream implements Upstream {
 
   async putManifest(repo: string, ref: string, m: ManifestRead): Promise<void> {
     const s = this.store(repo, true);
+    // Before its bytes land: a manifest blob is served by digest as soon as it is in the layout,
+    // so a refused manifest must leave nothing behind (tag() checks again, under the lock).
+    for (const d of Object.values(namedBy(parseJsonBytes(m.bytes, m.digest))).flat()) {
+      if (d.digest && !(await sizeMatches(s.blobPath(d.digest), d))) {
+        throw new BkError('FAILED_PRECONDITION', `manifest ${m.digest} names ${d.digest}, which ${repo} lacks`, { reason: 'manifest-blob-unknown' });
+      }
+    }
     const desc = { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
     await s.push(desc, m.bytes);
     try {
@@ -79,7 +117,11 @@ export class LocalUpstream implements Upstream {
   }
 
   private dirOf(repo: string): string {
-    return path.join(this.root, ...repo.split('/'));
+    const parts = repo.split('/');
+    // Valid distribution names, but the directory would be an entry of another repository's layout
+    // (its blob store, its index): refused from the name alone, before anything is read or written.
+    if (parts.some((p) => LAYOUT_ENTRIES.has(p))) throw new BkError('INVALID_ARGUMENT', `repository ${repo} names an entry of an OCI layout`, { reason: 'name-invalid' });
+    return path.join(this.root, ...parts);
   }
 
   /**
@@ -177,7 +219,21 @@ export class LocalUpstream implements Upstream {
     return path.join(this.root, INGEST_DIR, st.id);
   }
 
-  async startUpload(): Promise<UploadState> {
+  /** Removes ingest files of sessions nobody can finish any more; at most every purgeEveryMs. */
+  private async purgeStale(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastPurge < this.purgeEveryMs) return;
+    this.lastPurge = now;
+    const dir = path.join(this.root, INGEST_DIR);
+    for (const f of await fs.readdir(dir).catch(() => [])) {
+      const st = await fs.stat(path.join(dir, f)).catch(() => undefined);
+      if (st && now - st.mtimeMs > STALE_INGEST_MS) await fs.rm(path.join(dir, f), { force: true });
+    }
+  }
+
+  async startUpload(repo: string): Promise<UploadState> {
+    this.dirOf(repo); // a name it can never publish into opens no session
+    await this.purgeStale();
     const id = randomUUID();
     await fs.mkdir(path.join(this.root, INGEST_DIR), { recursive: true });
     await fs.writeFile(path.join(this.root, INGEST_DIR, id), '', { flag: 'wx' });
@@ -194,7 +250,11 @@ export class LocalUpstream implements Upstream {
   }
 
   async uploadStatus(repo: string, st: UploadState): Promise<UploadState> {
-    return { ...st, off: await this.uploadOffset(repo, st) };
+    const off = await this.uploadOffset(repo, st);
+    // The answer carries a new location: the session lives on from now (see STALE_INGEST_MS).
+    const now = new Date();
+    await fs.utimes(this.ingest(st), now, now).catch(() => {});
+    return { ...st, off };
   }
 
   private async uploadOffset(_repo: string, st: UploadState): Promise<number> {
@@ -228,8 +288,11 @@ export class LocalUpstream implements Upstream {
     await fs.rm(file, { force: true });
   }
 
-  async cancelUpload(_repo: string, st: UploadState): Promise<void> {
-    await fs.rm(this.ingest(st), { force: true });
+  async cancelUpload(_repo: string, st: UploadState): Promise<boolean> {
+    return fs.rm(this.ingest(st)).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? false : Promise.reject(err)),
+    );
   }
 
   async tags(repo: string): Promise<string[] | undefined> {

@@ -21,6 +21,7 @@ import { DEFAULT_MAX_MANIFEST_BYTES } from '../../store/registry/manifests.js';
 import { uploadRangeEnd } from '../../store/registry/blobs.js';
 import { holdbackVerified } from '../../store/registry/source.js';
 import { HashingPass, resumeHash, unverifiable, type HashState } from '../upload-hash.js';
+import { refuseStillNamed } from './named.js';
 import type { BlobRead, ManifestRead, Upstream, UploadState } from './types.js';
 
 type RegistryState = Extract<UploadState, { kind: 'registry' }>;
@@ -123,11 +124,14 @@ export class RegistryUpstream implements Upstream {
     return res.status !== 404;
   }
 
-  deleteManifest(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+  /** Refused while a manifest reached from a tag names it (named.ts): the registry would delete it anyway. */
+  async deleteManifest(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    await refuseStillNamed(this, repo, digest, 'manifest', signal);
     return this.del(repo, 'manifests', digest, signal);
   }
 
-  deleteBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+  async deleteBlob(repo: string, digest: string, signal?: AbortSignal): Promise<boolean> {
+    await refuseStillNamed(this, repo, digest, 'blob', signal);
     return this.del(repo, 'blobs', digest, signal);
   }
 
@@ -327,12 +331,14 @@ export class RegistryUpstream implements Upstream {
     }
   }
 
-  async cancelUpload(repo: string, st: UploadState): Promise<void> {
+  async cancelUpload(repo: string, st: UploadState): Promise<boolean> {
     try {
       const res = await this.send({ method: 'DELETE', url: new URL(this.reg(st).loc), scopes: this.push(repo), expect: [200, 202, 204, 404], what: `cancel upload ${this.nameOf(repo)}`, retry: false });
       await res.body.dump().catch(() => {});
+      return res.status !== 404;
     } catch {
       // Registries purge abandoned sessions on their own.
+      return true;
     }
   }
 
@@ -346,7 +352,17 @@ export class RegistryUpstream implements Upstream {
         await res.body.dump().catch(() => {});
         return out.length ? out : undefined;
       }
-      const doc = JSON.parse((await readAll(res.body, 16 << 20, `${key} list`)).toString('utf8')) as Record<string, unknown>;
+      const text = (await readAll(res.body, 16 << 20, `${key} list`)).toString('utf8');
+      // An answer that is not the list (not JSON, null, another shape) is the upstream breaking the protocol.
+      const broken = () => new BkError('UNAVAILABLE', `list ${key}: upstream sent no JSON object with a ${key} array`, { reason: 'bad-response' });
+      let doc: Record<string, unknown>;
+      try {
+        doc = JSON.parse(text) as Record<string, unknown>;
+      } catch {
+        throw broken();
+      }
+      if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw broken();
+      if (!Array.isArray(doc[key]) && doc[key] !== undefined && doc[key] !== null) throw broken();
       const page = Array.isArray(doc[key]) ? (doc[key] as unknown[]).filter((t): t is string => typeof t === 'string') : [];
       out.push(...page);
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(header(res, 'link') ?? '');

@@ -20,6 +20,9 @@ export interface BlobRead {
   body: Readable;
 }
 
+/** How long an upload location is good for (sealed into it); registries purge their sessions within days. */
+export const UPLOAD_TTL_SECONDS = 24 * 3600;
+
 /**
  * Where an upload stands; JSON, sealed into the Location the client gets.
  * A registry session also carries the hash of its `off` bytes (upload-hash.ts):
@@ -62,7 +65,8 @@ export interface Upstream {
    * longer be verified (the session is then cancelled).
    */
   uploadStatus(repo: string, st: UploadState, signal?: AbortSignal): Promise<UploadState>;
-  cancelUpload(repo: string, st: UploadState): Promise<void>;
+  /** Ends a session; false when the upstream did not hold it (already finished, cancelled or purged). */
+  cancelUpload(repo: string, st: UploadState): Promise<boolean>;
 
   /** All tags, sorted; undefined when the repository does not exist. */
   tags(repo: string, signal?: AbortSignal): Promise<string[] | undefined>;

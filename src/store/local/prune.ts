@@ -116,6 +116,20 @@ async function readManifestDoc(dir: string, d: Descriptor, strict: boolean): Pro
 }
 
 /**
+ * What one manifest document names: the manifests of an index, and the
+ * blobs (config, layers, a subject) that are leaves of the walk. Throws
+ * INVALID_ARGUMENT for a document that is not a manifest.
+ */
+export function namedBy(doc: unknown): { manifests: Descriptor[]; leaves: Descriptor[] } {
+  if (isIndexMediaType(detectManifestMediaType(doc))) {
+    const idx = decodeIndex(doc);
+    return { manifests: idx.manifests, leaves: idx.subject ? [idx.subject] : [] };
+  }
+  const m = decodeManifest(doc);
+  return { manifests: [], leaves: [m.config, ...m.layers, ...(m.subject ? [m.subject] : [])] };
+}
+
+/**
  * Everything a manifest in the layout at `dir` names, recursively, by
  * digest: children of indexes, config, layers and subject of manifests.
  * Lenient (tagging): missing or unreadable manifests name nothing. Strict
@@ -142,16 +156,9 @@ export async function reachable(dir: string, roots: Descriptor[], strict = false
     const doc = await readManifestDoc(dir, d, strict);
     if (doc === undefined) continue;
     try {
-      if (isIndexMediaType(detectManifestMediaType(doc))) {
-        const idx = decodeIndex(doc);
-        push(idx.manifests, false);
-        if (idx.subject) push([idx.subject], true);
-      } else {
-        const m = decodeManifest(doc);
-        push([m.config], true);
-        push(m.layers, true);
-        if (m.subject) push([m.subject], true);
-      }
+      const named = namedBy(doc);
+      push(named.manifests, false);
+      push(named.leaves, true);
     } catch (err) {
       if (strict) throw new CannotWalk(`manifest ${d.digest}: ${(err as Error).message}`);
     }
