@@ -161,6 +161,9 @@ export const DEFAULT_GRAPH_LIMITS: GraphLimits = {
   maxGraphBytes: DEFAULT_MAX_GRAPH_BYTES,
 };
 
+/** What one input slot of a record costs in the graph budget: an empty group's JSON and its object, roughly. */
+const INPUT_SLOT_BYTES = 16;
+
 const str = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
 
 function descriptorBytes(d: WireDescriptor | null | undefined): number {
@@ -208,13 +211,15 @@ export class GraphAssembler {
   private readonly records = new Map<number, { digest: string; hint?: WireHint | null }>();
   private readonly links: WireGraph['links'] = [];
   private readonly results: WireGraph['results'] = [];
+  /** Input slots per record id (highest input index linked + 1), charged to the byte budget as they grow. */
+  private readonly inputs = new Map<number, number>();
   private bytes = 0;
 
   constructor(private readonly limits: GraphLimits = DEFAULT_GRAPH_LIMITS) {}
 
   add(part: WireGraph): void {
     // Counted before anything of the part is kept: a graph over the budget is refused before it is built.
-    this.bytes += wireGraphBytes(part);
+    this.bytes += wireGraphBytes(part) + this.inputSlotBytes(part);
     if (this.bytes > this.limits.maxGraphBytes) {
       throw resourceExhausted(`graph is larger than ${this.limits.maxGraphBytes} bytes (limits.maxGraphBytes)`, { reason: 'graph-too-large' });
     }
@@ -238,6 +243,29 @@ export class GraphAssembler {
     }
   }
 
+  /**
+   * A record gets a group for every input up to the highest index linked
+   * (BuildKit's config lists them all), so one short link to input 4 095
+   * makes 4 096 groups: about 80 000 such links, 2 MB on the wire, once took
+   * gigabytes to build. Each new slot is charged INPUT_SLOT_BYTES, so the
+   * graph's memory stays in proportion to maxGraphBytes whatever the indexes.
+   */
+  private inputSlotBytes(part: WireGraph): number {
+    let slots = 0;
+    for (const l of part.links ?? []) {
+      // Checked as the part arrives: the index decides what it costs.
+      if (!Number.isSafeInteger(l.input) || l.input < 0 || l.input >= this.limits.maxInputs) {
+        throw invalidArgument(`link of record ${l.record_id} has input index ${l.input} (limit ${this.limits.maxInputs})`, { reason: 'malformed-graph' });
+      }
+      const had = this.inputs.get(l.record_id) ?? 0;
+      if (l.input >= had) {
+        slots += l.input + 1 - had;
+        this.inputs.set(l.record_id, l.input + 1);
+      }
+    }
+    return slots * INPUT_SLOT_BYTES;
+  }
+
   build(): CacheGraph {
     const known = (id: number, what: string) => {
       if (!this.records.has(id)) throw invalidArgument(`${what} names unknown record id ${id}`, { reason: 'malformed-graph' });
@@ -245,10 +273,6 @@ export class GraphAssembler {
     for (const l of this.links) {
       known(l.record_id, 'link');
       known(l.src_id, 'link');
-      // Inputs are allocated up to the index, so a huge index would be a huge allocation.
-      if (!Number.isSafeInteger(l.input) || l.input < 0 || l.input >= this.limits.maxInputs) {
-        throw invalidArgument(`link of record ${l.record_id} has input index ${l.input} (limit ${this.limits.maxInputs})`, { reason: 'malformed-graph' });
-      }
     }
     for (const r of this.results) known(r.record_id, 'result');
     this.checkLoops();
