@@ -11,6 +11,7 @@ import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../store/local/layout.js';
 import { blobChunkFrame, blobChunkHead, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
+import { fromDaemon } from './answers.js';
 import type { CallStatus, GrpcCall } from './grpc-call.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
 import { fromServiceError } from '../api/status.js';
@@ -226,16 +227,24 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
       if (failed) return;
       opts.signal?.removeEventListener('abort', onAbort);
       if (!done) return fail(new BkError('INTERNAL', 'the daemon ended the export without a result'));
-      resolve({
-        manifest: done.manifest ? descriptorFromWire(done.manifest, 'manifest') : undefined,
-        config: done.config ? descriptorFromWire(done.config, 'config') : undefined,
-        target: done.target,
-        tag: done.tag,
-        stats: statsFromWire(done.stats),
-        warnings: done.warnings ?? [],
-        requested,
-        sentBytes,
-      });
+      const d = done;
+      // Decoded here, in the call's event: a throw would escape to the process, and the promise never settle.
+      let outcome: ExportOutcome;
+      try {
+        outcome = fromDaemon('Export result', () => ({
+          manifest: d.manifest ? descriptorFromWire(d.manifest, 'manifest') : undefined,
+          config: d.config ? descriptorFromWire(d.config, 'config') : undefined,
+          target: d.target,
+          tag: d.tag,
+          stats: statsFromWire(d.stats),
+          warnings: d.warnings ?? [],
+          requested,
+          sentBytes,
+        }));
+      } catch (err) {
+        return fail(err as BkError);
+      }
+      resolve(outcome);
     });
 
     void (async () => {
