@@ -9,6 +9,7 @@ import type { TransferStats } from '../cache/transfer.js';
 import { invalidArgument, resourceExhausted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseDigest } from '../oci/digest.js';
+import { MAX_METADATA_BYTES } from '../store/content.js';
 import type { WireDescriptor, WireGraph, WireHint, WireSpec, WireStats, WireSummary } from './proto.js';
 
 export function descriptorToWire(d: Descriptor): WireDescriptor {
@@ -346,9 +347,21 @@ export class GraphAssembler {
   }
 }
 
-/** Decodes a whole wire graph (import responses). */
+/**
+ * Input slots an import's graph can honestly have: it was read from a config
+ * of at most MAX_METADATA_BYTES, where every slot takes at least `[]`.
+ */
+const MAX_IMPORTED_INPUT_SLOTS = MAX_METADATA_BYTES / 2;
+
+/**
+ * Decodes a whole wire graph (import responses). Counts and sizes are
+ * bounded by the message itself; input slots are not (one link to input
+ * 1 000 000 is 1 000 000 groups), so they get the budget of the largest
+ * config an import reads.
+ */
 export function graphFromWire(g: WireGraph | null | undefined, limits?: GraphLimits): CacheGraph {
-  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: 1 << 20, maxGraphBytes: Infinity });
+  const budget = g ? wireGraphBytes(g) + MAX_IMPORTED_INPUT_SLOTS * INPUT_SLOT_BYTES : 0;
+  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: DEFAULT_GRAPH_LIMITS.maxInputs, maxGraphBytes: budget });
   if (g) a.add(g);
   return a.build();
 }

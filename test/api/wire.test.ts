@@ -180,6 +180,15 @@ describe('hostile graphs', () => {
     expect(a.build().nodes[1]!.links).toHaveLength(4096);
   });
 
+  it('decoding an answer bounds input slots too: an index past maxInputs, or more slots than a 16 MiB config can name, is refused', () => {
+    const links = (n: number, input: number) => Array.from({ length: n }, (_, i) => ({ record_id: i + 1, src_id: 0, input, selector: '' }));
+    const records = (n: number) => Array.from({ length: n }, (_, i) => rec(i));
+    expect(errOf(() => graphFromWire({ records: records(2), links: links(1, 1_000_000), results: [] })).code).toBe('INVALID_ARGUMENT');
+    const e = errOf(() => graphFromWire({ records: records(3001), links: links(3000, 4095), results: [] }));
+    expect([e.code, e.reason]).toEqual(['RESOURCE_EXHAUSTED', 'graph-too-large']);
+    expect(graphFromWire({ records: records(11), links: links(10, 4095), results: [] }).nodes[1]!.links).toHaveLength(4096);
+  });
+
   it('a hint source of 2^32-1 costs nothing', () => {
     const a = new GraphAssembler();
     a.add({ records: [{ id: 0, digest: digestBytes('h'), hint: { source: 0xfffffffe, index: 0 } }], links: [], results: [] });
