@@ -84,6 +84,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
   /** The directory named to the daemon: none when it was told it cannot read it. */
   const sharedDir = 'contentStoreDir' in blobs && blobs.daemonCanRead !== false ? blobs.contentStoreDir : '';
   let requested: string[] = [];
+  let asked = false;
   let sentBytes = 0;
   let done: WireExportResponse['done'];
   let failed: BkError | undefined;
@@ -213,7 +214,14 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
 
     call.on('data', (m: WireExportResponse) => {
       if (m.msg === 'need_blobs') {
-        requested = m.need_blobs?.digests ?? [];
+        // Once, each blob once: a second list (or a repeat) would send blobs twice, interleaved.
+        const digests = m.need_blobs?.digests ?? [];
+        if (asked || new Set(digests).size !== digests.length) {
+          fail(new BkError('INTERNAL', `the daemon asked for blobs ${asked ? 'a second time' : 'more than once in one list'}`, { reason: 'malformed-response' }));
+          return;
+        }
+        asked = true;
+        requested = digests;
         sendBlobs(requested).catch((err) => fail(fromServiceError(err)));
       } else if (m.msg === 'progress' && m.progress) {
         opts.onProgress?.(m.progress as WireProgress);

@@ -133,4 +133,17 @@ describe('Export to a daemon that lies', () => {
     };
     await expect(client.export('type=local', graph(), provider)).rejects.toMatchObject({ code: 'INTERNAL' });
   });
+
+  it('need_blobs twice, or naming a blob twice, is refused before a blob is sent twice', async () => {
+    const need = { msg: 'need_blobs', need_blobs: { digests: [layer.digest] } } as unknown as WireExportResponse;
+    const twice = { msg: 'need_blobs', need_blobs: { digests: [layer.digest, layer.digest] } } as unknown as WireExportResponse;
+    const done = { msg: 'done', done: { manifest: null, target: 't', tag: '', warnings: [] } } as unknown as WireExportResponse;
+    for (const atGraphDone of [[need, need], [twice]]) {
+      let opened = 0;
+      behaviour = { export: conversation({ atGraphDone, atEnd: [done] }) };
+      const counting = { open: () => (opened++, Readable.from([blob])) };
+      await expect(client.export('type=local', graph(), counting)).rejects.toMatchObject({ code: 'INTERNAL', reason: 'malformed-response' });
+      expect(opened).toBeLessThanOrEqual(1);
+    }
+  });
 });
