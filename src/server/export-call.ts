@@ -132,13 +132,16 @@ class ExportSession {
     const release = await this.ctx.exportSlots.acquire(this.ac.signal, this.caller!.identity?.tenant);
     if (this.state === 'closed') return release();
     this.release = release;
-    this.target = await openExport(spec, this.ctx.cfg.backend);
+    const target = await openExport(spec, this.ctx.cfg.backend);
     try {
-      this.caller!.confirmWrite(this.target.store, spec);
+      // Cancelled while the store opened: cleanup() has run without it, and the session stays closed.
+      if (this.state === 'closed') throw this.ac.signal.reason;
+      this.caller!.confirmWrite(target.store, spec);
     } catch (err) {
-      await this.target.store.close?.();
+      await target.store.close?.();
       throw err;
     }
+    this.target = target;
     this.state = 'graph';
   }
 
@@ -291,7 +294,10 @@ class ExportSession {
   /** Frees the export slot once pushCache has settled, so the cap counts real work. */
   private cleanup(): void {
     this.busy();
+    // The target too: a registry store owns its HTTP client, whose idle connections otherwise stay open.
     const stores = this.mountStores.splice(0);
+    if (this.target) stores.push(this.target.store);
+    this.target = undefined;
     const closeStores = () => void Promise.all(stores.map((s) => s.close?.())).catch(() => undefined);
     if (this.pushing) this.pushing.then(closeStores, closeStores);
     else closeStores();
