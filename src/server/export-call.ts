@@ -135,7 +135,7 @@ class ExportSession {
     const target = await openExport(spec, this.ctx.cfg.backend);
     try {
       // Cancelled while the store opened: cleanup() has run without it, and the session stays closed.
-      if (this.state === 'closed') throw this.ac.signal.reason;
+      if (this.ac.signal.aborted) throw this.ac.signal.reason;
       this.caller!.confirmWrite(target.store, spec);
     } catch (err) {
       await target.store.close?.();
