@@ -94,13 +94,17 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     // Chunks are read straight into pooled buffers with room for the message
     // header in front (blob-chunk.ts): one buffer per chunk in flight, reused.
     const pool = new ChunkBuffers(CHUNK_HEADROOM + chunkBytes, CHUNKS_IN_FLIGHT);
-    const fail = (err: BkError) => {
-      if (failed) return;
+    /** Ends the sending side: whatever is still being read or sent stops with `err`. */
+    const stop = (err: BkError) => {
       failed = err;
       pool.close();
       call.cancel();
       // Stop reading the blob being sent, so a stalled source does not keep the loop alive.
       (current as Readable | undefined)?.destroy?.();
+    };
+    const fail = (err: BkError) => {
+      if (failed) return;
+      stop(err);
       reject(err);
     };
     const onAbort = () => fail(new BkError('CANCELLED', 'export cancelled'));
@@ -253,6 +257,9 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
         return fail(err as BkError);
       }
       resolve(outcome);
+      // A daemon that is done before every blob was sent (it found one stored meanwhile, or lies) needs no
+      // more: the rest of a blob is not read from the solver's source after the call is over.
+      stop(new BkError('CANCELLED', 'the export call has ended'));
     });
 
     void (async () => {

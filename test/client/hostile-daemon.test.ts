@@ -134,6 +134,28 @@ describe('Export to a daemon that lies', () => {
     await expect(client.export('type=local', graph(), provider)).rejects.toMatchObject({ code: 'INTERNAL' });
   });
 
+  it('a daemon done before the blobs it asked for were sent: the solver\'s source is not read on after the call', async () => {
+    const need = { msg: 'need_blobs', need_blobs: { digests: [layer.digest] } } as unknown as WireExportResponse;
+    const done = { msg: 'done', done: { manifest: null, target: 't', tag: '', warnings: [] } } as unknown as WireExportResponse;
+    behaviour = {
+      export: (call) => {
+        call.on('data', (m: WireExportRequest) => {
+          if (m.msg === 'graph_done') {
+            call.write(need);
+            call.write(done);
+            call.end();
+          }
+        });
+        call.on('error', () => undefined);
+      },
+    };
+    // A source that never ends, as a huge layer would be for this test's purpose.
+    const endless = new Readable({ read() { this.push(Buffer.alloc(64 << 10)); } });
+    await client.export('type=local', graph(), { open: () => endless });
+    for (let i = 0; i < 100 && !endless.destroyed; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(endless.destroyed).toBe(true);
+  });
+
   it('need_blobs twice, or naming a blob twice, is refused before a blob is sent twice', async () => {
     const need = { msg: 'need_blobs', need_blobs: { digests: [layer.digest] } } as unknown as WireExportResponse;
     const twice = { msg: 'need_blobs', need_blobs: { digests: [layer.digest, layer.digest] } } as unknown as WireExportResponse;
