@@ -4,7 +4,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { grpcTarget, parseAddress } from '../../src/api/address.js';
+import { cacheProto, type WireExportRequest } from '../../src/api/proto.js';
 import { connect, type CacheClient } from '../../src/client/index.js';
 import { jsonLogger } from '../../src/server/log.js';
 import { defaultConfig } from '../../src/server/config.js';
@@ -17,7 +20,7 @@ let client: CacheClient;
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'bkcache-hostile-'));
   const base = defaultConfig();
-  const cfg = { ...base, listen: [`unix://${tmp}/d.sock`], root: path.join(tmp, 'root'), logLevel: 'off' as const, limits: { ...base.limits, maxSources: 8 } };
+  const cfg = { ...base, listen: [`unix://${tmp}/d.sock`], root: path.join(tmp, 'root'), logLevel: 'off' as const, limits: { ...base.limits, maxSources: 8, idleTimeoutSeconds: 1 } };
   daemon = new Daemon(cfg, jsonLogger('off'));
   await daemon.start();
   client = connect(daemon.addresses[0]!);
@@ -38,5 +41,33 @@ describe('Import and Copy source lists', () => {
     const res = await client.import(many.slice(0, 8));
     expect(res.hit).toBeUndefined();
     expect(res.misses.map((m) => m.index)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+  });
+});
+
+describe('Export idle timeout', () => {
+  it('empty graph parts are not progress: a client sending only those loses the call (and its slot) to the idle timeout', async () => {
+    const raw = new (cacheProto().ctor)(grpcTarget(parseAddress(daemon.addresses[0]!)), grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+      Export(): grpc.ClientDuplexStream<WireExportRequest, object>;
+    };
+    const call = raw.Export();
+    const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+    call.on('data', () => undefined);
+    call.write({ msg: 'start', start: { target: { spec: 'type=local,dest=idle', type: '', attrs: {} } } });
+    // Five times the idle timeout of empty parts, each well inside it; an honest stall ends after one.
+    let sent = 0;
+    const outcome = await Promise.race([
+      ended,
+      (async () => {
+        for (; sent < 50; sent++) {
+          await new Promise((r) => setTimeout(r, 100));
+          call.write({ msg: 'graph', graph: { records: [], links: [], results: [] } });
+        }
+        return undefined;
+      })(),
+    ]);
+    call.cancel();
+    raw.close();
+    expect(outcome, `still open after ${sent} empty parts`).toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+    expect(outcome!.metadata.get('bkcache-reason')).toEqual(['idle-timeout']);
   });
 });
