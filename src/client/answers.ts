@@ -59,7 +59,11 @@ export class FetchedChunks {
   }
 }
 
-/** The size a fetchBlob request states, when it names a full descriptor. */
+/**
+ * The size a fetchBlob request states, when it names a full descriptor. As
+ * the daemon reads the request (requested() in server/handlers.ts), one with
+ * neither a size nor a media type is only a digest.
+ */
 export function statedSize(blob: string | Descriptor): number | undefined {
-  return typeof blob === 'string' ? undefined : blob.size;
+  return typeof blob === 'string' || !(blob.size > 0 || blob.mediaType) ? undefined : blob.size;
 }

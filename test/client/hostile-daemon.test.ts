@@ -81,6 +81,9 @@ describe('FetchBlob from a daemon that lies', () => {
     await expect(client.readBlob('type=local', layer)).rejects.toMatchObject({ code: 'DATA_LOSS' });
     behaviour = { fetch: sends([{ offset: 0, data: Buffer.concat([blob, Buffer.from('x')]) }]) };
     await expect(client.readBlob('type=local', layer)).rejects.toMatchObject({ code: 'DATA_LOSS' });
+    // A descriptor with neither size nor media type is a bare digest to the daemon, and so to the check.
+    behaviour = { fetch: sends([{ offset: 0, data: blob }]) };
+    expect((await client.readBlob('type=local', { mediaType: '', digest: layer.digest, size: 0 })).equals(blob)).toBe(true);
     // The honest answer, in pieces, from 0 and from an offset.
     behaviour = { fetch: sends([{ offset: 0, data: blob.subarray(0, 7) }, { offset: 7, data: blob.subarray(7) }]) };
     expect((await client.readBlob('type=local', layer.digest)).equals(blob)).toBe(true);
