@@ -2,6 +2,7 @@
 // checked over plain HTTP and with skopeo; and the import fallback chain when
 // the first source fails authentication.
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BkError } from '../src/errors.js';
 import { connect, type CacheClient } from '../src/client/index.js';
@@ -53,6 +54,46 @@ describe('export through the sidecar to a registry', () => {
       expect(raw.equals(bytes)).toBe(true);
     });
   }
+});
+
+/** TCP connections process `pid` holds open to `host` ("127.0.0.1:port"), from /proc. */
+function connectionsTo(pid: number, host: string): number {
+  const port = Number(host.split(':').at(-1));
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const m = /^socket:\[(\d+)\]$/.exec((() => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return ''; // closed meanwhile
+      }
+    })());
+    if (m) inodes.add(m[1]!);
+  }
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 9 && parseInt(f[2]!.split(':')[1]!, 16) === port && inodes.has(f[9]!)) n++;
+    }
+  }
+  return n;
+}
+
+describe('connections to the registry', () => {
+  it('every call closes the stores it opened: no connection to the registry outlives Export, Import, Inspect, FetchBlob or Copy', async () => {
+    for (let i = 0; i < 3; i++) {
+      const s = synthetic([1000 + i, 2000 + i]);
+      await client.export(spec(reg, `conns/x${i}`), s.graph, s.provider);
+    }
+    const imp = await client.import([spec(reg, 'conns/none'), spec(reg, 'conns/x0')], { verifyBlobs: true });
+    await client.inspect(spec(reg, 'conns/x0'), { includeGraph: true });
+    await client.readBlob(spec(reg, 'conns/x0'), imp.hit!.manifest.digest);
+    await client.copy([spec(reg, 'conns/x0'), spec(reg, 'conns/x1')], spec(reg, 'conns/merged'));
+    // Closing is after the answer; give it a moment, far less than the registry client's 30 s keep-alive.
+    for (let i = 0; i < 50 && connectionsTo(d.proc.pid!, reg.host) > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(connectionsTo(d.proc.pid!, reg.host)).toBe(0);
+  });
 });
 
 describe('import fallback chain', () => {

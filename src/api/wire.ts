@@ -9,6 +9,7 @@ import type { TransferStats } from '../cache/transfer.js';
 import { invalidArgument, resourceExhausted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseDigest } from '../oci/digest.js';
+import { MAX_METADATA_BYTES } from '../store/content.js';
 import type { WireDescriptor, WireGraph, WireHint, WireSpec, WireStats, WireSummary } from './proto.js';
 
 export function descriptorToWire(d: Descriptor): WireDescriptor {
@@ -161,6 +162,9 @@ export const DEFAULT_GRAPH_LIMITS: GraphLimits = {
   maxGraphBytes: DEFAULT_MAX_GRAPH_BYTES,
 };
 
+/** What one input slot of a record costs in the graph budget: an empty group's JSON and its object, roughly. */
+const INPUT_SLOT_BYTES = 16;
+
 const str = (v: unknown): number => (typeof v === 'string' ? v.length : 0);
 
 function descriptorBytes(d: WireDescriptor | null | undefined): number {
@@ -208,13 +212,15 @@ export class GraphAssembler {
   private readonly records = new Map<number, { digest: string; hint?: WireHint | null }>();
   private readonly links: WireGraph['links'] = [];
   private readonly results: WireGraph['results'] = [];
+  /** Input slots per record id (highest input index linked + 1), charged to the byte budget as they grow. */
+  private readonly inputs = new Map<number, number>();
   private bytes = 0;
 
   constructor(private readonly limits: GraphLimits = DEFAULT_GRAPH_LIMITS) {}
 
   add(part: WireGraph): void {
     // Counted before anything of the part is kept: a graph over the budget is refused before it is built.
-    this.bytes += wireGraphBytes(part);
+    this.bytes += wireGraphBytes(part) + this.inputSlotBytes(part);
     if (this.bytes > this.limits.maxGraphBytes) {
       throw resourceExhausted(`graph is larger than ${this.limits.maxGraphBytes} bytes (limits.maxGraphBytes)`, { reason: 'graph-too-large' });
     }
@@ -238,6 +244,29 @@ export class GraphAssembler {
     }
   }
 
+  /**
+   * A record gets a group for every input up to the highest index linked
+   * (BuildKit's config lists them all), so one short link to input 4 095
+   * makes 4 096 groups: about 80 000 such links, 2 MB on the wire, once took
+   * gigabytes to build. Each new slot is charged INPUT_SLOT_BYTES, so the
+   * graph's memory stays in proportion to maxGraphBytes whatever the indexes.
+   */
+  private inputSlotBytes(part: WireGraph): number {
+    let slots = 0;
+    for (const l of part.links ?? []) {
+      // Checked as the part arrives: the index decides what it costs.
+      if (!Number.isSafeInteger(l.input) || l.input < 0 || l.input >= this.limits.maxInputs) {
+        throw invalidArgument(`link of record ${l.record_id} has input index ${l.input} (limit ${this.limits.maxInputs})`, { reason: 'malformed-graph' });
+      }
+      const had = this.inputs.get(l.record_id) ?? 0;
+      if (l.input >= had) {
+        slots += l.input + 1 - had;
+        this.inputs.set(l.record_id, l.input + 1);
+      }
+    }
+    return slots * INPUT_SLOT_BYTES;
+  }
+
   build(): CacheGraph {
     const known = (id: number, what: string) => {
       if (!this.records.has(id)) throw invalidArgument(`${what} names unknown record id ${id}`, { reason: 'malformed-graph' });
@@ -245,10 +274,6 @@ export class GraphAssembler {
     for (const l of this.links) {
       known(l.record_id, 'link');
       known(l.src_id, 'link');
-      // Inputs are allocated up to the index, so a huge index would be a huge allocation.
-      if (!Number.isSafeInteger(l.input) || l.input < 0 || l.input >= this.limits.maxInputs) {
-        throw invalidArgument(`link of record ${l.record_id} has input index ${l.input} (limit ${this.limits.maxInputs})`, { reason: 'malformed-graph' });
-      }
     }
     for (const r of this.results) known(r.record_id, 'result');
     this.checkLoops();
@@ -322,9 +347,21 @@ export class GraphAssembler {
   }
 }
 
-/** Decodes a whole wire graph (import responses). */
+/**
+ * Input slots an import's graph can honestly have: it was read from a config
+ * of at most MAX_METADATA_BYTES, where every slot takes at least `[]`.
+ */
+const MAX_IMPORTED_INPUT_SLOTS = MAX_METADATA_BYTES / 2;
+
+/**
+ * Decodes a whole wire graph (import responses). Counts and sizes are
+ * bounded by the message itself; input slots are not (one link to input
+ * 1 000 000 is 1 000 000 groups), so they get the budget of the largest
+ * config an import reads.
+ */
 export function graphFromWire(g: WireGraph | null | undefined, limits?: GraphLimits): CacheGraph {
-  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: 1 << 20, maxGraphBytes: Infinity });
+  const budget = g ? wireGraphBytes(g) + MAX_IMPORTED_INPUT_SLOTS * INPUT_SLOT_BYTES : 0;
+  const a = new GraphAssembler(limits ?? { maxRecords: Infinity, maxLinks: Infinity, maxLayersPerResult: Infinity, maxInputs: DEFAULT_GRAPH_LIMITS.maxInputs, maxGraphBytes: budget });
   if (g) a.add(g);
   return a.build();
 }

@@ -11,6 +11,7 @@ import { BkError, invalidArgument, notFound } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { contentStorePath } from '../store/local/layout.js';
 import { blobChunkFrame, blobChunkHead, CHUNK_HEADROOM, ChunkBuffers } from './blob-chunk.js';
+import { fromDaemon } from './answers.js';
 import type { CallStatus, GrpcCall } from './grpc-call.js';
 import type { WireExportRequest, WireExportResponse, WireProgress } from '../api/proto.js';
 import { fromServiceError } from '../api/status.js';
@@ -83,6 +84,7 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
   /** The directory named to the daemon: none when it was told it cannot read it. */
   const sharedDir = 'contentStoreDir' in blobs && blobs.daemonCanRead !== false ? blobs.contentStoreDir : '';
   let requested: string[] = [];
+  let asked = false;
   let sentBytes = 0;
   let done: WireExportResponse['done'];
   let failed: BkError | undefined;
@@ -92,13 +94,17 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
     // Chunks are read straight into pooled buffers with room for the message
     // header in front (blob-chunk.ts): one buffer per chunk in flight, reused.
     const pool = new ChunkBuffers(CHUNK_HEADROOM + chunkBytes, CHUNKS_IN_FLIGHT);
-    const fail = (err: BkError) => {
-      if (failed) return;
+    /** Ends the sending side: whatever is still being read or sent stops with `err`. */
+    const stop = (err: BkError) => {
       failed = err;
       pool.close();
       call.cancel();
       // Stop reading the blob being sent, so a stalled source does not keep the loop alive.
       (current as Readable | undefined)?.destroy?.();
+    };
+    const fail = (err: BkError) => {
+      if (failed) return;
+      stop(err);
       reject(err);
     };
     const onAbort = () => fail(new BkError('CANCELLED', 'export cancelled'));
@@ -212,7 +218,14 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
 
     call.on('data', (m: WireExportResponse) => {
       if (m.msg === 'need_blobs') {
-        requested = m.need_blobs?.digests ?? [];
+        // Once, each blob once: a second list (or a repeat) would send blobs twice, interleaved.
+        const digests = m.need_blobs?.digests ?? [];
+        if (asked || new Set(digests).size !== digests.length) {
+          fail(new BkError('INTERNAL', `the daemon asked for blobs ${asked ? 'a second time' : 'more than once in one list'}`, { reason: 'malformed-response' }));
+          return;
+        }
+        asked = true;
+        requested = digests;
         sendBlobs(requested).catch((err) => fail(fromServiceError(err)));
       } else if (m.msg === 'progress' && m.progress) {
         opts.onProgress?.(m.progress as WireProgress);
@@ -226,16 +239,27 @@ export function runExport(call: Call, target: string | CacheSpec, graph: CacheGr
       if (failed) return;
       opts.signal?.removeEventListener('abort', onAbort);
       if (!done) return fail(new BkError('INTERNAL', 'the daemon ended the export without a result'));
-      resolve({
-        manifest: done.manifest ? descriptorFromWire(done.manifest, 'manifest') : undefined,
-        config: done.config ? descriptorFromWire(done.config, 'config') : undefined,
-        target: done.target,
-        tag: done.tag,
-        stats: statsFromWire(done.stats),
-        warnings: done.warnings ?? [],
-        requested,
-        sentBytes,
-      });
+      const d = done;
+      // Decoded here, in the call's event: a throw would escape to the process, and the promise never settle.
+      let outcome: ExportOutcome;
+      try {
+        outcome = fromDaemon('Export result', () => ({
+          manifest: d.manifest ? descriptorFromWire(d.manifest, 'manifest') : undefined,
+          config: d.config ? descriptorFromWire(d.config, 'config') : undefined,
+          target: d.target,
+          tag: d.tag,
+          stats: statsFromWire(d.stats),
+          warnings: d.warnings ?? [],
+          requested,
+          sentBytes,
+        }));
+      } catch (err) {
+        return fail(err as BkError);
+      }
+      resolve(outcome);
+      // A daemon that is done before every blob was sent (it found one stored meanwhile, or lies) needs no
+      // more: the rest of a blob is not read from the solver's source after the call is over.
+      stop(new BkError('CANCELLED', 'the export call has ended'));
     });
 
     void (async () => {

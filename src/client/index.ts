@@ -27,6 +27,7 @@ import { healthProto, type ServingStatus } from '../api/health-proto.js';
 import { cacheProto, type WireExportRequest, type WireExportResponse, type WireBlobChunk, type WireCopyResponse, type WireCopyEvent, type WireImportResponse, type WireInspectResponse } from '../api/proto.js';
 import { fromServiceError } from '../api/status.js';
 import { descriptorFromWire, descriptorToWire, graphFromWire, specToWire, statsFromWire, summaryFromWire } from '../api/wire.js';
+import { FetchedChunks, fromDaemon, statedSize } from './answers.js';
 import { describeDaemonError } from './daemon-errors.js';
 import { GrpcCall } from './grpc-call.js';
 import { H2Channel } from './h2-channel.js';
@@ -183,7 +184,7 @@ export class CacheClient {
       { sources: sources.map(specToWire), ignore_error: !!opts.ignoreError, verify_blobs: !!opts.verifyBlobs },
       opts,
     );
-    return {
+    return fromDaemon('Import answer', () => ({
       hit: res.hit
         ? { index: res.hit_index, manifest: descriptorFromWire(res.manifest, 'manifest'), kind: res.kind as CacheSummary['kind'], summary: summaryFromWire(res.summary) }
         : undefined,
@@ -191,19 +192,19 @@ export class CacheClient {
       misses: res.misses ?? [],
       warnings: res.warnings ?? [],
       dropped: res.dropped ?? [],
-    };
+    }));
   }
 
   /** The summary `bkcache inspect --format json` prints, plus warnings (and the graph on request). */
   async inspect(spec: Spec, opts: CallOptions & { includeGraph?: boolean } = {}): Promise<InspectOutcome> {
     const res = await this.unary<WireInspectResponse>(this.client, 'Inspect', { source: specToWire(spec), include_graph: !!opts.includeGraph }, opts);
-    return {
+    return fromDaemon('Inspect answer', () => ({
       summary: summaryFromWire(res.summary),
       warnings: res.warnings ?? [],
       graph: opts.includeGraph ? graphFromWire(res.graph) : undefined,
       manifest: descriptorFromWire(res.manifest, 'manifest'),
       config: res.config ? descriptorFromWire(res.config, 'config') : undefined,
-    };
+    }));
   }
 
   /**
@@ -226,7 +227,7 @@ export class CacheClient {
       res = await this.unary<WireCopyResponse>(this.client, 'Copy', req, opts);
     }
     const r = res.result;
-    return {
+    return fromDaemon('Copy answer', () => ({
       manifest: r?.manifest ? descriptorFromWire(r.manifest, 'manifest') : undefined,
       config: r?.config ? descriptorFromWire(r.config, 'config') : undefined,
       target: r?.target ?? '',
@@ -234,7 +235,7 @@ export class CacheClient {
       stats: statsFromWire(r?.stats),
       warnings: r?.warnings ?? [],
       sources: (res.sources ?? []).map((s) => ({ spec: s.spec, summary: summaryFromWire(s.summary) })),
-    };
+    }));
   }
 
   private async copyStream(req: unknown, onProgress: (p: ExportProgress) => void, o: CallOptions): Promise<WireCopyResponse> {
@@ -284,7 +285,17 @@ export class CacheClient {
     const out = Readable.from(
       (async function* () {
         try {
-          for await (const m of call) yield (m as WireBlobChunk).data;
+          const check = new FetchedChunks(req.digest, req.offset, statedSize(blob));
+          // Each chunk is given out once the next arrives, and the last once the call ended well and the
+          // blob checked out: a blob whose bytes do not add up never arrives whole.
+          let held: Buffer | undefined;
+          for await (const m of call) {
+            const data = check.take(m as WireBlobChunk);
+            if (held?.length) yield held;
+            held = data;
+          }
+          check.end();
+          if (held?.length) yield held;
         } catch (err) {
           throw self.error(err);
         } finally {

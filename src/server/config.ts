@@ -74,6 +74,13 @@ export interface Limits extends GraphLimits {
   maxMetadataBytes: number;
   maxMessageBytes: number;
   blobChunkBytes: number;
+  /**
+   * Sources of one Import, Copy or CopyStream, counted after tier specs
+   * expand. Each costs a lookup on a store (a registry request with the
+   * daemon's credentials), so without a bound one message of 30 000 specs
+   * held a slot for half a minute of daemon CPU, or sent 30 000 requests.
+   */
+  maxSources: number;
 }
 
 /** A per-tenant cap: the configured one, else half of the pool (at least 1), never more than the pool. */
@@ -124,6 +131,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxMetadataBytes: 16 << 10,
   maxMessageBytes: 8 << 20,
   blobChunkBytes: 1 << 20,
+  maxSources: 64,
 };
 
 export function defaultConfig(): DaemonConfig {

@@ -41,6 +41,17 @@ function promisedStore(store: ContentStore, needed: Set<string>): ContentStore {
   });
 }
 
+/**
+ * A message that moves the export on: a step of the conversation, graph
+ * entries or blob bytes. Empty graph parts and empty chunks are not, so a
+ * client sending only those still reaches the idle timeout.
+ */
+function madeProgress(m: WireExportRequest): boolean {
+  if (m.msg === 'graph') return !!(m.graph?.records?.length || m.graph?.links?.length || m.graph?.results?.length);
+  if (m.msg === 'blob_chunk') return (m.blob_chunk?.data?.length ?? 0) > 0;
+  return m.msg === 'start' || m.msg === 'graph_done' || m.msg === 'blob_done';
+}
+
 class ExportSession {
   private state: 'start' | 'graph' | 'blobs' | 'closed' = 'start';
   private readonly ac = new AbortController();
@@ -53,6 +64,8 @@ class ExportSession {
   private readonly toWire = new ProgressToWire();
   private caller?: Caller;
   private idleTimer?: NodeJS.Timeout;
+  /** When the client last sent something that moved the export on (see madeProgress). */
+  private lastProgress = Date.now();
   /** Other tiers of a tier target that the caller may pull: blobs found there are mounted, not asked for. */
   private mountFrom: CacheSpec[] = [];
   /** Stores opened for mounting, by digest they hold; closed with the session. */
@@ -71,6 +84,8 @@ class ExportSession {
       this.handle(m).then(
         () => {
           if (this.state === 'closed') return;
+          // Counted once handled: the daemon's own work on a message is never idle time.
+          if (madeProgress(m)) this.lastProgress = Date.now();
           call.resume();
           this.waitForClient();
         },
@@ -101,7 +116,9 @@ class ExportSession {
     if (this.state === 'closed' || (this.state === 'blobs' && this.blobs?.allReceived)) return;
     const ms = this.ctx.cfg.limits.idleTimeoutSeconds * 1000;
     const waitingFor = this.state === 'start' ? 'start' : this.state === 'graph' ? 'the graph' : 'blobs';
-    this.idleTimer = setTimeout(() => this.fail(idleError(`export: the client sent nothing while the daemon waited for ${waitingFor}`, ms)), ms);
+    // From the last message that moved the export on: empty ones do not keep a slot.
+    const left = Math.max(0, ms - (Date.now() - this.lastProgress));
+    this.idleTimer = setTimeout(() => this.fail(idleError(`export: the client sent nothing while the daemon waited for ${waitingFor}`, ms)), left);
   }
 
   private busy(): void {
@@ -132,13 +149,16 @@ class ExportSession {
     const release = await this.ctx.exportSlots.acquire(this.ac.signal, this.caller!.identity?.tenant);
     if (this.state === 'closed') return release();
     this.release = release;
-    this.target = await openExport(spec, this.ctx.cfg.backend);
+    const target = await openExport(spec, this.ctx.cfg.backend);
     try {
-      this.caller!.confirmWrite(this.target.store, spec);
+      // Cancelled while the store opened: cleanup() has run without it, and the session stays closed.
+      if (this.ac.signal.aborted) throw this.ac.signal.reason;
+      this.caller!.confirmWrite(target.store, spec);
     } catch (err) {
-      await this.target.store.close?.();
+      await target.store.close?.();
       throw err;
     }
+    this.target = target;
     this.state = 'graph';
   }
 
@@ -291,7 +311,10 @@ class ExportSession {
   /** Frees the export slot once pushCache has settled, so the cap counts real work. */
   private cleanup(): void {
     this.busy();
+    // The target too: a registry store owns its HTTP client, whose idle connections otherwise stay open.
     const stores = this.mountStores.splice(0);
+    if (this.target) stores.push(this.target.store);
+    this.target = undefined;
     const closeStores = () => void Promise.all(stores.map((s) => s.close?.())).catch(() => undefined);
     if (this.pushing) this.pushing.then(closeStores, closeStores);
     else closeStores();

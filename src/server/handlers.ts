@@ -10,7 +10,7 @@ import { dropLostResults } from '../cache/lifecycle/verify.js';
 import { openImport, readManifest, type ImportTarget } from '../cache/remote/index.js';
 import { formatCacheSpec, type CacheSpec } from '../cache/spec.js';
 import type { ProgressEvent } from '../cache/transfer.js';
-import { asBkError, BkError, invalidArgument, isNotFound, notFound } from '../errors.js';
+import { asBkError, BkError, invalidArgument, isNotFound, notFound, resourceExhausted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { verified } from '../store/content.js';
 import { authenticate, type Caller } from './access.js';
@@ -27,6 +27,7 @@ import type {
   WireImportResponse,
   WireInspectRequest,
   WireInspectResponse,
+  WireSpec,
 } from '../api/proto.js';
 import { ProgressToWire } from '../api/progress.js';
 import { checkDigest, descriptorFromWire, descriptorToWire, graphToWire, specLabel, statsToWire, summaryToWire } from '../api/wire.js';
@@ -88,6 +89,21 @@ function unary<Req, Res, P>(
   };
 }
 
+/**
+ * The sources of an Import or Copy, each authorized as a chain (a tier spec
+ * expands to several), within limits.maxSources counted before and after
+ * expansion, so an oversize list is refused before any spec is parsed.
+ */
+function readSources(ctx: ServerContext, method: string, sources: WireSpec[] | null | undefined, caller: Caller): CacheSpec[][] {
+  if (!sources?.length) throw invalidArgument(`${method} needs at least one source`, { reason: 'invalid-spec' });
+  const max = ctx.cfg.limits.maxSources;
+  const tooMany = () => resourceExhausted(`${method} names more than ${max} sources (limits.maxSources)`, { reason: 'too-many-sources' });
+  if (sources.length > max) throw tooMany();
+  const chains = sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
+  if (chains.reduce((n, c) => n + c.length, 0) > max) throw tooMany();
+  return chains;
+}
+
 /** Tier specs expand to several; these are the request's sources, flattened, each with its request position. */
 function flatten(chains: CacheSpec[][]): { specs: CacheSpec[]; origin: number[] } {
   const specs: CacheSpec[] = [];
@@ -110,8 +126,7 @@ export function importHandler(ctx: ServerContext) {
     ctx,
     'Import',
     (req, caller, t) => {
-      if (!req.sources?.length) throw invalidArgument('Import needs at least one source', { reason: 'invalid-spec' });
-      const flat = flatten(req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`)));
+      const flat = flatten(readSources(ctx, 'Import', req.sources, caller));
       t.fields.sources = flat.specs.map(specLabel);
       return flat;
     },
@@ -182,9 +197,8 @@ export function inspectHandler(ctx: ServerContext) {
  */
 type CopyPlan = { from: CacheSpec[][]; to: CacheSpec };
 
-function authorizeCopy(req: WireCopyRequest, caller: Caller, t: CallTracker): CopyPlan {
-  if (!req.sources?.length) throw invalidArgument('Copy needs at least one source', { reason: 'invalid-spec' });
-  const from = req.sources.map((s, i) => caller.readChain(s, `sources[${i}]`));
+function authorizeCopy(ctx: ServerContext, req: WireCopyRequest, caller: Caller, t: CallTracker): CopyPlan {
+  const from = readSources(ctx, 'Copy', req.sources, caller);
   const to = caller.writeTarget(req.target, 'the target').spec;
   Object.assign(t.fields, { sources: from.flat().map(specLabel), target: specLabel(to) });
   return { from, to };
@@ -225,7 +239,7 @@ async function runCopy(
 }
 
 export function copyHandler(ctx: ServerContext) {
-  return unary<WireCopyRequest, WireCopyResponse, CopyPlan>(ctx, 'Copy', authorizeCopy, (plan, _req, signal, t, caller) =>
+  return unary<WireCopyRequest, WireCopyResponse, CopyPlan>(ctx, 'Copy', (req, caller, t) => authorizeCopy(ctx, req, caller, t), (plan, _req, signal, t, caller) =>
     runCopy(ctx, plan, signal, t, caller),
   );
 }
@@ -238,7 +252,7 @@ export function copyStreamHandler(ctx: ServerContext) {
       'CopyStream',
       ctx.importSlots,
       call,
-      (caller, t) => authorizeCopy(call.request, caller, t),
+      (caller, t) => authorizeCopy(ctx, call.request, caller, t),
       (plan, signal, t, caller) =>
         runCopy(ctx, plan, signal, t, caller, (e) => {
           const p = toWire.convert(e);

@@ -7,7 +7,7 @@ import { importChain } from '../../src/cache/operations.js';
 import { BkError } from '../../src/errors.js';
 import { digestBytes } from '../../src/oci/digest.js';
 import { cacheProto, type WireGraph, type WireImportResponse } from '../../src/api/proto.js';
-import { DEFAULT_GRAPH_LIMITS, GraphAssembler, graphFromWire, graphToWire, splitGraph, wireGraphBytes } from '../../src/api/wire.js';
+import { DEFAULT_GRAPH_LIMITS, DEFAULT_MAX_GRAPH_BYTES, GraphAssembler, graphFromWire, graphToWire, splitGraph, wireGraphBytes } from '../../src/api/wire.js';
 import { BK, GRAPH_200 } from '../fixtures.js';
 
 /** Encodes and decodes a graph exactly as it travels in an ImportResponse. */
@@ -161,6 +161,32 @@ describe('hostile graphs', () => {
     const e = errOf(() => a.add(part(600)));
     expect([e.code, e.reason]).toEqual(['RESOURCE_EXHAUSTED', 'graph-too-large']);
     expect(wireGraphBytes(part(0))).toBeGreaterThan(200_000);
+  });
+
+  it('charges every input slot a link opens: 20 000 links to input 4 095 are refused, not built (82 million groups)', () => {
+    const n = 20_000;
+    const part = {
+      records: Array.from({ length: n }, (_, i) => rec(i)),
+      links: Array.from({ length: n - 1 }, (_, i) => ({ record_id: i + 1, src_id: 0, input: 4095, selector: '' })),
+      results: [],
+    };
+    expect(wireGraphBytes(part)).toBeLessThan(DEFAULT_MAX_GRAPH_BYTES / 3); // short on the wire
+    const e = errOf(() => new GraphAssembler().add(part));
+    expect([e.code, e.reason]).toEqual(['RESOURCE_EXHAUSTED', 'graph-too-large']);
+    // Slots are counted once per record: more links to the same inputs cost only their own bytes.
+    const a = new GraphAssembler({ ...DEFAULT_GRAPH_LIMITS, maxGraphBytes: 200_000 });
+    a.add({ records: [rec(0), rec(1)], links: [{ record_id: 1, src_id: 0, input: 4095, selector: '' }], results: [] });
+    for (let i = 0; i < 50; i++) a.add({ records: [], links: [{ record_id: 1, src_id: 0, input: 4095 - i, selector: `s${i}` }], results: [] });
+    expect(a.build().nodes[1]!.links).toHaveLength(4096);
+  });
+
+  it('decoding an answer bounds input slots too: an index past maxInputs, or more slots than a 16 MiB config can name, is refused', () => {
+    const links = (n: number, input: number) => Array.from({ length: n }, (_, i) => ({ record_id: i + 1, src_id: 0, input, selector: '' }));
+    const records = (n: number) => Array.from({ length: n }, (_, i) => rec(i));
+    expect(errOf(() => graphFromWire({ records: records(2), links: links(1, 1_000_000), results: [] })).code).toBe('INVALID_ARGUMENT');
+    const e = errOf(() => graphFromWire({ records: records(3001), links: links(3000, 4095), results: [] }));
+    expect([e.code, e.reason]).toEqual(['RESOURCE_EXHAUSTED', 'graph-too-large']);
+    expect(graphFromWire({ records: records(11), links: links(10, 4095), results: [] }).nodes[1]!.links).toHaveLength(4096);
   });
 
   it('a hint source of 2^32-1 costs nothing', () => {
