@@ -42,6 +42,15 @@ export function chainKeys(layers: readonly { digest: string }[]): string[] {
   return keys;
 }
 
+/**
+ * The empty "layers" and "chains" of the records that have none, one frozen
+ * array for all: most records of a large cache have no result and none has
+ * chains, and two empty arrays per record were a tenth of what marshalling
+ * 20 000 records allocated. Frozen, so a caller that tried to add to one
+ * would fail loudly rather than change every record.
+ */
+const NONE = Object.freeze([]) as unknown as never[];
+
 function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -197,8 +206,8 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
     }
     const layer = resultLayer[old]!;
     outRecords[r] = {
-      results: layer === -1 ? [] : [{ layer: layers[layer]!.newIndex, createdAt: g.result[old]!.createdAt }],
-      chains: [],
+      results: layer === -1 ? NONE : [{ layer: layers[layer]!.newIndex, createdAt: g.result[old]!.createdAt }],
+      chains: NONE,
       digest: g.digest[old]!,
       inputs,
     };
