@@ -3,6 +3,9 @@
 // must reproduce Go's bytes exactly: field order, omitempty, HTML-safe escaping
 // and RFC 3339 times. https://pkg.go.dev/encoding/json#Marshal
 import { invalidArgument } from '../errors.js';
+import { GoFloat, goParse } from './go-json-parse.js';
+
+export { GoFloat } from './go-json-parse.js';
 
 // Characters that need no escaping under json.Marshal (escapeHTML on).
 const SAFE = /^[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e\u0080-\u2027\u202a-\ud7ff\ue000-\uffff]*$/;
@@ -94,14 +97,23 @@ export function canonicalGoTime(s: string): string {
  * case-insensitive one; with several candidates, the last in the text wins.
  */
 export function goField(obj: Record<string, unknown>, name: string): unknown {
-  const lower = name.toLowerCase();
+  const folded = goFold(name);
   let found: unknown = undefined;
-  for (const k in obj) if (k === name || k.toLowerCase() === lower) found = obj[k];
+  for (const k in obj) if (k === name || goFold(k) === folded) found = obj[k];
   return found;
 }
 
+/**
+ * Go folds names by Unicode simple case folding (bytes.EqualFold), under
+ * which two non-ASCII letters equal ASCII ones: U+017F (long s) is "s" and
+ * U+212A (Kelvin) is "k". So "ſize" names the field size.
+ */
+function goFold(s: string): string {
+  return s.replace(/\u017f/g, 's').replace(/\u212a/g, 'k').toLowerCase();
+}
+
 export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof GoFloat);
 }
 
 /**
@@ -110,6 +122,7 @@ export function isObject(v: unknown): v is Record<string, unknown> {
  * (it parses: JSON.parse is iterative) would overflow the stack.
  */
 function preview(v: unknown): string {
+  if (v instanceof GoFloat) return `number ${v.text.slice(0, 40)}`;
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object' && v !== null) return 'an object';
   return (JSON.stringify(v) ?? String(v)).slice(0, 40);
@@ -163,11 +176,11 @@ export function goStringMapField(v: unknown, where: string): Record<string, stri
   return out;
 }
 
-/** Parses JSON bytes, mapping syntax errors to a typed error. */
+/** Parses JSON bytes as encoding/json does (go-json-parse.ts), mapping syntax errors to a typed error. */
 export function parseJsonBytes(data: Uint8Array | string, what: string): unknown {
   const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
   try {
-    return JSON.parse(text);
+    return goParse(text);
   } catch (err) {
     throw invalidArgument(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err, reason: 'malformed-json' });
   }
