@@ -48,7 +48,10 @@ export function inlineCacheFromImage(
   }
   const raw = goField(img, INLINE_CACHE_KEY);
   if (raw === undefined || raw === null) return { skipped: 'image has no inline cache' };
-  if (typeof raw !== 'string' || !/^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/.test(raw)) {
+  // Go decodes a []byte field with base64.StdEncoding: padding required (a
+  // length, line breaks left out, that is a multiple of 4); Buffer.from would
+  // decode a prefix of anything.
+  if (typeof raw !== 'string' || !/^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/.test(raw) || raw.replace(/[\r\n]/g, '').length % 4 !== 0) {
     throw invalidArgument(`${INLINE_CACHE_KEY} is not base64`, { reason: 'malformed-inline-cache' });
   }
   const records = goArray(parseJsonBytes(Buffer.from(raw, 'base64'), INLINE_CACHE_KEY), INLINE_CACHE_KEY).map((r, i) =>
