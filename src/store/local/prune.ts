@@ -254,7 +254,7 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
   const dryRun = opts.dryRun === true;
   // Validate before the lock: the lock is a write, and a refused directory gets none.
   await keepSet(dir, await readLayoutStrict(dir));
-  const run = async (): Promise<PruneResult> => {
+  const run = async (held: () => void = () => undefined): Promise<PruneResult> => {
     // Again under the lock: index.json may have changed meanwhile.
     const keep = new Set((await keepSet(dir, await readLayoutStrict(dir))).keys());
     for (const d of await leasedDigests(dir, dryRun)) keep.add(d);
@@ -275,6 +275,7 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
         const st = await fs.lstat(file).catch(() => undefined);
         if (!st?.isFile()) continue;
         if (!dryRun) {
+          held();
           forgetIntact(file);
           await fs.rm(file, { force: true });
         }
@@ -288,5 +289,5 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
     res.tempBytes = swept.bytes;
     return res;
   };
-  return dryRun ? run() : withIndexLock(dir, run);
+  return dryRun ? run() : withIndexLock(dir, (held) => run(held));
 }
