@@ -148,6 +148,22 @@ export function goStr(v: unknown, where: string): string {
   return v;
 }
 
+/**
+ * Decodes a Go []byte field: a base64 string as base64.StdEncoding reads it
+ * (padding required, line breaks skipped, bits past the last byte ignored).
+ * Returns the canonical base64 that json.Marshal writes back; "" for absent
+ * or null. Buffer.from(s, 'base64') alone decodes a prefix of anything.
+ */
+export function goBytes(v: unknown, where: string): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type []byte`, { reason: 'type-mismatch' });
+  const s = v.replace(/[\r\n]/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) {
+    throw invalidArgument(`${where} is not base64 (illegal base64 data)`, { reason: 'malformed-base64' });
+  }
+  return Buffer.from(s, 'base64').toString('base64');
+}
+
 /** Decodes a Go slice: absent or null is an empty slice. */
 export function goArray(v: unknown, where: string): unknown[] {
   if (v === undefined || v === null) return [];
