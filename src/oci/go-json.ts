@@ -2,7 +2,7 @@
 // BuildKit's configs and manifests are content-addressed, so re-encoding them
 // must reproduce Go's bytes exactly: field order, omitempty, HTML-safe escaping
 // and RFC 3339 times. https://pkg.go.dev/encoding/json#Marshal
-import { invalidArgument } from '../errors.js';
+import { BkError, invalidArgument } from '../errors.js';
 import { GoFloat, goParse } from './go-json-parse.js';
 
 export { GoFloat } from './go-json-parse.js';
@@ -198,6 +198,7 @@ export function parseJsonBytes(data: Uint8Array | string, what: string): unknown
   try {
     return goParse(text);
   } catch (err) {
+    if (err instanceof BkError) throw err;
     throw invalidArgument(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err, reason: 'malformed-json' });
   }
 }
