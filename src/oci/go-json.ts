@@ -60,7 +60,9 @@ export function goStringMap(m: Record<string, string>): string {
 
 export const GO_ZERO_TIME = '0001-01-01T00:00:00Z';
 
-const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+// Upper-case T and Z only: RFC 3339 allows "t" and "z", but Go's
+// parseStrictRFC3339 (time.Time.UnmarshalJSON since Go 1.20) refuses them.
+const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))$/;
 
 function daysIn(year: number, month: number): number {
   if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;

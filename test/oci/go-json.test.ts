@@ -54,7 +54,9 @@ describe('canonicalGoTime', () => {
     expect(canonicalGoTime(GO_ZERO_TIME)).toBe('0001-01-01T00:00:00Z');
   });
   it('rejects what time.Parse rejects', () => {
-    for (const bad of ['2026-13-01T00:00:00Z', '2026-02-30T00:00:00Z', '2026-11-22 09:42:52Z', '2026-11-22T25:00:00Z', 'yesterday']) {
+    const lowerCase = ['2026-11-22t09:42:52Z', '2026-11-22T09:42:52z', '2026-11-22t09:42:52.5z'];
+    const odd = ['2026-11-22T09:42:52,5Z', '2026-11-22T09:42:52.Z', '2026-11-22T09:42:60Z', '2026-11-22T09:42:52+24:00', '+2026-11-22T09:42:52Z'];
+    for (const bad of ['2026-13-01T00:00:00Z', '2026-02-30T00:00:00Z', '2026-11-22 09:42:52Z', '2026-11-22T25:00:00Z', 'yesterday', ...lowerCase, ...odd]) {
       expect(() => canonicalGoTime(bad)).toThrow(/invalid time/);
     }
     expect(canonicalGoTime('2024-02-29T00:00:00Z')).toBe('2024-02-29T00:00:00Z');
