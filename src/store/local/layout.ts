@@ -178,7 +178,7 @@ export async function withIndexLock<T>(dir: string, fn: (held: () => void) => Pr
   }
 }
 
-/** Adds or replaces the entry for `tag`, as BuildKit's ociindex.Put does. */
+/** Adds or replaces the entry for `tag`, as BuildKit's ociindex.Put does (one entry per tag). */
 export function putTag(idx: ImageIndex, desc: Descriptor, tag: string): ImageIndex {
   const entry: Descriptor = {
     mediaType: desc.mediaType,
@@ -186,9 +186,13 @@ export function putTag(idx: ImageIndex, desc: Descriptor, tag: string): ImageInd
     size: desc.size,
     annotations: { ...(desc.annotations ?? {}), [ANNOTATION_REF_NAME]: tag },
   };
-  const manifests = [...idx.manifests];
-  const at = manifests.findIndex((m) => m.annotations?.[ANNOTATION_REF_NAME] === tag);
-  if (at >= 0) manifests[at] = entry;
+  // Replaces the first entry of the tag in place and drops any other: an
+  // index.json written by hand or by another tool may name one tag twice, and
+  // a stale duplicate would keep naming the old manifest (for prune, for a
+  // reader that takes the last match).
+  const at = idx.manifests.findIndex((m) => m.annotations?.[ANNOTATION_REF_NAME] === tag);
+  const manifests = idx.manifests.filter((m, i) => i === at || m.annotations?.[ANNOTATION_REF_NAME] !== tag);
+  if (at >= 0) manifests[manifests.indexOf(idx.manifests[at]!)] = entry;
   else manifests.push(entry);
   return { ...idx, schemaVersion: idx.schemaVersion || 2, manifests };
 }
