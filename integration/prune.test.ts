@@ -129,7 +129,7 @@ describe('a daemon SIGKILLed mid-export (item 13)', () => {
 
   /** Exports a complete cache, then starts a second export that stalls, and SIGKILLs the daemon once ingest files hold bytes. */
   async function killMidExport(root?: string): Promise<{ d: DaemonProcess; dest: string; first: string }> {
-    const d = await startDaemon(root ? { args: ['--root', root] } : {});
+    const d = await startDaemon(root ? { root } : {});
     started.push(d);
     const dest = path.join(root ?? d.root, 'cache', 'app');
     const c = connect(d.addr);
@@ -174,7 +174,7 @@ describe('a daemon SIGKILLed mid-export (item 13)', () => {
 
   it('the next daemon start on the same root removes them', async () => {
     const { d, dest, first } = await killMidExport();
-    const next = await startDaemon({ args: ['--root', d.root] });
+    const next = await startDaemon({ root: d.root });
     started.push(next);
     expect(ingests(dest)).toEqual([]);
     await expectComplete(dest, first);

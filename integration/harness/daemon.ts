@@ -30,10 +30,11 @@ function serveArgv(): string[] {
   return [BIN, 'serve'];
 }
 
-export async function startDaemon(opts: { args?: string[]; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<DaemonProcess> {
+/** `root`: a store root to reuse (a restart on the same root); default a fresh one. */
+export async function startDaemon(opts: { args?: string[]; env?: Record<string, string>; timeoutMs?: number; root?: string } = {}): Promise<DaemonProcess> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bkcache-daemon-'));
   const sock = path.join(dir, 'bkcache.sock');
-  const root = path.join(dir, 'root');
+  const root = opts.root ?? path.join(dir, 'root');
   const argv = [...serveArgv(), '--addr', `unix://${sock}`, '--root', root, ...(opts.args ?? [])];
   const proc = spawn(process.execPath, argv, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];

@@ -5,7 +5,7 @@
 // come from rootfs.diff_ids, created and description from non-empty history.
 import { invalidArgument } from '../errors.js';
 import { ANNOTATION_CREATED_AT, ANNOTATION_DESCRIPTION, ANNOTATION_UNCOMPRESSED, type Descriptor } from '../oci/descriptor.js';
-import { canonicalGoTime, goArray, goField, goObject, goStr, isObject, parseJsonBytes } from '../oci/go-json.js';
+import { canonicalGoTime, goArray, goBytes, goField, goObject, goStr, isObject, parseJsonBytes } from '../oci/go-json.js';
 import type { ImageManifest } from '../oci/manifest.js';
 import { decodeRecord, type CacheConfig } from './config.js';
 import type { DescriptorMap } from './parse.js';
@@ -48,10 +48,9 @@ export function inlineCacheFromImage(
   }
   const raw = goField(img, INLINE_CACHE_KEY);
   if (raw === undefined || raw === null) return { skipped: 'image has no inline cache' };
-  if (typeof raw !== 'string' || !/^[A-Za-z0-9+/\r\n]*={0,2}[\r\n]*$/.test(raw)) {
-    throw invalidArgument(`${INLINE_CACHE_KEY} is not base64`, { reason: 'malformed-inline-cache' });
-  }
-  const records = goArray(parseJsonBytes(Buffer.from(raw, 'base64'), INLINE_CACHE_KEY), INLINE_CACHE_KEY).map((r, i) =>
+  // A []byte field: strict base64 as Go reads it (goBytes).
+  const cache = goBytes(raw, INLINE_CACHE_KEY);
+  const records = goArray(parseJsonBytes(Buffer.from(cache, 'base64'), INLINE_CACHE_KEY), INLINE_CACHE_KEY).map((r, i) =>
     decodeRecord(r, `${INLINE_CACHE_KEY}[${i}]`),
   );
   const { dates, createdBy } = layerHistory(img);

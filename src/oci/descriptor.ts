@@ -4,6 +4,7 @@ import { invalidArgument } from '../errors.js';
 import { parseDigest, type Digest } from './digest.js';
 import {
   goArray,
+  goBytes,
   goField,
   goInt,
   goObject,
@@ -71,7 +72,7 @@ export function decodeDescriptor(v: unknown, where = 'descriptor'): Descriptor {
   if (urls.length) d.urls = urls;
   const ann = goStringMapField(goField(v, 'annotations'), `${where}.annotations`);
   if (ann && Object.keys(ann).length) d.annotations = ann;
-  const data = goStr(goField(v, 'data'), `${where}.data`);
+  const data = goBytes(goField(v, 'data'), `${where}.data`);
   if (data) d.data = data;
   const platform = decodePlatform(goField(v, 'platform'), `${where}.platform`);
   if (platform) d.platform = platform;

@@ -2,7 +2,10 @@
 // BuildKit's configs and manifests are content-addressed, so re-encoding them
 // must reproduce Go's bytes exactly: field order, omitempty, HTML-safe escaping
 // and RFC 3339 times. https://pkg.go.dev/encoding/json#Marshal
-import { invalidArgument } from '../errors.js';
+import { BkError, invalidArgument } from '../errors.js';
+import { GoFloat, goParse } from './go-json-parse.js';
+
+export { GoFloat } from './go-json-parse.js';
 
 // Characters that need no escaping under json.Marshal (escapeHTML on).
 const SAFE = /^[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e\u0080-\u2027\u202a-\ud7ff\ue000-\uffff]*$/;
@@ -57,7 +60,9 @@ export function goStringMap(m: Record<string, string>): string {
 
 export const GO_ZERO_TIME = '0001-01-01T00:00:00Z';
 
-const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+// Upper-case T and Z only: RFC 3339 allows "t" and "z", but Go's
+// parseStrictRFC3339 (time.Time.UnmarshalJSON since Go 1.20) refuses them.
+const TIME_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:(Z)|([+-])(\d{2}):(\d{2}))$/;
 
 function daysIn(year: number, month: number): number {
   if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
@@ -94,14 +99,23 @@ export function canonicalGoTime(s: string): string {
  * case-insensitive one; with several candidates, the last in the text wins.
  */
 export function goField(obj: Record<string, unknown>, name: string): unknown {
-  const lower = name.toLowerCase();
+  const folded = goFold(name);
   let found: unknown = undefined;
-  for (const k in obj) if (k === name || k.toLowerCase() === lower) found = obj[k];
+  for (const k in obj) if (k === name || goFold(k) === folded) found = obj[k];
   return found;
 }
 
+/**
+ * Go folds names by Unicode simple case folding (bytes.EqualFold), under
+ * which two non-ASCII letters equal ASCII ones: U+017F (long s) is "s" and
+ * U+212A (Kelvin) is "k". So "ſize" names the field size.
+ */
+function goFold(s: string): string {
+  return s.replace(/\u017f/g, 's').replace(/\u212a/g, 'k').toLowerCase();
+}
+
 export function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof GoFloat);
 }
 
 /**
@@ -110,6 +124,7 @@ export function isObject(v: unknown): v is Record<string, unknown> {
  * (it parses: JSON.parse is iterative) would overflow the stack.
  */
 function preview(v: unknown): string {
+  if (v instanceof GoFloat) return `number ${v.text.slice(0, 40)}`;
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'object' && v !== null) return 'an object';
   return (JSON.stringify(v) ?? String(v)).slice(0, 40);
@@ -133,6 +148,22 @@ export function goStr(v: unknown, where: string): string {
     });
   }
   return v;
+}
+
+/**
+ * Decodes a Go []byte field: a base64 string as base64.StdEncoding reads it
+ * (padding required, line breaks skipped, bits past the last byte ignored).
+ * Returns the canonical base64 that json.Marshal writes back; "" for absent
+ * or null. Buffer.from(s, 'base64') alone decodes a prefix of anything.
+ */
+export function goBytes(v: unknown, where: string): string {
+  if (v === undefined || v === null) return '';
+  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type []byte`, { reason: 'type-mismatch' });
+  const s = v.replace(/[\r\n]/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) {
+    throw invalidArgument(`${where} is not base64 (illegal base64 data)`, { reason: 'malformed-base64' });
+  }
+  return Buffer.from(s, 'base64').toString('base64');
 }
 
 /** Decodes a Go slice: absent or null is an empty slice. */
@@ -163,12 +194,13 @@ export function goStringMapField(v: unknown, where: string): Record<string, stri
   return out;
 }
 
-/** Parses JSON bytes, mapping syntax errors to a typed error. */
+/** Parses JSON bytes as encoding/json does (go-json-parse.ts), mapping syntax errors to a typed error. */
 export function parseJsonBytes(data: Uint8Array | string, what: string): unknown {
   const text = typeof data === 'string' ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
   try {
-    return JSON.parse(text);
+    return goParse(text);
   } catch (err) {
+    if (err instanceof BkError) throw err;
     throw invalidArgument(`${what} is not valid JSON: ${(err as Error).message}`, { cause: err, reason: 'malformed-json' });
   }
 }

@@ -1,5 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalGoTime, goField, goInt, goStr, goString, goStringMap, GO_ZERO_TIME } from '../../src/oci/go-json.js';
+import { BkError } from '../../src/errors.js';
+import { decodeDescriptor } from '../../src/oci/descriptor.js';
+import {
+  canonicalGoTime,
+  goField,
+  GoFloat,
+  goInt,
+  goObject,
+  goStr,
+  goString,
+  goStringMap,
+  GO_ZERO_TIME,
+  parseJsonBytes,
+} from '../../src/oci/go-json.js';
+import { MAX_JSON_CONTAINERS } from '../../src/oci/go-json-parse.js';
 
 describe('goString', () => {
   it('escapes like encoding/json with HTML escaping on', () => {
@@ -40,7 +54,9 @@ describe('canonicalGoTime', () => {
     expect(canonicalGoTime(GO_ZERO_TIME)).toBe('0001-01-01T00:00:00Z');
   });
   it('rejects what time.Parse rejects', () => {
-    for (const bad of ['2026-13-01T00:00:00Z', '2026-02-30T00:00:00Z', '2026-11-22 09:42:52Z', '2026-11-22T25:00:00Z', 'yesterday']) {
+    const lowerCase = ['2026-11-22t09:42:52Z', '2026-11-22T09:42:52z', '2026-11-22t09:42:52.5z'];
+    const odd = ['2026-11-22T09:42:52,5Z', '2026-11-22T09:42:52.Z', '2026-11-22T09:42:60Z', '2026-11-22T09:42:52+24:00', '+2026-11-22T09:42:52Z'];
+    for (const bad of ['2026-13-01T00:00:00Z', '2026-02-30T00:00:00Z', '2026-11-22 09:42:52Z', '2026-11-22T25:00:00Z', 'yesterday', ...lowerCase, ...odd]) {
       expect(() => canonicalGoTime(bad)).toThrow(/invalid time/);
     }
     expect(canonicalGoTime('2024-02-29T00:00:00Z')).toBe('2024-02-29T00:00:00Z');
@@ -66,5 +82,74 @@ describe('decoding errors on deeply nested input', () => {
     const deep = JSON.parse('['.repeat(1e6) + ']'.repeat(1e6)) as unknown;
     expect(() => goInt(deep, 'size')).toThrow('cannot decode an array into size of type int');
     expect(() => goStr({ a: deep }, 'digest')).toThrow('cannot decode an object into digest of type string');
+  });
+});
+
+describe('parseJsonBytes decodes what encoding/json decodes', () => {
+  it('a repeated key counts as written last: {"size":1,"Size":2,"size":3} has size 3, as in Go', () => {
+    const doc = parseJsonBytes('{"size":1,"Size":2,"size":3}', 'x') as Record<string, unknown>;
+    expect(goField(doc, 'size')).toBe(3);
+    const desc = decodeDescriptor(
+      parseJsonBytes(`{"digest":"sha256:${'a'.repeat(64)}","size":1,"Size":2,"size":3}`, 'x'),
+    );
+    expect(desc.size).toBe(3);
+  });
+  it('folds field names as bytes.EqualFold does: U+017F is "s", U+212A is "k"', () => {
+    expect(goField(parseJsonBytes('{"size":1,"\u017fize":5}', 'x') as Record<string, unknown>, 'size')).toBe(5);
+    expect(goField({ \u212aey: 2 }, 'key')).toBe(2);
+  });
+  it('refuses 1.0, 1e3 and -0.0 for an int, as strconv.ParseInt does', () => {
+    for (const n of ['1.0', '1e3', '1E0', '-0.0', '2.5e1']) {
+      const doc = parseJsonBytes(`{"size":${n}}`, 'x') as Record<string, unknown>;
+      expect(() => goInt(goField(doc, 'size'), 'size')).toThrow(`cannot decode number ${n} into size of type int`);
+    }
+    expect(goInt(goField(parseJsonBytes('{"size":-0}', 'x') as Record<string, unknown>, 'size'), 'size')).toBe(-0);
+    expect(() => decodeDescriptor(parseJsonBytes(`{"digest":"sha256:${'a'.repeat(64)}","size":12.0}`, 'x'))).toThrow(BkError);
+    // A float is no object either (Go: cannot unmarshal number into a struct).
+    expect(() => goObject(parseJsonBytes('1.5', 'x'), 'platform')).toThrow(/non-object/);
+  });
+  it('decodes an escaped lone surrogate as U+FFFD, so two of them are one key', () => {
+    const doc = parseJsonBytes('{"a\\ud800":"x","a\\udc00":"y","p":"\\ud83d\\ude00\\ud800\\u0041"}', 'x') as Record<string, string>;
+    expect(Object.keys(doc)).toEqual(['a\ufffd', 'p']);
+    expect(doc['a\ufffd']).toBe('y');
+    expect(doc.p).toBe('\u{1f600}\ufffdA');
+  });
+  it('keeps "__proto__" an ordinary key', () => {
+    const doc = parseJsonBytes('{"__proto__":{"polluted":1},"a":1}', 'x') as Record<string, unknown>;
+    expect(Object.keys(doc)).toEqual(['__proto__', 'a']);
+    expect(Object.getPrototypeOf(doc)).toBe(Object.prototype);
+    expect((doc as { polluted?: number }).polluted).toBeUndefined();
+  });
+  it('refuses nesting deeper than Go\'s 10000 levels with a typed error, and takes 10000', () => {
+    expect(parseJsonBytes('['.repeat(10000) + ']'.repeat(10000), 'x')).toBeInstanceOf(Array);
+    const deep = () => parseJsonBytes('['.repeat(1e6) + ']'.repeat(1e6), 'deep');
+    expect(deep).toThrow(BkError);
+    expect(deep).toThrow(/exceeded max depth/);
+    expect(() => parseJsonBytes('{"a":'.repeat(10001) + '1' + '}'.repeat(10001), 'x')).toThrow(/exceeded max depth/);
+  });
+  it('refuses what Go\'s scanner refuses, with a typed error', () => {
+    for (const bad of ['', ' ', '\ufeff{}', '{}x', '{} {}', '{"a":1,}', '[1,]', '{"a" 1}', "{'a':1}", '01', '1.', '.5', '+1', '"\\x"', '"\\u12"', '"a\tb"', 'nul', 'NaN', '[', '{"a":', '"abc']) {
+      expect(() => parseJsonBytes(bad, 'doc'), JSON.stringify(bad)).toThrow(BkError);
+    }
+    // and takes what it takes, with JSON.parse's values
+    for (const ok of [' {"a" : [1, -2, "x\\/y\\n", true, false, null, {}, []]}\r\n', '"\\u00e9\\b\\f"', '0', '-12', '[1.5e-3]']) {
+      expect(JSON.parse(JSON.stringify(parseJsonBytes(ok, 'doc'), (_k, v: unknown) => (v instanceof GoFloat ? v.value : v)))).toEqual(JSON.parse(ok));
+    }
+  });
+});
+
+describe('parseJsonBytes bounds the objects and arrays of one document', () => {
+  it(`refuses more than ${MAX_JSON_CONTAINERS} with RESOURCE_EXHAUSTED (a 16 MiB config of 5.6 million "{}" took 10 s and 1.3 GB)`, () => {
+    const over = '{"records":[' + '{},'.repeat(MAX_JSON_CONTAINERS - 1) + '{}]}';
+    let err: unknown;
+    try {
+      parseJsonBytes(over, 'cache config');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(BkError);
+    expect((err as BkError).code).toBe('RESOURCE_EXHAUSTED');
+    const at = '[' + '[],'.repeat(MAX_JSON_CONTAINERS - 2) + '[]]';
+    expect((parseJsonBytes(at, 'x') as unknown[]).length).toBe(MAX_JSON_CONTAINERS - 1);
   });
 });

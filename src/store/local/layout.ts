@@ -8,7 +8,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import lockfile from 'proper-lockfile';
-import { invalidArgument, isNotFound } from '../../errors.js';
+import { BkError, invalidArgument, isNotFound } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { parseDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
@@ -137,22 +137,48 @@ export async function ensureBlobDir(file: string): Promise<void> {
   await makeDirectory(path.dirname(file));
 }
 
-/** Runs `fn` holding the layout's index lock (cross-process, stale locks are reclaimed). */
-export async function withIndexLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+/** proper-lockfile's stale time; tests shorten it (its floor is 2 s). */
+export const INDEX_LOCK_STALE_MS = { value: 10_000 };
+
+/**
+ * Runs `fn` holding the layout's index lock (cross-process, stale locks are
+ * reclaimed). The lock can be lost while held: its directory removed, or not
+ * refreshed within the stale time, so another process may have taken it.
+ * proper-lockfile's default answer throws from a timer, which crashed the
+ * whole process; here the loss is recorded, `held()` throws UNAVAILABLE from
+ * then on (call it before each write that needs the lock), and so does the
+ * end of `fn`.
+ */
+export async function withIndexLock<T>(dir: string, fn: (held: () => void) => Promise<T>): Promise<T> {
+  let lost: Error | undefined;
   const release = await lockfile.lock(dir, {
     lockfilePath: path.join(dir, LOCK_NAME + '.lock'),
     retries: { retries: 200, factor: 1.2, minTimeout: 5, maxTimeout: 200, randomize: true },
-    stale: 10_000,
+    stale: INDEX_LOCK_STALE_MS.value,
     realpath: false,
+    onCompromised: (err) => {
+      lost = err;
+    },
   });
+  const held = () => {
+    if (lost) {
+      throw new BkError('UNAVAILABLE', `lost the index lock of ${dir} (${lost.message}); nothing more was written, try again`, {
+        cause: lost,
+        reason: 'lock-lost',
+      });
+    }
+  };
   try {
-    return await fn();
+    const out = await fn(held);
+    held();
+    return out;
   } finally {
-    await release();
+    // A lost lock is no longer ours to release (release() would refuse).
+    if (!lost) await release();
   }
 }
 
-/** Adds or replaces the entry for `tag`, as BuildKit's ociindex.Put does. */
+/** Adds or replaces the entry for `tag`, as BuildKit's ociindex.Put does (one entry per tag). */
 export function putTag(idx: ImageIndex, desc: Descriptor, tag: string): ImageIndex {
   const entry: Descriptor = {
     mediaType: desc.mediaType,
@@ -160,16 +186,21 @@ export function putTag(idx: ImageIndex, desc: Descriptor, tag: string): ImageInd
     size: desc.size,
     annotations: { ...(desc.annotations ?? {}), [ANNOTATION_REF_NAME]: tag },
   };
-  const manifests = [...idx.manifests];
-  const at = manifests.findIndex((m) => m.annotations?.[ANNOTATION_REF_NAME] === tag);
-  if (at >= 0) manifests[at] = entry;
+  // Replaces the first entry of the tag in place and drops any other: an
+  // index.json written by hand or by another tool may name one tag twice, and
+  // a stale duplicate would keep naming the old manifest (for prune, for a
+  // reader that takes the last match).
+  const at = idx.manifests.findIndex((m) => m.annotations?.[ANNOTATION_REF_NAME] === tag);
+  const manifests = idx.manifests.filter((m, i) => i === at || m.annotations?.[ANNOTATION_REF_NAME] !== tag);
+  if (at >= 0) manifests[manifests.indexOf(idx.manifests[at]!)] = entry;
   else manifests.push(entry);
   return { ...idx, schemaVersion: idx.schemaVersion || 2, manifests };
 }
 
 export async function updateIndex(dir: string, update: (idx: ImageIndex) => ImageIndex | Promise<ImageIndex>): Promise<void> {
-  await withIndexLock(dir, async () => {
+  await withIndexLock(dir, async (held) => {
     const next = await update(await readIndex(dir));
+    held();
     await writeFileAtomic(path.join(dir, INDEX_FILE), encodeIndex(next));
   });
 }

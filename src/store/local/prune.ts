@@ -139,20 +139,26 @@ export function namedBy(doc: unknown): { manifests: Descriptor[]; leaves: Descri
  */
 export async function reachable(dir: string, roots: Descriptor[], strict = false): Promise<Map<string, Descriptor>> {
   const seen = new Map<string, Descriptor>();
+  // Digests read as manifests. Kept apart from `seen`: one digest can be named
+  // as a leaf (a layer type) in one place and as a manifest in another, and
+  // whichever came first must not stop the manifest's children being walked.
+  const walked = new Set<string>();
   const queue: { d: Descriptor; leafOk: boolean }[] = roots.map((d) => ({ d, leafOk: false }));
+  const done = (d: Descriptor) => walked.has(d.digest) || (seen.has(d.digest) && !isManifestMediaType(d.mediaType));
   const push = (list: Descriptor[], leafOk: boolean) => {
-    for (const d of list) if (d.digest && !seen.has(d.digest)) queue.push({ d, leafOk });
+    for (const d of list) if (d.digest && !done(d)) queue.push({ d, leafOk });
   };
   while (queue.length) {
     const { d, leafOk } = queue.pop()!;
-    if (seen.has(d.digest)) continue;
-    seen.set(d.digest, d);
+    if (done(d)) continue;
+    if (!seen.has(d.digest)) seen.set(d.digest, d);
     if (!isManifestMediaType(d.mediaType)) {
       if (strict && !leafOk && !isLeafType(d.mediaType)) {
         throw new CannotWalk(`${d.digest} has media type ${JSON.stringify(d.mediaType)}, which prune cannot tell names no other blob`);
       }
       continue;
     }
+    walked.add(d.digest);
     const doc = await readManifestDoc(dir, d, strict);
     if (doc === undefined) continue;
     try {
@@ -254,7 +260,7 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
   const dryRun = opts.dryRun === true;
   // Validate before the lock: the lock is a write, and a refused directory gets none.
   await keepSet(dir, await readLayoutStrict(dir));
-  const run = async (): Promise<PruneResult> => {
+  const run = async (held: () => void = () => undefined): Promise<PruneResult> => {
     // Again under the lock: index.json may have changed meanwhile.
     const keep = new Set((await keepSet(dir, await readLayoutStrict(dir))).keys());
     for (const d of await leasedDigests(dir, dryRun)) keep.add(d);
@@ -275,6 +281,7 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
         const st = await fs.lstat(file).catch(() => undefined);
         if (!st?.isFile()) continue;
         if (!dryRun) {
+          held();
           forgetIntact(file);
           await fs.rm(file, { force: true });
         }
@@ -288,5 +295,5 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
     res.tempBytes = swept.bytes;
     return res;
   };
-  return dryRun ? run() : withIndexLock(dir, run);
+  return dryRun ? run() : withIndexLock(dir, (held) => run(held));
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -46,6 +46,26 @@ describe('local layout specifics', () => {
     await store.delete(layer);
     await expect(store.tag(manifest, 'broken')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await expect(store.resolve('broken')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('re-tagging a tag that index.json names twice leaves one entry, in the first place', async () => {
+    const dir = tmp();
+    const store = new LocalStore(dir, { create: true });
+    const a = await pushImage(store);
+    const b = await pushImage(store);
+    const c = await pushImage(store);
+    await store.tag(a.manifest, 'x');
+    await store.tag(b.manifest, 'other');
+    // A hand-edited index.json: tag x twice.
+    const file = path.join(dir, 'index.json');
+    const idx = JSON.parse(readFileSync(file, 'utf8')) as { manifests: unknown[] };
+    idx.manifests.push({ ...(idx.manifests[0] as object) });
+    writeFileSync(file, JSON.stringify(idx));
+    await store.tag(c.manifest, 'x');
+    expect((await store.tags()).map((t) => [t.tag, t.desc.digest])).toEqual([
+      ['x', c.manifest.digest],
+      ['other', b.manifest.digest],
+    ]);
   });
 
   // Uses the built module (npm test builds first), as a real second process would.

@@ -237,3 +237,20 @@ describe('temp files of dead writers (item 13)', () => {
     }
   });
 });
+
+describe('prune walks a manifest named elsewhere as a leaf', () => {
+  it('keeps what a manifest names when an index also lists its digest under a layer type', async () => {
+    const { dir, store, manifest, orphan } = await layout(3);
+    // An index naming the manifest twice: as a manifest, then (the lie) as a layer.
+    const lie = { ...manifest, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' };
+    const idxBytes = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT.ociIndex, manifests: [manifest, lie] }));
+    const idx = blobOf(idxBytes, MT.ociIndex);
+    await store.push(idx, idxBytes);
+    await store.tag(idx, 'both');
+    rewriteIndex(dir, (i) => ({ ...i, manifests: i.manifests.filter((m) => (m.annotations as Record<string, string>)['org.opencontainers.image.ref.name'] === 'both') }));
+    const before = blobFiles(dir);
+    const res = await store.prune();
+    expect(res.blobs.map((b) => b.digest)).toEqual([orphan.digest]);
+    expect(blobFiles(dir)).toEqual(before.filter((f) => f !== `sha256/${orphan.digest.slice(7)}`));
+  });
+});
