@@ -8,6 +8,8 @@ import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
 import { RegistryError } from './errcode/index.js';
+import { safeUrl } from './hosts.js';
+import { isLoopbackHost } from './plain-http.js';
 import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
 import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
 import { ExactReader, holdbackVerified, Source, type BlobSource } from './source.js';
@@ -42,7 +44,22 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
 function locationOf(res: { headers: Record<string, string | string[] | undefined>; url: URL }, wh: string): URL {
   const loc = header(res, 'location');
   if (!loc) throw new BkError('UNAVAILABLE', `${wh}: registry sent no upload location`, { reason: 'bad-response' });
-  return new URL(loc, res.url);
+  let url: URL;
+  try {
+    url = new URL(loc, res.url);
+  } catch {
+    throw new BkError('UNAVAILABLE', `${wh}: registry sent an invalid upload location`, { reason: 'bad-response' });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new BkError('UNAVAILABLE', `${wh}: registry sent a ${url.protocol} upload location`, { reason: 'bad-response' });
+  }
+  // An https registry (or a man in the middle) moving the upload to plain
+  // HTTP would put the blob and the session state in clear; a loopback host
+  // is the one place the client itself falls back to HTTP (plain-http.ts).
+  if (res.url.protocol === 'https:' && url.protocol === 'http:' && !isLoopbackHost(url.host)) {
+    throw new BkError('UNAVAILABLE', `${wh}: registry moved the upload from https to plain HTTP (${safeUrl(url)})`, { reason: 'bad-response' });
+  }
+  return url;
 }
 
 /** The smallest chunk the registry takes, from a new upload session's answer (0: no minimum). */

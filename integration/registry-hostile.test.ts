@@ -1,0 +1,73 @@
+// A hostile registry (or a man in the middle of plain HTTP) against the
+// registry client: answers a real registry would never give, rewritten by
+// the fault proxy in front of a real one. Each case must end in a typed
+// error or a correct result, with no credentials sent where they do not belong.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { blobOf, uniqueBytes } from '../test/store/conformance.js';
+import { failure, faultyRegistry } from './harness/faulty-registry.js';
+
+const RETRY = { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50, maxElapsedMs: 10_000 };
+const env = faultyRegistry({ retry: RETRY });
+
+/** A server on another host name than the proxy's, answering 401 with a Basic challenge and recording what it was sent. */
+async function foreignServer(): Promise<{ origin: string; seen: IncomingHttpHeaders[]; stop(): Promise<void> }> {
+  const seen: IncomingHttpHeaders[] = [];
+  const server: Server = createServer((req, res) => {
+    seen.push(req.headers);
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="foreign"', 'content-type': 'application/json' });
+      res.end('{"errors":[{"code":"UNAUTHORIZED"}]}');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  // "localhost" is another host than the proxy's "127.0.0.1:port" as far as credentials go.
+  const origin = `http://localhost:${(server.address() as AddressInfo).port}`;
+  return {
+    origin,
+    seen,
+    stop: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+const isUploadStart = (r: { method: string; path: string }) => r.method === 'POST' && r.path.includes('/blobs/uploads/');
+
+describe('upload locations', () => {
+  it('an upload Location on another host gets no registry credentials, not even after its 401', async () => {
+    const foreign = await foreignServer();
+    try {
+      env.proxy.rules.push({
+        name: 'foreign-location',
+        match: isUploadStart,
+        action: { rewrite: (r) => void (r.headers.location = `${foreign.origin}/v2/upload/abc?_state=x`) },
+      });
+      const bytes = uniqueBytes(1000);
+      for (const credentials of [{ username: 'user', password: 'secret' }, { registryToken: 'registry-secret' }]) {
+        const s = env.store('hostile/location', { credentials, retry: { ...RETRY, maxAttempts: 1 } });
+        const err = await failure(s.push(blobOf(bytes), bytes));
+        expect(err.code).toBe('UNAUTHENTICATED');
+      }
+      expect(foreign.seen.length).toBe(2);
+      expect(foreign.seen.map((h) => h.authorization)).toEqual([undefined, undefined]);
+    } finally {
+      await foreign.stop();
+    }
+  });
+
+  it('an invalid or non-HTTP upload Location is a typed error, within the retry budget', async () => {
+    for (const location of ['http://[::1', 'file:///etc/passwd']) {
+      env.proxy.reset();
+      env.proxy.rules.push({ name: 'bad-location', match: isUploadStart, action: { rewrite: (r) => void (r.headers.location = location) } });
+      const bytes = uniqueBytes(500);
+      const err = await failure(env.store('hostile/badloc').push(blobOf(bytes), bytes));
+      expect(err.code).toBe('UNAVAILABLE');
+      expect(err.reason).toBe('bad-response');
+      expect(env.proxy.log.filter((r) => isUploadStart(r)).length).toBeLessThanOrEqual(RETRY.maxAttempts);
+    }
+  });
+});
