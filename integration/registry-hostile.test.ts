@@ -5,7 +5,8 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { blobOf, uniqueBytes } from '../test/store/conformance.js';
+import { MT } from '../src/oci/media-types.js';
+import { blobOf, digestOfStream, generated, uniqueBytes } from '../test/store/conformance.js';
 import { failure, faultyRegistry } from './harness/faulty-registry.js';
 
 const RETRY = { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50, maxElapsedMs: 10_000 };
@@ -69,5 +70,24 @@ describe('upload locations', () => {
       expect(err.reason).toBe('bad-response');
       expect(env.proxy.log.filter((r) => isUploadStart(r)).length).toBeLessThanOrEqual(RETRY.maxAttempts);
     }
+  });
+});
+
+describe('chunked uploads', () => {
+  it('an OCI-Chunk-Min-Length far above any real limit gets one streamed PUT, not a whole layer buffered as one chunk', async () => {
+    env.proxy.rules.push({
+      name: 'huge-min-chunk',
+      match: isUploadStart,
+      action: { rewrite: (r) => void (r.headers['oci-chunk-min-length'] = String(2 ** 40)) },
+    });
+    const size = 12 << 20;
+    const open = generated(size, 21);
+    const { digest } = await digestOfStream(open());
+    const d = { mediaType: MT.ociLayerGzip, digest, size };
+    const s = env.store('hostile/chunk', { chunkSize: 5 << 20 });
+    expect(await s.push(d, open)).toEqual({ outcome: 'uploaded', bytes: size });
+    expect(env.proxy.log.filter((r) => r.method === 'PATCH').length).toBe(0);
+    expect(env.proxy.log.filter((r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/')).length).toBe(1);
+    expect(await digestOfStream(await s.fetch(d))).toEqual({ digest, size });
   });
 });

@@ -17,6 +17,14 @@ import { ExactReader, holdbackVerified, Source, type BlobSource } from './source
 /** The smallest PATCH we send but for the last: S3-backed registries reject smaller parts. */
 export const MIN_CHUNK = 5 << 20;
 
+/**
+ * The largest chunk a registry's OCI-Chunk-Min-Length can make us hold in
+ * memory. A chunk is buffered (to resend it after a failure), so a registry
+ * asking for more (a lie, or a limit no real registry has) gets one streamed
+ * PUT instead: a layer is never buffered.
+ */
+export const MAX_REGISTRY_CHUNK = 64 << 20;
+
 export interface BlobPushOptions {
   signal?: AbortSignal;
   onProgress?: (sent: number) => void;
@@ -332,11 +340,12 @@ export async function pushBlob(ctx: RepoContext, desc: Descriptor, content: Blob
       if (m.mounted) return { outcome: 'mounted', bytes: 0 };
       first = m;
     }
-    const chunked = ctx.endpoint.settings.chunkSize !== undefined;
+    const chunkSize = ctx.endpoint.settings.chunkSize;
     await withRetry(
       async () => {
         const start = first ?? (await startUpload(ctx, desc, opts.signal));
         first = undefined;
+        const chunked = chunkSize !== undefined && start.minChunk <= Math.max(chunkSize, MAX_REGISTRY_CHUNK);
         try {
           if (chunked) await uploadChunked(ctx, desc, src, start, opts);
           else await uploadMonolithic(ctx, desc, src, start.location, opts);
