@@ -186,7 +186,7 @@ export class RegistryClient {
       // A one-shot body is gone: the caller restarts the whole operation,
       // which goes out with the now-known scheme.
       if (req.replayable === false) throw await this.auth.finalError(req.registry, challenges, req.what);
-      authz = await this.auth.reauthorize(host, req.registry, challenges, req.scopes, req.what);
+      authz = await this.auth.reauthorize(req.url, req.registry, challenges, req.scopes, req.what);
       res = await this.sendFollowing(req, authz);
       if (res.status === 401) {
         const again = parseChallenges(res.headers['www-authenticate']);

@@ -1,0 +1,51 @@
+// Where the Authorizer lets credentials go when a 401 names a token realm.
+// The token endpoint is a recording function: the point is which requests
+// are made at all, which no real token server can show.
+import { describe, expect, it } from 'vitest';
+import { BkError } from '../../../src/errors.js';
+import { Authorizer } from '../../../src/store/registry/auth/authorizer.js';
+import { parseChallenges } from '../../../src/store/registry/auth/challenge.js';
+import type { TokenHttp } from '../../../src/store/registry/auth/token.js';
+
+function authorizer() {
+  const asked: URL[] = [];
+  const http: TokenHttp = async ({ url }) => {
+    asked.push(url);
+    return { status: 200, text: JSON.stringify({ token: 'tok', expires_in: 300 }) };
+  };
+  const auth = new Authorizer(async () => ({ username: 'user', password: 'secret' }), http);
+  return { auth, asked };
+}
+
+const reauth = (auth: Authorizer, registryUrl: string, realm: string) =>
+  auth.reauthorize(new URL(registryUrl), new URL(registryUrl).host, parseChallenges(`Bearer realm="${realm}",service="svc"`), ['repository:a/b:pull'], 'GET manifest');
+
+describe('token realms', () => {
+  it('fetches a token from a realm on another https host (Docker Hub does this)', async () => {
+    const { auth, asked } = authorizer();
+    expect(await reauth(auth, 'https://registry-1.docker.io/v2/a/b/manifests/x', 'https://auth.docker.io/token')).toBe('Bearer tok');
+    expect(asked.map((u) => u.host)).toEqual(['auth.docker.io']);
+  });
+
+  it('allows a plain-HTTP realm beside a loopback or plain-HTTP registry', async () => {
+    const { auth, asked } = authorizer();
+    await reauth(auth, 'http://127.0.0.1:5000/v2/', 'http://127.0.0.1:5001/token');
+    await reauth(auth, 'http://reg.internal/v2/', 'http://auth.internal/token');
+    expect(asked.length).toBe(2);
+  });
+
+  it.each([
+    ['an https registry downgraded to a plain-HTTP realm', 'https://reg.example/v2/', 'http://auth.example/token'],
+    ['a remote registry pointing at the cloud metadata address', 'https://reg.example/v2/', 'https://169.254.169.254/latest/meta-data'],
+    ['a remote registry pointing at this machine', 'https://reg.example/v2/', 'https://127.0.0.1:8443/token'],
+    ['a remote registry pointing at IPv6 loopback', 'https://reg.example/v2/', 'https://[::1]/token'],
+    ['a remote registry pointing at IPv6 link-local', 'https://reg.example/v2/', 'https://[fe80::1]/token'],
+  ])('refuses %s, without asking it', async (_, registryUrl, realm) => {
+    const { auth, asked } = authorizer();
+    const err = await reauth(auth, registryUrl, realm).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BkError);
+    expect((err as BkError).code).toBe('UNAUTHENTICATED');
+    expect((err as BkError).reason).toBe('bad-challenge');
+    expect(asked).toEqual([]);
+  });
+});
