@@ -91,3 +91,22 @@ describe('chunked uploads', () => {
     expect(await digestOfStream(await s.fetch(d))).toEqual({ digest, size });
   });
 });
+
+describe('existence claims', () => {
+  it('a HEAD that finds the digest with another size is not taken as the blob being there', async () => {
+    const bytes = uniqueBytes(2000);
+    const d = blobOf(bytes);
+    const s = env.store('hostile/head');
+    expect(await s.push(d, bytes)).toEqual({ outcome: 'uploaded', bytes: d.size });
+    env.proxy.rules.push({
+      name: 'head-size-lie',
+      match: (r) => r.method === 'HEAD' && r.path.includes(`/blobs/${d.digest}`),
+      action: { rewrite: (r) => void (r.headers['content-length'] = String(d.size + 1)) },
+    });
+    expect(await s.exists(d)).toBe(false);
+    expect(await s.push(d, bytes)).toEqual({ outcome: 'uploaded', bytes: d.size });
+    env.proxy.reset();
+    expect(await s.exists(d)).toBe(true);
+    expect(await s.push(d, bytes)).toEqual({ outcome: 'exists', bytes: 0 });
+  });
+});

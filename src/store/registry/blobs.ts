@@ -45,7 +45,12 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
     signal,
   });
   await ctx.client.finish(res);
-  return res.status === 200;
+  if (res.status !== 200) return false;
+  // A blob of another size is not the one the descriptor names (or the
+  // registry lies): not present, so a push uploads it (and the upload's own
+  // checks decide) instead of a manifest naming it going out on a claim.
+  const length = header(res, 'content-length');
+  return length === undefined || Number(length) === desc.size;
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
