@@ -49,3 +49,20 @@ describe('token realms', () => {
     expect(asked).toEqual([]);
   });
 });
+
+describe('token responses', () => {
+  it.each([
+    ['a token with a line break', JSON.stringify({ token: 'tok\r\nX-Injected: 1' })],
+    ['a token with a space', JSON.stringify({ token: 'tok en' })],
+    ['a non-JSON body', '<html>login</html>'],
+    ['no token', JSON.stringify({ expires_in: 300 })],
+  ])('refuses %s as UNAUTHENTICATED', async (_, text) => {
+    const auth = new Authorizer(async () => undefined, async () => ({ status: 200, text }));
+    const err = await auth
+      .reauthorize(new URL('https://reg.example/v2/'), 'reg.example', parseChallenges('Bearer realm="https://auth.example/token"'), ['repository:a/b:pull'], 'GET manifest')
+      .then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(BkError);
+    expect((err as BkError).code).toBe('UNAUTHENTICATED');
+    expect((err as BkError).reason).toBe('bad-token-response');
+  });
+});

@@ -43,6 +43,10 @@ function parseTokenBody(text: string, where: string): { token: string; expiresIn
   // Spec: `token`, with `access_token` as the OAuth2-compatible alias.
   const token = typeof doc.token === 'string' && doc.token ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : '';
   if (!token) throw new BkError('UNAUTHENTICATED', `${where}: token response has no token`, { reason: 'bad-token-response' });
+  // It goes into an Authorization header: a control character or space
+  // would fail every request as a transport error, retried with the same
+  // token (RFC 6750 §2.1: b64token; visible ASCII is what we insist on).
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new BkError('UNAUTHENTICATED', `${where}: token response has a token that cannot be sent`, { reason: 'bad-token-response' });
   const expiresIn = typeof doc.expires_in === 'number' ? doc.expires_in : DEFAULT_EXPIRES_IN_S;
   return { token, expiresIn };
 }
