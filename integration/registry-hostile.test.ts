@@ -110,3 +110,15 @@ describe('existence claims', () => {
     expect(await s.push(d, bytes)).toEqual({ outcome: 'exists', bytes: 0 });
   });
 });
+
+describe('retry budgets', () => {
+  it('a chunked upload answered 503 with a huge Retry-After gives up within the budget instead of sleeping it per failure', async () => {
+    env.proxy.rules.push({ name: '503-forever', match: (r) => r.method === 'PATCH', action: { respond: 503, headers: { 'retry-after': '3600' } } });
+    const bytes = uniqueBytes(1000);
+    const err = await failure(env.store('hostile/budget', { chunkSize: 5 << 20 }).push(blobOf(bytes), bytes));
+    expect(err.code).toBe('UNAVAILABLE');
+    // No wait taken inside a chunk: no status query between PATCHes.
+    expect(env.proxy.log.filter((r) => r.method === 'GET' && r.path.includes('/blobs/uploads/')).length).toBe(0);
+    expect(env.proxy.log.filter((r) => r.method === 'PATCH').length).toBeLessThanOrEqual(RETRY.maxAttempts);
+  });
+});

@@ -295,6 +295,7 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
   const retry = ctx.client.retry;
   const end = chunkStart + buf.length; // exclusive
   let offset = chunkStart;
+  const started = Date.now();
   for (let failures = 0; ; ) {
     try {
       const res = await ctx.client.send({
@@ -319,7 +320,11 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
       const outOfRange = err instanceof RegistryError && err.status === 416;
       if (!outOfRange && !isRetryable(err)) throw err;
       if (++failures >= retry.maxAttempts) throw new RestartUpload(`${wh}: chunk at ${chunkStart} failed ${failures} times`, err);
-      await sleep(backoffDelay(failures, retry, (err as RegistryError).retryAfterMs), signal);
+      // The time budget holds here too: a Retry-After of hours (each capped
+      // at the whole budget) must not make every failure a budget-long wait.
+      const delay = backoffDelay(failures, retry, (err as RegistryError).retryAfterMs);
+      if (Date.now() - started + delay > retry.maxElapsedMs) throw new RestartUpload(`${wh}: chunk at ${chunkStart} would wait past the retry budget`, err);
+      await sleep(delay, signal);
       const st = await uploadStatus(ctx, location, wh, signal);
       location = st.location;
       if (st.received < chunkStart || st.received > end) throw new RestartUpload(`${wh}: registry holds ${st.received} bytes, chunk starts at ${chunkStart}`, err);
