@@ -261,7 +261,8 @@ describe('lying registries', () => {
           const head = buf.slice(0, end);
           buf = buf.slice(end + 4);
           const found = head.startsWith('HEAD') && head.includes('/blobs/') && !head.includes('/blobs/' + missing.digest);
-          sock.write(found ? 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' : 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}');
+          // Content-Length is the blobs' real size (10): a HEAD naming another size is "not there" (blobs.ts).
+          sock.write(found ? 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhelloworld' : 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}');
         }
       });
     });
