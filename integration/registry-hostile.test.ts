@@ -122,3 +122,24 @@ describe('retry budgets', () => {
     expect(env.proxy.log.filter((r) => r.method === 'PATCH').length).toBeLessThanOrEqual(RETRY.maxAttempts);
   });
 });
+
+describe('upload answers that lie (held up; kept as regression tests)', () => {
+  it('a final PUT answered 201 naming another digest is DATA_LOSS', async () => {
+    env.proxy.rules.push({
+      name: 'commit-digest-lie',
+      match: (r) => r.method === 'PUT' && r.path.includes('/blobs/uploads/'),
+      action: { rewrite: (r) => void (r.headers['docker-content-digest'] = blobOf(uniqueBytes(7)).digest) },
+    });
+    const bytes = uniqueBytes(800);
+    const err = await failure(env.store('hostile/commit').push(blobOf(bytes), bytes));
+    expect([err.code, err.reason]).toEqual(['DATA_LOSS', 'digest-mismatch']);
+  });
+
+  it('a 202 without a Location is UNAVAILABLE bad-response, not retried as if the network failed', async () => {
+    env.proxy.rules.push({ name: 'no-location', match: isUploadStart, action: { rewrite: (r) => void delete r.headers.location } });
+    const bytes = uniqueBytes(800);
+    const err = await failure(env.store('hostile/noloc').push(blobOf(bytes), bytes));
+    expect([err.code, err.reason]).toEqual(['UNAVAILABLE', 'bad-response']);
+    expect(env.proxy.log.filter(isUploadStart).length).toBe(1);
+  });
+});
