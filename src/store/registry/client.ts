@@ -172,7 +172,7 @@ export class RegistryClient {
     // Authorization header and no token fetched with the user's credentials
     // (containerd's pusher drops its authorizer the same way when an upload
     // moves to another host).
-    const own = host === apiHost(req.registry);
+    const own = isRegistryHost(req.url, req.registry);
     let authz = own ? await this.auth.authorization(host, req.registry, req.scopes) : undefined;
     let res = await this.sendFollowing(req, authz);
     if (res.status === 401 && !req.expect.includes(401)) {
@@ -306,6 +306,19 @@ export async function errorFrom(res: RegistryResponse, what: string, deadlineMs:
   const ra = parseRetryAfter(header(res, 'retry-after'));
   if (ra !== undefined) err.retryAfterMs = ra;
   return err;
+}
+
+/**
+ * Whether `url` is on the registry's own API host, compared the way URLs
+ * write hosts: "Reg.Example:443" in a reference is "reg.example" in an
+ * https URL.
+ */
+export function isRegistryHost(url: URL, registry: string): boolean {
+  try {
+    return new URL(`${url.protocol}//${apiHost(registry)}`).host === url.host;
+  } catch {
+    return false;
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

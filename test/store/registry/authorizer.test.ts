@@ -6,6 +6,7 @@ import { BkError } from '../../../src/errors.js';
 import { Authorizer } from '../../../src/store/registry/auth/authorizer.js';
 import { parseChallenges } from '../../../src/store/registry/auth/challenge.js';
 import type { TokenHttp } from '../../../src/store/registry/auth/token.js';
+import { isRegistryHost } from '../../../src/store/registry/client.js';
 
 function authorizer() {
   const asked: URL[] = [];
@@ -64,5 +65,17 @@ describe('token responses', () => {
     expect(err).toBeInstanceOf(BkError);
     expect((err as BkError).code).toBe('UNAUTHENTICATED');
     expect((err as BkError).reason).toBe('bad-token-response');
+  });
+});
+
+describe('which URLs get credentials (client.ts isRegistryHost)', () => {
+  it('matches the registry host however the reference writes it, and nothing else', () => {
+    expect(isRegistryHost(new URL('https://reg.example/v2/'), 'Reg.Example')).toBe(true);
+    expect(isRegistryHost(new URL('https://reg.example/v2/'), 'reg.example:443')).toBe(true);
+    expect(isRegistryHost(new URL('http://127.0.0.1:5000/v2/'), '127.0.0.1:5000')).toBe(true);
+    expect(isRegistryHost(new URL('https://registry-1.docker.io/v2/'), 'docker.io')).toBe(true);
+    expect(isRegistryHost(new URL('https://reg.example:8443/v2/'), 'reg.example')).toBe(false);
+    expect(isRegistryHost(new URL('https://storage.example/upload'), 'reg.example')).toBe(false);
+    expect(isRegistryHost(new URL('https://reg.example.evil/'), 'reg.example')).toBe(false);
   });
 });
