@@ -6,7 +6,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { MT } from '../src/oci/media-types.js';
-import { blobOf, digestOfStream, generated, manifestOf, uniqueBytes } from '../test/store/conformance.js';
+import { blobOf, digestOfStream, generated, seedTaggedManifest, uniqueBytes } from '../test/store/conformance.js';
 import { failure, faultyRegistry } from './harness/faulty-registry.js';
 
 const RETRY = { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50, maxElapsedMs: 10_000 };
@@ -148,12 +148,7 @@ describe('manifest HEADs', () => {
   // (A negative or fractional Content-Length never gets this far: undici refuses the answer, UNAVAILABLE after retries.)
   it.each([String(2 ** 60), String(64 << 20)])('a HEAD whose Content-Length is %s (past the manifest limit) is not taken as the manifest size', async (length) => {
     const s = env.store('hostile/mhead');
-    const cfg = uniqueBytes(100);
-    const cfgDesc = blobOf(cfg, MT.buildkitCacheConfig);
-    await s.push(cfgDesc, cfg);
-    const m = manifestOf(cfgDesc, []);
-    await s.push(m.desc, m.bytes);
-    await s.tag(m.desc, 'seed');
+    const m = await seedTaggedManifest(s, 'seed');
     env.proxy.rules.push({
       name: 'head-length-lie',
       match: (r) => r.method === 'HEAD' && r.path.includes('/manifests/'),
