@@ -112,6 +112,14 @@ describe('existence claims', () => {
 });
 
 describe('retry budgets', () => {
+  it('a 503 storm on upload starts spends one retry budget, not one per layer of retries', async () => {
+    env.proxy.rules.push({ name: '503-forever', match: isUploadStart, action: { respond: 503, headers: { 'retry-after': '0' } } });
+    const bytes = uniqueBytes(1000);
+    const err = await failure(env.store('hostile/storm').push(blobOf(bytes), bytes));
+    expect(err.code).toBe('UNAVAILABLE');
+    expect(env.proxy.log.filter(isUploadStart).length).toBe(RETRY.maxAttempts);
+  });
+
   it('a chunked upload answered 503 with a huge Retry-After gives up within the budget instead of sleeping it per failure', async () => {
     env.proxy.rules.push({ name: '503-forever', match: (r) => r.method === 'PATCH', action: { respond: 503, headers: { 'retry-after': '3600' } } });
     const bytes = uniqueBytes(1000);
