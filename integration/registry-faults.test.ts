@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { MT } from '../src/oci/media-types.js';
 import { RegistryStore } from '../src/store/registry/index.js';
 import { importChain, inspectCache } from '../src/cache/operations.js';
-import { blobOf, digestOfStream, generated, manifestOf, readStream, uniqueBytes } from '../test/store/conformance.js';
+import { blobOf, digestOfStream, generated, manifestOf, readStream, seedTaggedManifest, uniqueBytes } from '../test/store/conformance.js';
 import { failure, faultyRegistry } from './harness/faulty-registry.js';
 import { startTokenServer } from './harness/token-server.js';
 
@@ -23,13 +23,7 @@ const errBody = (code: string) => JSON.stringify({ errors: [{ code, message: cod
 
 /** A manifest with its config, pushed straight to the registry (no faults). */
 async function seedManifest(repo: string) {
-  const s = store(repo);
-  const cfg = uniqueBytes(100);
-  const cfgDesc = blobOf(cfg, MT.buildkitCacheConfig);
-  await s.push(cfgDesc, cfg);
-  const m = manifestOf(cfgDesc, []);
-  await s.push(m.desc, m.bytes);
-  await s.tag(m.desc, 'seed');
+  const m = await seedTaggedManifest(store(repo), 'seed');
   env.proxy.log.length = 0;
   return m;
 }
@@ -261,7 +255,8 @@ describe('lying registries', () => {
           const head = buf.slice(0, end);
           buf = buf.slice(end + 4);
           const found = head.startsWith('HEAD') && head.includes('/blobs/') && !head.includes('/blobs/' + missing.digest);
-          sock.write(found ? 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello' : 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}');
+          // Content-Length is the blobs' real size (10): a HEAD naming another size is "not there" (blobs.ts).
+          sock.write(found ? 'HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhelloworld' : 'HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}');
         }
       });
     });

@@ -38,6 +38,17 @@ export function manifestOf(config: Descriptor, layers: Descriptor[]): { desc: De
   return { desc: blobOf(bytes, MT.ociManifest), bytes };
 }
 
+/** Pushes a small cache config and a manifest naming it, tagged `tag`; returns the manifest. */
+export async function seedTaggedManifest(store: ContentStore, tag: string): Promise<{ desc: Descriptor; bytes: Buffer }> {
+  const cfg = uniqueBytes(100);
+  const cfgDesc = blobOf(cfg, MT.buildkitCacheConfig);
+  await store.push(cfgDesc, cfg);
+  const m = manifestOf(cfgDesc, []);
+  await store.push(m.desc, m.bytes);
+  await store.tag(m.desc, tag);
+  return m;
+}
+
 export async function readStream(s: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
   for await (const c of s) parts.push(Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array));

@@ -8,12 +8,22 @@ import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
 import { header } from './client.js';
 import { RegistryError } from './errcode/index.js';
+import { safeUrl } from './hosts.js';
+import { isLoopbackHost } from './plain-http.js';
 import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
 import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
 import { ExactReader, holdbackVerified, Source, type BlobSource } from './source.js';
 
 /** The smallest PATCH we send but for the last: S3-backed registries reject smaller parts. */
 export const MIN_CHUNK = 5 << 20;
+
+/**
+ * The largest chunk a registry's OCI-Chunk-Min-Length can make us hold in
+ * memory. A chunk is buffered (to resend it after a failure), so a registry
+ * asking for more (a lie, or a limit no real registry has) gets one streamed
+ * PUT instead: a layer is never buffered.
+ */
+export const MAX_REGISTRY_CHUNK = 64 << 20;
 
 export interface BlobPushOptions {
   signal?: AbortSignal;
@@ -35,14 +45,34 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
     signal,
   });
   await ctx.client.finish(res);
-  return res.status === 200;
+  if (res.status !== 200) return false;
+  // A blob of another size is not the one the descriptor names (or the
+  // registry lies): not present, so a push uploads it (and the upload's own
+  // checks decide) instead of a manifest naming it going out on a claim.
+  const length = header(res, 'content-length');
+  return length === undefined || Number(length) === desc.size;
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
 function locationOf(res: { headers: Record<string, string | string[] | undefined>; url: URL }, wh: string): URL {
   const loc = header(res, 'location');
   if (!loc) throw new BkError('UNAVAILABLE', `${wh}: registry sent no upload location`, { reason: 'bad-response' });
-  return new URL(loc, res.url);
+  let url: URL;
+  try {
+    url = new URL(loc, res.url);
+  } catch {
+    throw new BkError('UNAVAILABLE', `${wh}: registry sent an invalid upload location`, { reason: 'bad-response' });
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new BkError('UNAVAILABLE', `${wh}: registry sent a ${url.protocol} upload location`, { reason: 'bad-response' });
+  }
+  // An https registry (or a man in the middle) moving the upload to plain
+  // HTTP would put the blob and the session state in clear; a loopback host
+  // is the one place the client itself falls back to HTTP (plain-http.ts).
+  if (res.url.protocol === 'https:' && url.protocol === 'http:' && !isLoopbackHost(url.host)) {
+    throw new BkError('UNAVAILABLE', `${wh}: registry moved the upload from https to plain HTTP (${safeUrl(url)})`, { reason: 'bad-response' });
+  }
+  return url;
 }
 
 /** The smallest chunk the registry takes, from a new upload session's answer (0: no minimum). */
@@ -265,6 +295,7 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
   const retry = ctx.client.retry;
   const end = chunkStart + buf.length; // exclusive
   let offset = chunkStart;
+  const started = Date.now();
   for (let failures = 0; ; ) {
     try {
       const res = await ctx.client.send({
@@ -289,7 +320,11 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
       const outOfRange = err instanceof RegistryError && err.status === 416;
       if (!outOfRange && !isRetryable(err)) throw err;
       if (++failures >= retry.maxAttempts) throw new RestartUpload(`${wh}: chunk at ${chunkStart} failed ${failures} times`, err);
-      await sleep(backoffDelay(failures, retry, (err as RegistryError).retryAfterMs), signal);
+      // The time budget holds here too: a Retry-After of hours (each capped
+      // at the whole budget) must not make every failure a budget-long wait.
+      const delay = backoffDelay(failures, retry, (err as RegistryError).retryAfterMs);
+      if (Date.now() - started + delay > retry.maxElapsedMs) throw new RestartUpload(`${wh}: chunk at ${chunkStart} would wait past the retry budget`, err);
+      await sleep(delay, signal);
       const st = await uploadStatus(ctx, location, wh, signal);
       location = st.location;
       if (st.received < chunkStart || st.received > end) throw new RestartUpload(`${wh}: registry holds ${st.received} bytes, chunk starts at ${chunkStart}`, err);
@@ -315,11 +350,12 @@ export async function pushBlob(ctx: RepoContext, desc: Descriptor, content: Blob
       if (m.mounted) return { outcome: 'mounted', bytes: 0 };
       first = m;
     }
-    const chunked = ctx.endpoint.settings.chunkSize !== undefined;
+    const chunkSize = ctx.endpoint.settings.chunkSize;
     await withRetry(
       async () => {
         const start = first ?? (await startUpload(ctx, desc, opts.signal));
         first = undefined;
+        const chunked = chunkSize !== undefined && start.minChunk <= Math.max(chunkSize, MAX_REGISTRY_CHUNK);
         try {
           if (chunked) await uploadChunked(ctx, desc, src, start, opts);
           else await uploadMonolithic(ctx, desc, src, start.location, opts);

@@ -14,6 +14,7 @@ import type { TokenHttp } from './auth/token.js';
 import { registryError, RegistryError } from './errcode/index.js';
 import { DEFAULT_CONNECTIONS_PER_HOST, safeUrl } from './hosts.js';
 import { isLoopbackHost, isTlsFailure, tlsError } from './plain-http.js';
+import { apiHost } from '../../oci/reference.js';
 import { Semaphore } from '../../semaphore.js';
 import { DEFAULT_RETRY, parseRetryAfter, withRetry, type RetryOptions } from './retry/policy.js';
 
@@ -166,15 +167,26 @@ export class RegistryClient {
 
   private async sendAuthorized(req: RegistryRequest): Promise<RegistryResponse> {
     const host = req.url.host;
-    let authz = await this.auth.authorization(host, req.registry, req.scopes);
+    // Credentials go to the registry's own host only. A URL the registry
+    // hands us (an upload Location) may name any host; that host gets no
+    // Authorization header and no token fetched with the user's credentials
+    // (containerd's pusher drops its authorizer the same way when an upload
+    // moves to another host).
+    const own = isRegistryHost(req.url, req.registry);
+    let authz = own ? await this.auth.authorization(host, req.registry, req.scopes) : undefined;
     let res = await this.sendFollowing(req, authz);
     if (res.status === 401 && !req.expect.includes(401)) {
       const challenges = parseChallenges(res.headers['www-authenticate']);
       await this.finish(res);
+      if (!own) {
+        throw new BkError('UNAUTHENTICATED', `${req.what}: ${safeUrl(req.url)} asks for credentials, which go to ${apiHost(req.registry)} only`, {
+          reason: 'foreign-host',
+        });
+      }
       // A one-shot body is gone: the caller restarts the whole operation,
       // which goes out with the now-known scheme.
       if (req.replayable === false) throw await this.auth.finalError(req.registry, challenges, req.what);
-      authz = await this.auth.reauthorize(host, req.registry, challenges, req.scopes, req.what);
+      authz = await this.auth.reauthorize(req.url, req.registry, challenges, req.scopes, req.what);
       res = await this.sendFollowing(req, authz);
       if (res.status === 401) {
         const again = parseChallenges(res.headers['www-authenticate']);
@@ -294,6 +306,19 @@ export async function errorFrom(res: RegistryResponse, what: string, deadlineMs:
   const ra = parseRetryAfter(header(res, 'retry-after'));
   if (ra !== undefined) err.retryAfterMs = ra;
   return err;
+}
+
+/**
+ * Whether `url` is on the registry's own API host, compared the way URLs
+ * write hosts: "Reg.Example:443" in a reference is "reg.example" in an
+ * https URL.
+ */
+export function isRegistryHost(url: URL, registry: string): boolean {
+  try {
+    return new URL(`${url.protocol}//${apiHost(registry)}`).host === url.host;
+  } catch {
+    return false;
+  }
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

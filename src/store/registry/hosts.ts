@@ -11,7 +11,8 @@ export interface HostSettings {
   maxConcurrency?: number;
   /**
    * Upload blobs in PATCH chunks of this many bytes instead of one PUT.
-   * Raised to 5 MiB and to the registry's OCI-Chunk-Min-Length when smaller.
+   * Raised to 5 MiB and to the registry's OCI-Chunk-Min-Length when smaller;
+   * a registry minimum above 64 MiB gets one streamed PUT instead (blobs.ts).
    */
   chunkSize?: number;
 }

@@ -120,8 +120,9 @@ export async function headManifest(ctx: RepoContext, ref: string, signal?: Abort
   const size = Number(header(res, 'content-length') ?? NaN);
   const mediaType = mediaTypeOf(res, '');
   // The spec only says SHOULD for Docker-Content-Digest on HEAD; without it
-  // (or without a usable type or size) only the bytes can tell.
-  if (!digest || !isDigest(digest) || !Number.isInteger(size) || !mediaType) {
+  // (or without a usable type or size) only the bytes can tell. A size past
+  // the manifest limit is not passed on as a descriptor: the GET judges it.
+  if (!digest || !isDigest(digest) || !Number.isInteger(size) || size < 0 || size > ctx.maxManifestBytes || !mediaType) {
     const m = await getManifest(ctx, ref, undefined, signal);
     return { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length };
   }

@@ -9,11 +9,26 @@ import { BkError } from '../../errors.js';
 
 /** localhost, 127.0.0.0/8 or ::1, with or without a port ("127.0.0.1:5000", "[::1]:5000"). */
 export function isLoopbackHost(host: string): boolean {
-  // "[v6]:port", a bare v6 address (more than one colon), or "name:port".
-  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':').length > 2 ? host : host.replace(/:\d+$/, '');
+  const name = hostName(host);
   if (name === 'localhost' || name === '::1') return true;
   const m = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(name);
   return !!m && m.slice(1).every((o) => Number(o) <= 255);
+}
+
+/** The name or address in "host[:port]": "[v6]:port", a bare v6 address (more than one colon), or "name:port". */
+function hostName(host: string): string {
+  return (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.split(':').length > 2 ? host : host.replace(/:\d+$/, '')).toLowerCase();
+}
+
+/**
+ * Loopback, link-local (169.254.0.0/16, where cloud metadata services
+ * answer; fe80::/10) or unspecified (0.0.0.0, ::): the machine itself or its
+ * link. Literal addresses only: a name is not resolved here.
+ */
+export function isLocalHost(host: string): boolean {
+  if (isLoopbackHost(host)) return true;
+  const name = hostName(host);
+  return /^169\.254\.\d{1,3}\.\d{1,3}$/.test(name) || /^0+\.0+\.0+\.0+$/.test(name) || name === '::' || /^fe[89ab][0-9a-f]?:/.test(name);
 }
 
 const TLS_CODES = /^(EPROTO|ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_(GET|VERIFY)_|HOSTNAME_MISMATCH)/;

@@ -2,6 +2,7 @@
 // else leans on: NOT_FOUND comes from misses only, never from outages,
 // rate limits or auth failures. Codes: https://github.com/opencontainers/distribution-spec/blob/main/spec.md#error-codes
 import { describe, expect, it } from 'vitest';
+import { toStatus } from '../../../src/api/status.js';
 import { codeFor, parseErrorBody, registryError, RegistryError } from '../../../src/store/registry/errcode/index.js';
 
 const body = (...codes: string[]) => JSON.stringify({ errors: codes.map((code) => ({ code, message: `${code} happened`, detail: { secret: 'x' } })) });
@@ -65,5 +66,24 @@ describe('parseErrorBody and registryError', () => {
     expect(e.message).toContain('GET manifest registry:h/r:t: HTTP 404 (MANIFEST_UNKNOWN: MANIFEST_UNKNOWN happened)');
     expect(e.message).not.toContain('secret');
     expect(registryError(502, 'oops', 'x').reason).toBe('http-502');
+  });
+
+  it('keeps a hostile error body out of reasons and messages: odd codes dropped, control characters blanked, entries capped', () => {
+    const hostile = JSON.stringify({
+      errors: [
+        { code: 'BAD\nCODE', message: 'x' },
+        { code: 'É', message: 'x' },
+        { code: 'X'.repeat(20_000), message: 'x' },
+        { code: 'DENIED', message: 'no\x1b[31m red\nsecond line' },
+        ...Array.from({ length: 1000 }, () => ({ code: 'UNKNOWN', message: 'm' })),
+      ],
+    });
+    const e = registryError(400, hostile, 'PUT blob registry:h/r');
+    expect(e.reason).toBe('denied');
+    expect(e.codes.length).toBeLessThanOrEqual(16);
+    expect(e.message).not.toMatch(/[\u0000-\u001f]/);
+    expect(e.message).toContain('second line');
+    // The daemon can send it: gRPC metadata takes the reason.
+    expect(toStatus(e).metadata?.get('bkcache-reason')).toEqual(['denied']);
   });
 });

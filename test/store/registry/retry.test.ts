@@ -148,3 +148,18 @@ describe('withRetry', () => {
     expect(n).toBe(1);
   });
 });
+
+describe('nested retries', () => {
+  it('an error that spent an inner retry budget is not retried by an outer one', async () => {
+    let calls = 0;
+    const noWait = { sleep: async () => {} };
+    const inner = () => withRetry(async () => {
+      calls++;
+      throw registryError(503, '', 'POST upload');
+    }, OPTS, noWait);
+    const err = await withRetry(inner, OPTS, noWait).then(() => undefined, (e: unknown) => e);
+    expect((err as BkError).code).toBe('UNAVAILABLE');
+    expect(isRetryable(err)).toBe(false);
+    expect(calls).toBe(OPTS.maxAttempts);
+  });
+});

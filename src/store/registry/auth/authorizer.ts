@@ -6,7 +6,7 @@
 import { BkError } from '../../../errors.js';
 import { challengeScopes, isInsufficientScope, mergeScopes, type Challenge } from './challenge.js';
 import { basicHeader, hasAny, hasBasic, type CredentialProvider, type Credentials } from './credentials.js';
-import { fetchToken, TokenCache, type TokenHttp } from './token.js';
+import { checkRealm, fetchToken, TokenCache, type TokenHttp } from './token.js';
 
 interface HostAuth {
   challenge?: Challenge;
@@ -60,9 +60,12 @@ export class Authorizer {
   /**
    * Handles a 401: picks the challenge we can answer, remembers it for the
    * host, and returns a fresh header (never a cached token: the one we sent
-   * was just refused). Throws UNAUTHENTICATED when nothing can be tried.
+   * was just refused). Throws UNAUTHENTICATED when nothing can be tried or
+   * the challenge's realm is not a place for credentials (checkRealm).
+   * `url` is the request that was refused (its scheme and host judge the realm).
    */
-  async reauthorize(host: string, registry: string, challenges: readonly Challenge[], scopes: readonly string[], what: string): Promise<string> {
+  async reauthorize(url: URL, registry: string, challenges: readonly Challenge[], scopes: readonly string[], what: string): Promise<string> {
+    const host = url.host;
     const c = await this.creds(registry);
     const bearer = challenges.find((ch) => ch.scheme === 'bearer');
     const basic = challenges.find((ch) => ch.scheme === 'basic');
@@ -71,6 +74,7 @@ export class Authorizer {
       const why = basic ? 'the registry wants basic auth and no credentials were found' : 'no usable authentication challenge';
       throw new BkError('UNAUTHENTICATED', `${what}: ${why}`, { reason: 'no-credentials' });
     }
+    checkRealm(ch, url, what);
     this.state(host).challenge = ch;
     // The challenge names the scope this request needs; add ours so the one
     // token also covers what this store does next.

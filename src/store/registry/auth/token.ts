@@ -4,6 +4,7 @@
 import { BkError } from '../../../errors.js';
 import { registryError } from '../errcode/index.js';
 import { safeUrl } from '../hosts.js';
+import { isLocalHost, isLoopbackHost } from '../plain-http.js';
 import type { Challenge } from './challenge.js';
 import { basicHeader, hasBasic, type Credentials } from './credentials.js';
 
@@ -42,6 +43,10 @@ function parseTokenBody(text: string, where: string): { token: string; expiresIn
   // Spec: `token`, with `access_token` as the OAuth2-compatible alias.
   const token = typeof doc.token === 'string' && doc.token ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : '';
   if (!token) throw new BkError('UNAUTHENTICATED', `${where}: token response has no token`, { reason: 'bad-token-response' });
+  // It goes into an Authorization header: a control character or space
+  // would fail every request as a transport error, retried with the same
+  // token (RFC 6750 §2.1: b64token; visible ASCII is what we insist on).
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new BkError('UNAUTHENTICATED', `${where}: token response has a token that cannot be sent`, { reason: 'bad-token-response' });
   const expiresIn = typeof doc.expires_in === 'number' ? doc.expires_in : DEFAULT_EXPIRES_IN_S;
   return { token, expiresIn };
 }
@@ -55,6 +60,27 @@ function realmOf(ch: Challenge): URL {
     return u;
   } catch {
     throw new BkError('UNAUTHENTICATED', `registry sent a Bearer challenge without a usable realm`, { reason: 'bad-challenge' });
+  }
+}
+
+/**
+ * Refuses a Bearer realm that would carry the user's credentials somewhere
+ * the registry itself is not: from an https registry to a plain-HTTP realm
+ * (credentials in clear to anyone on the path), or from a registry on the
+ * network to a realm on this machine or its link (127.0.0.1, the cloud
+ * metadata address 169.254.169.254). The realm may be another host: Docker
+ * Hub's is auth.docker.io.
+ */
+export function checkRealm(ch: Challenge, registryUrl: URL, what: string): void {
+  if (ch.scheme !== 'bearer') return;
+  const realm = realmOf(ch);
+  if (registryUrl.protocol === 'https:' && realm.protocol === 'http:' && !isLoopbackHost(realm.host)) {
+    throw new BkError('UNAUTHENTICATED', `${what}: the registry's token realm ${safeUrl(realm)} is plain HTTP, the registry is https`, { reason: 'bad-challenge' });
+  }
+  if (isLocalHost(realm.host) && !isLocalHost(registryUrl.host)) {
+    throw new BkError('UNAUTHENTICATED', `${what}: the registry's token realm ${safeUrl(realm)} is on this machine or its link, the registry is not`, {
+      reason: 'bad-challenge',
+    });
   }
 }
 

@@ -88,6 +88,14 @@ export function codeFor(status: number, codes: readonly string[]): ErrorCode {
   return byStatus(status);
 }
 
+// Distribution codes are upper-case words ("BLOB_UNKNOWN"). Anything else
+// is not a code we can act on, and would become a `reason` that gRPC
+// metadata refuses (a newline or non-ASCII byte makes grpc-js throw).
+const CODE = /^[A-Z0-9_]{1,64}$/;
+// Registry text goes into our one-line messages and terminals: no control characters.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]+/g;
+const MAX_ENTRIES = 16;
+
 /** Parses `{"errors":[...]}`; anything else yields no entries. */
 export function parseErrorBody(body: string): RegistryErrorEntry[] {
   if (!body) return [];
@@ -97,7 +105,9 @@ export function parseErrorBody(body: string): RegistryErrorEntry[] {
     if (!Array.isArray(errs)) return [];
     return errs
       .filter((e): e is Record<string, unknown> => typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string')
-      .map((e) => ({ code: String(e.code).toUpperCase(), message: typeof e.message === 'string' ? e.message : undefined, detail: e.detail }));
+      .map((e) => ({ code: String(e.code).toUpperCase(), message: typeof e.message === 'string' ? e.message.replace(CONTROL, ' ') : undefined, detail: e.detail }))
+      .filter((e) => CODE.test(e.code))
+      .slice(0, MAX_ENTRIES);
   } catch {
     return [];
   }

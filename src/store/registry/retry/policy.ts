@@ -61,6 +61,10 @@ export function isNetworkError(err: unknown): boolean {
 
 /** Whether an error from one attempt is worth another attempt. */
 export function isRetryable(err: unknown): boolean {
+  // One budget per failure: an operation whose own retries are spent is not
+  // retried again by the layer around it (an upload around its POST, a
+  // request around its token fetch), which would multiply the attempts.
+  if (spent.has(err as object)) return false;
   if (err instanceof RegistryError) return isRetryableStatus(err.status);
   if (err instanceof BkError) return err.reason === 'network';
   return isNetworkError(err);
@@ -158,9 +162,16 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, opts: Re
 function exhausted(err: unknown, attempts: number): BkError {
   const msg = err instanceof Error ? err.message : String(err);
   const suffix = ` (gave up after ${attempts} attempt${attempts === 1 ? '' : 's'})`;
+  let out: BkError;
   if (err instanceof RegistryError) {
     const code = err.status === 429 ? 'RESOURCE_EXHAUSTED' : 'UNAVAILABLE';
-    return new RegistryError(code, msg + suffix, err.status, [...err.codes], { cause: err, reason: err.reason });
+    out = new RegistryError(code, msg + suffix, err.status, [...err.codes], { cause: err, reason: err.reason });
+  } else {
+    out = new BkError('UNAVAILABLE', msg + suffix, { cause: err, reason: 'network' });
   }
-  return new BkError('UNAVAILABLE', msg + suffix, { cause: err, reason: 'network' });
+  spent.add(out);
+  return out;
 }
+
+/** Errors that ended a withRetry loop (see isRetryable). */
+const spent = new WeakSet<object>();
