@@ -114,6 +114,17 @@ describe('parseJsonBytes decodes what encoding/json decodes', () => {
     expect(doc['a\ufffd']).toBe('y');
     expect(doc.p).toBe('\u{1f600}\ufffdA');
   });
+  it('decodes strings of every length, with and without escapes, to what JSON.parse makes of them', () => {
+    const pieces = ['a', 'é', '\\u00e9', '\\n', '\\"', '\\\\', '\\ud83d\\ude00', '€', 'sha256:'];
+    for (let len = 0; len < 40; len++) {
+      for (let p = 0; p < pieces.length; p++) {
+        const body = Array.from({ length: len }, (_, k) => (k % 7 === 3 ? pieces[(p + k) % pieces.length] : 'x')).join('');
+        const json = `{"k":"${body}","a":["${body}${body}"]}`;
+        expect(parseJsonBytes(Buffer.from(json), 'test'), json).toEqual(JSON.parse(json));
+      }
+    }
+  });
+
   it('keeps "__proto__" an ordinary key', () => {
     const doc = parseJsonBytes('{"__proto__":{"polluted":1},"a":1}', 'x') as Record<string, unknown>;
     expect(Object.keys(doc)).toEqual(['__proto__', 'a']);
