@@ -6,7 +6,7 @@
 import type { ContentStore } from '../../store/types.js';
 import { CacheGraph, type CacheNode, type FlatGraph, type Hint, type NodeResult } from '../graph.js';
 import { addToGraph, type LoadedCache } from '../import.js';
-import { BkError, failedPrecondition } from '../../errors.js';
+import { failedPrecondition, isNotFound } from '../../errors.js';
 import { exportMarshalledTo, openLoaded, SourceBlobs, withExportTarget, type ExportResult } from '../operations.js';
 import type { BackendContext, ExportTarget } from '../remote/index.js';
 import type { CacheSpec } from '../spec.js';
@@ -143,7 +143,7 @@ export async function exportFrom(
 async function refuseReplacingImage(from: OpenedCache, target: ExportTarget, signal?: AbortSignal): Promise<void> {
   if (from.loaded.kind !== 'inline') return;
   const current = await target.store.resolve(target.tag, { signal }).catch((err: unknown) => {
-    if (err instanceof BkError && err.code === 'NOT_FOUND') return undefined;
+    if (isNotFound(err)) return undefined;
     throw err;
   });
   if (current?.digest === from.loaded.manifest.digest) {

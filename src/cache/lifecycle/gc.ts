@@ -10,7 +10,7 @@
 // which also removes the tags naming it; the blobs stay until the registry's
 // own garbage collection runs. Local layout: the index.json entries go in one
 // atomic replace, then unreachable blobs are pruned.
-import { BkError, failedPrecondition, invalidArgument, resourceExhausted } from '../../errors.js';
+import { BkError, failedPrecondition, invalidArgument, isNotFound, resourceExhausted } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
@@ -143,7 +143,7 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
           try {
             out.push({ tag, desc: await store.resolve(tag, { signal }) });
           } catch (err) {
-            if (!(err instanceof BkError && err.code === 'NOT_FOUND')) throw err; // deleted meanwhile
+            if (!isNotFound(err)) throw err; // deleted meanwhile
           }
         }
         return out;
@@ -151,7 +151,7 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
       async remove(victims, signal) {
         for (const digest of new Set(victims.map((v) => v.digest))) {
           const desc = (await store.resolve(digest, { signal }).catch((err) => {
-            if (err instanceof BkError && err.code === 'NOT_FOUND') return undefined;
+            if (isNotFound(err)) return undefined;
             throw err;
           })) as Descriptor | undefined;
           // A manifest, whatever media type this HEAD reports: store.delete picks the

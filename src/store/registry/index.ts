@@ -3,7 +3,7 @@
 // Layout follows oras-go's registry/remote: this file routes by media type,
 // blobs.ts and manifests.ts speak the API, client.ts does HTTP, auth and retries.
 import { Readable } from 'node:stream';
-import { BkError, dataLoss, invalidArgument } from '../../errors.js';
+import { BkError, dataLoss, invalidArgument, isNotFound } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { digestBytes, isDigest, parseDigest } from '../../oci/digest.js';
 import { isManifestMediaType } from '../../oci/media-types.js';
@@ -198,7 +198,7 @@ export class RegistryStore implements ContentStore {
       const m = await getManifest(this.ctx, reference, undefined, opts.signal);
       return { desc: { mediaType: m.mediaType, digest: m.digest, size: m.bytes.length }, bytes: m.bytes };
     } catch (err) {
-      if (err instanceof BkError && err.code === 'NOT_FOUND') throw this.manifestUnknown(reference, err);
+      if (isNotFound(err)) throw this.manifestUnknown(reference, err);
       throw err;
     }
   }
