@@ -14,16 +14,30 @@ export interface CacheManifest {
   layers: Descriptor[];
 }
 
-/** The cache inside manifest bytes, or undefined for anything that is not a cache (or not valid JSON). */
-export function cacheManifestOf(bytes: Buffer): CacheManifest | undefined {
-  let doc: unknown;
-  let mt: string;
+/** Manifest bytes parsed, and the kind of manifest they are by their mediaType field or shape. */
+export interface SniffedManifest {
+  doc: unknown;
+  mediaType: string;
+}
+
+/** Parses manifest bytes once for every check of a request; undefined when they are not JSON of one manifest kind. */
+export function sniffManifest(bytes: Buffer): SniffedManifest | undefined {
   try {
-    doc = parseJsonBytes(bytes, 'manifest');
-    mt = detectManifestMediaType(doc);
+    const doc = parseJsonBytes(bytes, 'manifest');
+    return { doc, mediaType: detectManifestMediaType(doc) };
   } catch {
     return undefined;
   }
+}
+
+/** The cache inside manifest bytes, or undefined for anything that is not a cache (or not valid JSON). */
+export function cacheManifestOf(bytes: Buffer): CacheManifest | undefined {
+  const sniffed = sniffManifest(bytes);
+  return sniffed && cacheOfSniffed(sniffed);
+}
+
+/** cacheManifestOf for bytes already sniffed. */
+export function cacheOfSniffed({ doc, mediaType: mt }: SniffedManifest): CacheManifest | undefined {
   try {
     if (isIndexMediaType(mt)) {
       const idx = decodeIndex(doc);

@@ -5,11 +5,10 @@
 // (every blob they name must be in the repository before the upstream sees
 // them) and, with imageManifestOnly, stored in the image-manifest shape.
 import { algorithmOf, digestBytes, isDigest } from '../oci/digest.js';
-import { goField, parseJsonBytes } from '../oci/go-json.js';
-import { detectManifestMediaType } from '../oci/manifest.js';
+import { goField } from '../oci/go-json.js';
 import { isIndexMediaType, isManifestMediaType } from '../oci/media-types.js';
 import { DEFAULT_MAX_MANIFEST_BYTES } from '../store/registry/manifests.js';
-import { cacheManifestOf, toImageManifest } from './cache-shape.js';
+import { cacheManifestOf, cacheOfSniffed, sniffManifest, toImageManifest, type SniffedManifest } from './cache-shape.js';
 import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
 import { afterPut, putTarget, readTag } from './policies/hooks.js';
@@ -33,8 +32,10 @@ export async function getManifest(ctx: GatewayContext, call: Call, repo: string,
   const note = (t: string, found: ManifestRead | undefined) => {
     if (!byTag) return;
     if (!found) ctx.metrics.cacheManifest(t, 'miss');
-    else if (cacheManifestOf(found.bytes)) ctx.metrics.cacheManifest(t, 'hit');
-    if (!found || cacheManifestOf(found.bytes)) PolicyMetrics.lookup(call, found ? 'hit' : 'miss');
+    // Parsed once: a manifest read by tag may be megabytes.
+    const isCache = !!found && cacheManifestOf(found.bytes) !== undefined;
+    if (isCache) ctx.metrics.cacheManifest(t, 'hit');
+    if (!found || isCache) PolicyMetrics.lookup(call, found ? 'hit' : 'miss');
   };
   note(tier?.tier ?? 'none', m);
   if (m) answered = tier?.tier;
@@ -58,15 +59,9 @@ export async function getManifest(ctx: GatewayContext, call: Call, repo: string,
  * (https://github.com/opencontainers/image-spec/blob/main/manifest.md: mediaType
  * "MUST" match), so no upstream stores bytes its readers will parse as something else.
  */
-function manifestMediaType(bytes: Buffer, contentType: string): string {
-  let doc: unknown;
-  let shape: string;
-  try {
-    doc = parseJsonBytes(bytes, 'manifest');
-    shape = detectManifestMediaType(doc);
-  } catch {
-    throw new DistError('MANIFEST_INVALID', 'manifest is not a JSON object of one kind');
-  }
+function manifestMediaType(sniffed: SniffedManifest | undefined, contentType: string): string {
+  if (!sniffed) throw new DistError('MANIFEST_INVALID', 'manifest is not a JSON object of one kind');
+  const { doc, mediaType: shape } = sniffed;
   if (!contentType) return shape;
   if (isManifestMediaType(contentType)) {
     const declared = goField(doc as Record<string, unknown>, 'mediaType');
@@ -84,9 +79,11 @@ export async function putManifest(ctx: GatewayContext, call: Call, repo: string,
   call.bytesIn += bytes.length;
   const digest = digestBytes(bytes, isDigest(ref) ? algorithmOf(ref) : 'sha256');
   if (isDigest(ref) && digest !== ref) throw new DistError('DIGEST_INVALID', 'manifest bytes do not match the digest in the path');
-  const mediaType = manifestMediaType(bytes, call.header('content-type')?.split(';')[0]?.trim() ?? '');
+  // Parsed once, for both the media type check and the cache check.
+  const sniffed = sniffManifest(bytes);
+  const mediaType = manifestMediaType(sniffed, call.header('content-type')?.split(';')[0]?.trim() ?? '');
   let stored: ManifestRead = { mediaType, digest, bytes };
-  const cache = cacheManifestOf(bytes);
+  const cache = cacheOfSniffed(sniffed!);
   if (cache) {
     // The upstream must never hold a cache manifest that names what the repository lacks.
     for (const d of [cache.config, ...cache.layers]) {
