@@ -16,7 +16,8 @@
 //   it made (request-stats.ts), so a shared machine's load can be told apart
 //   from our own cost. BKCACHE_BENCH_VERIFY_SCENARIO=cold|pushed runs one (none: neither);
 //   BKCACHE_BENCH_VERIFY_SWEEP=4,8,16 also runs verify at those concurrencies.
-// - trim (plan + marshal of the kept part), du and diff on caches of the
+// - trim (plan, marshal and the config bytes of the kept part: all it computes
+//   before it writes), du and diff on caches of the
 //   graph bench's family at 1 000 to 20 000 records (five sizes), each size in
 //   five processes of its own, every sample over 20 000 records' worth of distinct caches.
 //   Targets: 20 000 records under 2 s each, and near-linear (see NEAR_LINEAR).
@@ -146,7 +147,7 @@ export function measureOps(records: number): OpsRow {
   for (const d of descriptors.values()) total += d.size;
   const trim = median(pairs, ({ a }) => {
     const plan = planTrim(a, { maxSize: Math.floor(total / 2) });
-    plan.graph.marshal();
+    plan.graph.marshal().flat.encode();
     return plan.dropped.length;
   });
   const du = median(pairs, ({ a }) => diskUsage(a));

@@ -12,6 +12,7 @@ import { encodeIndex, encodeManifest } from '../oci/manifest.js';
 import { convertLayerMediaType, MT } from '../oci/media-types.js';
 import { BUILDKIT_IMPORT_LIMIT, MAX_METADATA_BYTES } from '../store/content.js';
 import { encodeCacheConfig, type CacheConfig } from './config.js';
+import { FlatConfig } from './flat-config.js';
 
 export interface ShapeOptions {
   /** Write an OCI image manifest instead of an index. */
@@ -52,20 +53,21 @@ export interface BuiltCache {
 }
 
 /** Builds the config and manifest bytes of one cache. */
-export function buildCacheManifest(config: CacheConfig, descriptors: Map<string, Descriptor>, opts: ShapeOptions): BuiltCache {
+export function buildCacheManifest(config: CacheConfig | FlatConfig, descriptors: Map<string, Descriptor>, opts: ShapeOptions): BuiltCache {
   if (opts.imageManifest && !opts.ociMediatypes) {
     throw invalidArgument('OCI media types are required for the image-manifest cache format', { reason: 'image-manifest-needs-oci' });
   }
   const warnings: string[] = [];
   const layers: Descriptor[] = [];
   const blobs = new Map<string, Descriptor>();
-  for (const l of config.layers) {
-    const d = descriptors.get(l.blob);
-    if (!d) throw invalidArgument(`missing descriptor for blob ${l.blob}`, { reason: 'missing-blob' });
+  const flat = config instanceof FlatConfig;
+  for (const blob of flat ? config.layerBlobs : config.layers.map((l) => l.blob)) {
+    const d = descriptors.get(blob);
+    if (!d) throw invalidArgument(`missing descriptor for blob ${blob}`, { reason: 'missing-blob' });
     const diffID = d.annotations?.[ANNOTATION_UNCOMPRESSED];
     if (!diffID || !isDigest(diffID)) {
       throw invalidArgument(
-        `layer ${l.blob} has no valid ${ANNOTATION_UNCOMPRESSED} annotation; BuildKit cannot import a cache layer without it`,
+        `layer ${blob} has no valid ${ANNOTATION_UNCOMPRESSED} annotation; BuildKit cannot import a cache layer without it`,
         { reason: 'missing-uncompressed-annotation' },
       );
     }
@@ -74,7 +76,7 @@ export function buildCacheManifest(config: CacheConfig, descriptors: Map<string,
     if (!blobs.has(out.digest)) blobs.set(out.digest, out);
   }
 
-  const configBytes = Buffer.from(encodeCacheConfig(config), 'utf8');
+  const configBytes = flat ? config.encode() : Buffer.from(encodeCacheConfig(config), 'utf8');
   const configDesc: Descriptor = { mediaType: MT.buildkitCacheConfig, digest: digestBytes(configBytes), size: configBytes.length };
 
   let mediaType: string;

@@ -9,7 +9,8 @@
 //    then by a structural hash of the record.
 import { createHash } from 'node:crypto';
 import type { Descriptor } from '../oci/descriptor.js';
-import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
+import type { CacheConfig } from './config.js';
+import { FlatConfig } from './flat-config.js';
 import type { CacheGraph, Hint } from './graph.js';
 import type { NormGraph } from './norm-graph.js';
 import { normalize } from './normalize.js';
@@ -19,7 +20,10 @@ import { prefixKeys } from './sort-keys.js';
 export const EMPTY_GZ_LAYER = 'sha256:4f4fb700ef54461cfa02571ae0db9a0dc1e0cdb5577484a6d75e68dc38e8acc1';
 
 export interface MarshalResult {
-  config: CacheConfig;
+  /** The config in flat arrays: what an export encodes (FlatConfig.encode) and counts. */
+  flat: FlatConfig;
+  /** The config as objects, built on first use (nothing on the export path asks for them). */
+  readonly config: CacheConfig;
   /** Descriptor of every blob the config names, keyed by digest. */
   descriptors: Map<string, Descriptor>;
 }
@@ -42,21 +46,8 @@ export function chainKeys(layers: readonly { digest: string }[]): string[] {
   return keys;
 }
 
-/**
- * The empty "layers" and "chains" of the records that have none, one frozen
- * array for all: most records of a large cache have no result and none has
- * chains, and two empty arrays per record were a tenth of what marshalling
- * 20 000 records allocated. Frozen, so a caller that tried to add to one
- * would fail loudly rather than change every record.
- */
-const NONE = Object.freeze([]) as unknown as never[];
-
 function cmpStr(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-function byLinkThenSelector(x: CacheInput, y: CacheInput): number {
-  return x.link - y.link || cmpStr(x.selector, y.selector);
 }
 
 function cmpHint(a: Hint | undefined, b: Hint | undefined): number {
@@ -76,6 +67,25 @@ interface LayerEntry {
   newIndex: number;
   /** prefixKeys() of blob. */
   sortKey: number;
+}
+
+/**
+ * A class, not an object literal with a getter: a getter closing over
+ * marshalGraph's scope kept that whole scope (the normalized graph, the layer
+ * table) alive with the result, and V8 then moved the scope's allocations
+ * straight to the old generation (measured: young collections 8x as long).
+ */
+class Marshalled implements MarshalResult {
+  private objects: CacheConfig | undefined;
+
+  constructor(
+    readonly flat: FlatConfig,
+    readonly descriptors: Map<string, Descriptor>,
+  ) {}
+
+  get config(): CacheConfig {
+    return (this.objects ??= this.flat.toConfig());
+  }
 }
 
 export function marshalGraph(graph: CacheGraph): MarshalResult {
@@ -131,10 +141,13 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
     return a.depth - b.depth;
   });
   sortedLayers.forEach((l, i) => (l.newIndex = i));
-  const outLayers: CacheLayer[] = sortedLayers.map((l) => ({
-    blob: l.blob,
-    parent: l.parent === -1 ? -1 : layers[l.parent]!.newIndex,
-  }));
+  const layerBlob = new Array<string>(sortedLayers.length);
+  const layerParent = new Int32Array(sortedLayers.length);
+  for (let i = 0; i < sortedLayers.length; i++) {
+    const l = sortedLayers[i]!;
+    layerBlob[i] = l.blob;
+    layerParent[i] = l.parent === -1 ? -1 : layers[l.parent]!.newIndex;
+  }
 
   // ---- records ----
   // Structural keys and canonical input orders are only needed to order
@@ -191,29 +204,58 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   });
   const newRecordIndex = new Int32Array(g.size);
   for (let i = 0; i < g.size; i++) newRecordIndex[order[i]!] = i;
-  const outRecords = new Array<CacheRecord>(g.size);
+  // The records in their new order, straight into the flat arrays FlatConfig encodes.
+  let groupCount = 0;
+  let linkCount = 0;
+  for (let i = 0; i < g.size; i++) {
+    for (let k = 0; k < g.inputs[i]!; k++) linkCount += g.count[g.firstGroup[i]! + k]!;
+    groupCount += g.inputs[i]!;
+  }
+  const digest = new Array<string>(g.size);
+  const outResult = new Int32Array(g.size);
+  const createdAt = new Array<string>(g.size);
+  const groupStart = new Int32Array(g.size + 1);
+  const linkStart = new Int32Array(groupCount + 1);
+  const link = new Int32Array(linkCount);
+  const selector = new Array<string>(linkCount);
+  let grpOut = 0;
+  let linkOut = 0;
   for (let r = 0; r < g.size; r++) {
     const old = order[r]!;
-    // Arrays of exactly their length (a push onto [] reserves 16 slots), filled by plain loops (no closure per record).
-    const inputs = new Array<CacheInput[]>(g.inputs[old]!);
-    for (let k = 0; k < inputs.length; k++) {
+    groupStart[r] = grpOut;
+    for (let k = 0; k < g.inputs[old]!; k++) {
       const grp = g.firstGroup[old]! + k;
-      const group = new Array<CacheInput>(g.count[grp]!);
-      let m = 0;
-      for (let l = g.head[grp]!; l !== -1; l = g.next[l]!) group[m++] = { selector: g.selector[l]!, link: newRecordIndex[g.src[l]!]! };
-      if (group.length > 1) group.sort(byLinkThenSelector);
-      inputs[k] = group;
+      linkStart[grpOut++] = linkOut;
+      const from = linkOut;
+      for (let l = g.head[grp]!; l !== -1; l = g.next[l]!) {
+        link[linkOut] = newRecordIndex[g.src[l]!]!;
+        selector[linkOut++] = g.selector[l]!;
+      }
+      if (linkOut - from > 1) sortGroup(link, selector, from, linkOut);
     }
     const layer = resultLayer[old]!;
-    outRecords[r] = {
-      results: layer === -1 ? NONE : [{ layer: layers[layer]!.newIndex, createdAt: g.result[old]!.createdAt }],
-      chains: NONE,
-      digest: g.digest[old]!,
-      inputs,
-    };
+    digest[r] = g.digest[old]!;
+    outResult[r] = layer === -1 ? -1 : layers[layer]!.newIndex;
+    createdAt[r] = layer === -1 ? '' : g.result[old]!.createdAt;
   }
+  groupStart[g.size] = grpOut;
+  linkStart[grpOut] = linkOut;
 
-  return { config: { layers: outLayers, records: outRecords }, descriptors };
+  const flat = new FlatConfig({ layerBlob, layerParent, digest, resultLayer: outResult, createdAt, groupStart, linkStart, link, selector });
+  return new Marshalled(flat, descriptors);
+}
+
+/** Orders one group's links (link[from..to-1], with their selectors) by link, then selector, as BuildKit's sortConfig does. */
+function sortGroup(link: Int32Array, selector: string[], from: number, to: number): void {
+  const idx: number[] = [];
+  for (let i = from; i < to; i++) idx.push(i);
+  idx.sort((x, y) => link[x]! - link[y]! || cmpStr(selector[x]!, selector[y]!));
+  const links = idx.map((i) => link[i]!);
+  const sels = idx.map((i) => selector[i]!);
+  for (let i = 0; i < links.length; i++) {
+    link[from + i] = links[i]!;
+    selector[from + i] = sels[i]!;
+  }
 }
 
 /** The links of group `grp`, in order (a new array). */

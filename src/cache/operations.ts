@@ -226,11 +226,11 @@ function exportTo(
 /** exportTo for a graph already marshalled, for callers that also report on the marshalled config (trim). */
 export async function exportMarshalledTo(
   target: Awaited<ReturnType<typeof openExport>>,
-  { config, descriptors }: MarshalResult,
+  { flat, descriptors }: MarshalResult,
   blobs: BlobSource,
   opts: Omit<TransferOptions, 'tag'>,
 ): Promise<ExportResult> {
-  if (config.layers.length === 0) {
+  if (flat.layers === 0) {
     return {
       target: target.name,
       tag: target.tag,
@@ -238,7 +238,7 @@ export async function exportMarshalledTo(
       warnings: ['no cache record has layers; nothing exported'],
     };
   }
-  const built = buildCacheManifest(config, descriptors, target.shape);
+  const built = buildCacheManifest(flat, descriptors, target.shape);
   const stats = await pushCache(target.store, built, blobs, { ...opts, tag: target.tag });
   return { manifest: built.manifest.desc, config: built.config.desc, target: target.name, tag: target.tag, stats, warnings: built.warnings };
 }

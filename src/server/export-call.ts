@@ -166,14 +166,14 @@ class ExportSession {
     const dir = given ? this.caller!.contentDir(given) : '';
     const graph = this.assembler.build();
     this.assembler = new GraphAssembler(this.ctx.cfg.limits); // let the wire records go
-    const { config, descriptors } = graph.marshal();
-    this.tracker.fields.records = config.records.length;
+    const { flat, descriptors } = graph.marshal();
+    this.tracker.fields.records = flat.records;
     const target = this.target!;
-    if (config.layers.length === 0) {
+    if (flat.layers === 0) {
       this.send({ msg: 'need_blobs', need_blobs: { digests: [] } });
       return this.finish({ target: target.name, tag: target.tag, warnings: ['no cache record has layers; nothing exported'] });
     }
-    const built = buildCacheManifest(config, descriptors, target.shape);
+    const built = buildCacheManifest(flat, descriptors, target.shape);
     const needed: Descriptor[] = [];
     const fromDir = new Map<string, Descriptor>();
     const siblings = await this.openMountSources(target.store);

@@ -27,9 +27,12 @@ describe('fixtures written by BuildKit v0.12.5', () => {
         const dir = path.join(BK, name);
         const { store } = await loadFixture(dir);
         const g = await graphOf(dir);
-        const encoded = encodeCacheConfig(g.marshal().config);
+        const m = g.marshal();
+        const encoded = encodeCacheConfig(m.config);
         expect(encoded).toBe(blobText(store, expected.config!));
         expect(digestBytes(encoded)).toBe(expected.config);
+        // What an export writes: the flat form's own encoder.
+        expect(digestBytes(m.flat.encode())).toBe(expected.config);
       });
     }
   }

@@ -196,7 +196,7 @@ export function trimOpened(opened: OpenedCache, opts: TrimOptions): { report: Tr
     marshalled,
     report: {
       before: { records: opened.loaded.recordCount, layers: opened.loaded.layerCount, bytes: plan.before.bytes },
-      after: { records: marshalled.config.records.length, layers: marshalled.config.layers.length, bytes },
+      after: { records: marshalled.flat.records, layers: marshalled.flat.layers, bytes },
       droppedResults: plan.dropped.length,
     },
   };

@@ -28,9 +28,9 @@ export async function writeGraph(
   shape: ShapeOptions,
   signal?: AbortSignal,
 ): Promise<(ManifestRead & { pushed: ExportResult['stats'] }) | undefined> {
-  const { config, descriptors } = graph.marshal();
-  if (config.layers.length === 0) return undefined;
-  const built = buildCacheManifest(config, descriptors, shape);
+  const { flat, descriptors } = graph.marshal();
+  if (flat.layers === 0) return undefined;
+  const built = buildCacheManifest(flat, descriptors, shape);
   const blobs = new SourceBlobs();
   for (const l of sources) blobs.add(store, l);
   const pushed = await pushCache(store, built, blobs, { signal });
