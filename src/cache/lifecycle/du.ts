@@ -27,46 +27,60 @@ export interface DuReport {
   results: DuResult[];
 }
 
-/** A distinct blob: its size (as the first result naming it gives it) and how many results name it. */
-interface Ref {
-  size: number;
-  users: number;
-  /** 1 + the last result (in graph order) that counted it, so a chain naming a blob twice counts it once. */
-  last: number;
-}
-
 /**
- * Two passes over the results' layers with one Ref per distinct blob, and no
- * Map or array per result (at tens of thousands of records those outlived
- * the young generation and cost more than the counting).
+ * Two passes over the results' layers. Each distinct blob gets a number the
+ * first time it is met (one Map lookup per layer, in the first pass only);
+ * its size, how many results name it and which result last counted it live
+ * in typed arrays by that number, and the second pass reads the numbers the
+ * first wrote down rather than hashing every digest again. No Map, object or
+ * array per result or per blob: at tens of thousands of records those
+ * outlived the young generation and cost more than the counting.
  */
 export function diskUsage(graph: CacheGraph): DuReport {
-  const refs = new Map<string, Ref>();
+  const ids = new Map<string, number>();
   // Only the records with results: most records of a large cache have none.
   const nodes = graph.recordsWithResults();
   // The records with results, in graph order, so the second pass walks only those.
   const withResults: CacheNode[] = [];
-  // Indexed loops: for-of allocated an iterator result per step here.
+  let layerCount = 0;
   for (let i = 0; i < nodes.length; i++) {
     const res = resultOf(nodes[i]!);
     if (!res) continue;
-    const seq = withResults.push(nodes[i]!);
+    withResults.push(nodes[i]!);
+    layerCount += res.layers.length;
+  }
+  // Per layer of every chain, in order: its blob's number.
+  const blobOf = new Int32Array(layerCount);
+  // Per blob (at most one per layer): the size the first chain naming it gives it, its users, and 1 + the last chain that counted it.
+  const size = new Float64Array(layerCount);
+  const users = new Int32Array(layerCount);
+  const last = new Int32Array(layerCount);
+  let at = 0;
+  // Indexed loops: for-of allocated an iterator result per step here.
+  for (let c = 0; c < withResults.length; c++) {
+    const seq = c + 1;
     // The size a chain gives a blob it names twice is its last; the first chain naming a blob sets the blob's size.
-    const layers = res.layers;
+    const layers = withResults[c]!.result!.layers;
     for (let k = 0; k < layers.length; k++) {
       const l = layers[k]!;
-      const r = refs.get(l.digest);
-      if (!r) refs.set(l.digest, { size: l.size, users: 1, last: seq });
-      else if (r.last !== seq) {
-        r.users++;
-        r.last = seq;
-      } else if (r.users === 1) r.size = l.size;
+      let id = ids.get(l.digest);
+      if (id === undefined) {
+        ids.set(l.digest, (id = ids.size));
+        size[id] = l.size;
+        users[id] = 1;
+        last[id] = seq;
+      } else if (last[id] !== seq) {
+        users[id]!++;
+        last[id] = seq;
+      } else if (users[id] === 1) size[id] = l.size;
+      blobOf[at++] = id;
     }
   }
   let bytes = 0;
-  refs.forEach((r) => (bytes += r.size));
+  for (let id = 0; id < ids.size; id++) bytes += size[id]!;
   const results = new Array<DuResult>(withResults.length);
   // Second pass: the same chains in the same order; `last` now marks what this pass counted.
+  let from = 0;
   for (let c = 0; c < withResults.length; c++) {
     const n = withResults[c]!;
     const res = n.result!;
@@ -75,20 +89,21 @@ export function diskUsage(graph: CacheGraph): DuReport {
     let unique = 0;
     // Backwards, so the first time a blob is met is its last appearance, whose size the chain gives it.
     for (let i = res.layers.length - 1; i >= 0; i--) {
+      const id = blobOf[from + i]!;
+      if (last[id] === seq) continue;
+      last[id] = seq;
       const l = res.layers[i]!;
-      const r = refs.get(l.digest)!;
-      if (r.last === seq) continue;
-      r.last = seq;
       total += l.size;
-      if (r.users === 1) unique += l.size;
+      if (users[id] === 1) unique += l.size;
     }
+    from += res.layers.length;
     const r: DuResult = { record: n.digest, layers: res.layers.length, bytes: total, uniqueBytes: unique, createdAt: res.createdAt };
     const description = describeLayers(res.layers);
     if (description) r.description = description;
     results[c] = r;
   }
   results.sort(largestFirst);
-  return { blobs: refs.size, bytes, results };
+  return { blobs: ids.size, bytes, results };
 }
 
 function largestFirst(a: DuResult, b: DuResult): number {

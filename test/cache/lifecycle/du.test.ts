@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { diskUsage } from '../../../src/cache/lifecycle/du.js';
-import { CacheGraph } from '../../../src/cache/graph.js';
+import { CacheGraph, type CacheNode } from '../../../src/cache/graph.js';
+import { rng } from '../../../integration/harness/rng.js';
 import { BK, readmeSummaries } from '../../fixtures.js';
 import { graphOf, loadFixture } from '../helpers.js';
 import { brokenConfigs, chainGraph, MemoryBlobs, rawLocalCache, sha } from './helpers.js';
@@ -52,6 +53,44 @@ describe('du', () => {
     const rx0 = r.results.find((e) => e.record === x.nodes[0]!.digest)!;
     expect(rx0.uniqueBytes).toBe(0); // its only layer is every chain's base
     expect(r.bytes).toBe([...blobs.map.values()].reduce((a, b) => a + b.length, 0));
+  });
+
+  it('counts as a plain reference does on 200 random caches, chains naming a blob twice and at other sizes included', () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      const r = rng(seed);
+      const pick = (n: number) => Math.floor(r() * n);
+      const graph = new CacheGraph();
+      for (let i = 0; i < 1 + pick(30); i++) {
+        const n = graph.add(sha(`du-${seed}-${i}`)) as CacheNode;
+        if (r() < 0.3) continue;
+        // Few digests, so chains share blobs and name one twice; a digest's size differs between mentions.
+        const layers = Array.from({ length: pick(6) }, () => {
+          const b = pick(8);
+          return { mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha(`blob-${b}`), size: 100 * b + pick(3) };
+        });
+        n.addResult('2026-01-01T00:00:00Z', layers);
+      }
+      // The reference: per chain, its distinct blobs at the size of their last mention in it; the total, each
+      // blob at the size the first chain naming it gives it; unique, the blobs no other chain names.
+      const chains = graph.recordsWithResults().filter((n) => n.result!.layers.length > 0);
+      const own = chains.map((n) => new Map(n.result!.layers.map((l) => [l.digest, l.size])));
+      const users = new Map<string, number>();
+      const first = new Map<string, number>();
+      for (const m of own) for (const [d, size] of m) users.set(d, (users.get(d) ?? 0) + 1), first.has(d) || first.set(d, size);
+      const want = chains.map((n, c) => ({
+        record: n.digest,
+        layers: n.result!.layers.length,
+        bytes: [...own[c]!.values()].reduce((a, b) => a + b, 0),
+        uniqueBytes: [...own[c]!].reduce((a, [d, size]) => a + (users.get(d) === 1 ? size : 0), 0),
+      }));
+      const got = diskUsage(graph);
+      expect(got.blobs, `seed ${seed}`).toBe(first.size);
+      expect(got.bytes, `seed ${seed}`).toBe([...first.values()].reduce((a, b) => a + b, 0));
+      const key = (x: { record: string }) => x.record;
+      expect(got.results.map(({ record, layers, bytes, uniqueBytes }) => ({ record, layers, bytes, uniqueBytes })).sort((a, b) => key(a).localeCompare(key(b))), `seed ${seed}`).toEqual(
+        want.sort((a, b) => key(a).localeCompare(key(b))),
+      );
+    }
   });
 
   it('du, trim and diff on hostile configs: a typed error for each broken one, a correct answer for odd but valid ones', async () => {
