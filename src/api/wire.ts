@@ -109,7 +109,7 @@ export function graphToWire(graph: CacheGraph): WireGraph {
   const out: WireGraph = { records: [], links: [], results: [] };
   const hintOf = (h: Hint | undefined): WireHint | null => (h ? { source: h[0], index: h[1] } : null);
   const layerHints = (layers: Descriptor[]): WireHint[] => {
-    const hs = chainKeys(layers).map((k) => graph.layerHints.get(k));
+    const hs = chainKeys(layers).map((k) => graph.hintsView.get(k));
     return hs.some((h) => h) ? hs.map((h) => hintOf(h) ?? { source: NO_HINT, index: 0 }) : [];
   };
   graph.nodes.forEach((n, id) => {

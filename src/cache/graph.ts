@@ -168,8 +168,9 @@ export class CacheGraph {
   private readonly list: CacheNode[] = [];
   /** Flat arrays the records are still to be made from (see fromFlat), until something asks for them as objects. */
   private pending: FlatGraph | undefined = undefined;
-  /** Source order of decoded layer chains, keyed by chain key (see chainKey in marshal.ts). */
-  readonly layerHints = new Map<string, Hint>();
+  /** Source order of decoded layer chains (see layerHints); shared with a graph cut from this one until either adds to it. */
+  private hints = new Map<string, Hint>();
+  private hintsShared = false;
   private sources = 0;
   private links = 0;
   private inputs = 0;
@@ -184,12 +185,33 @@ export class CacheGraph {
    * is only written out (trim's kept part) never makes an object per record
    * and link. `flat` is the graph's own from then on: do not modify it.
    */
-  static fromFlat(flat: FlatGraph, layerHints: ReadonlyMap<string, Hint>, sources: number): CacheGraph {
+  static fromFlat(flat: FlatGraph, hintsOf: CacheGraph, sources: number): CacheGraph {
     const g = new CacheGraph();
-    layerHints.forEach((v, k) => g.layerHints.set(k, v));
+    // The hints (an entry per decoded chain prefix, tens of thousands in a large cache) are shared, not copied:
+    // copying them was a tenth of a trim. Whichever graph adds to them first copies them then.
+    g.hints = hintsOf.hints;
+    g.hintsShared = hintsOf.hintsShared = true;
     g.reserveSources(sources);
     g.pending = flat;
     return g;
+  }
+
+  /**
+   * Source order of decoded layer chains, keyed by chain key (see chainKeys
+   * in marshal.ts), to add to. Get it for each change rather than keeping it:
+   * a map shared with another graph is copied here first.
+   */
+  get layerHints(): Map<string, Hint> {
+    if (this.hintsShared) {
+      this.hints = new Map(this.hints);
+      this.hintsShared = false;
+    }
+    return this.hints;
+  }
+
+  /** The layer hints, to read (never copies). */
+  get hintsView(): ReadonlyMap<string, Hint> {
+    return this.hints;
   }
 
   /** Records in the order they were added; normalization gives earlier ones precedence. */

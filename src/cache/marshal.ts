@@ -93,7 +93,7 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   const descriptors = new Map<string, Descriptor>();
   const layers: LayerEntry[] = [];
   const layerByKey = new Map<string, number>();
-  const hints = graph.layerHints;
+  const hints = graph.hintsView;
 
   // Chain keys as chainKeys() makes them, one prefix at a time.
   const marshalResult = (descs: Descriptor[]): number => {

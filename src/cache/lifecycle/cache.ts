@@ -97,7 +97,7 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
   };
   // Hints name sources of the original graph; keep the numbering.
   let sources = 0;
-  graph.layerHints.forEach((v) => (sources = Math.max(sources, v[0] + 1)));
+  graph.hintsView.forEach((v) => (sources = Math.max(sources, v[0] + 1)));
   let g = 0;
   let l = 0;
   for (let i = 0; i < f.size; i++) {
@@ -120,7 +120,7 @@ export function keepResults(graph: CacheGraph, keep: (n: CacheNode) => boolean):
     sub.groupStart[k + 1] = g;
   }
   sub.linkStart[g] = l;
-  return { graph: CacheGraph.fromFlat(sub, graph.layerHints, sources), dropped };
+  return { graph: CacheGraph.fromFlat(sub, graph, sources), dropped };
 }
 
 /** Exports `graph`, reading the blobs it names from the store `from` was loaded from. */

@@ -4,6 +4,8 @@ import { CacheGraph, type CacheNode } from '../../../src/cache/graph.js';
 import { keepResults, resultOf } from '../../../src/cache/lifecycle/cache.js';
 import { rng } from '../../../integration/harness/rng.js';
 import { buildGraph, randomSpec } from '../random-graph.js';
+import { graphOf } from '../helpers.js';
+import { GRAPH_200 } from '../../fixtures.js';
 
 /**
  * The subgraph keepResults means, built the plain way, from the record
@@ -67,5 +69,24 @@ describe('keepResults', () => {
     const added = kept.add('sha256:' + 'a'.repeat(64)) as CacheNode;
     expect(added.index).toBe(n);
     expect(kept.nodes.length).toBe(n + 1);
+  });
+
+  it('shares the layer hints with its source until either adds to them, then each keeps its own', async () => {
+    const graph = await graphOf(GRAPH_200);
+    const hints = [...graph.hintsView];
+    expect(hints.length).toBeGreaterThan(0);
+    const a = keepResults(graph, () => true).graph;
+    const b = keepResults(graph, () => true).graph;
+    const before = encoded(a);
+    // The source adds a hint: the subgraphs still have the ones they were cut with.
+    graph.layerHints.set('sha256:' + '1'.repeat(64), [9, 9]);
+    expect([...a.hintsView]).toEqual(hints);
+    // A subgraph adds one: neither its source nor its sibling sees it.
+    a.layerHints.set('sha256:' + '2'.repeat(64), [8, 8]);
+    expect(a.hintsView.get('sha256:' + '2'.repeat(64))).toEqual([8, 8]);
+    expect(graph.hintsView.has('sha256:' + '2'.repeat(64))).toBe(false);
+    expect([...b.hintsView]).toEqual(hints);
+    expect(graph.hintsView.size).toBe(hints.length + 1);
+    expect(encoded(b)).toBe(before);
   });
 });
