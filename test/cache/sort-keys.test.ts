@@ -25,6 +25,13 @@ describe('prefixKeys', () => {
       const strs = Array.from({ length: 30 }, () => prefix + Array.from({ length: Math.floor(r() * 12) }, () => alphabet[Math.floor(r() * alphabet.length)]).join(''));
       expectConsistent(strs);
     }
+    // Shared prefixes of every length around the 16 code units copied per string (longer ones read the strings).
+    for (let shared = 0; shared <= 24; shared += 3) {
+      const alphabet = [...alphabets[shared % alphabets.length]!];
+      const prefix = 'p'.repeat(shared);
+      const strs = Array.from({ length: 30 }, () => prefix + Array.from({ length: Math.floor(r() * 20) }, () => alphabet[Math.floor(r() * alphabet.length)]).join(''));
+      expectConsistent(strs);
+    }
     expectConsistent([]);
     expectConsistent(['']);
     expectConsistent(['', 'a', 'ab', 'a', '']);
