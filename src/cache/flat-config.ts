@@ -157,15 +157,14 @@ export class FlatConfig {
   }
 }
 
-/**
- * Appends JSON to a growing byte array. Strings json.Marshal writes as they
- * are (printable ASCII other than `"`, `\` and the HTML characters it
- * escapes) are copied a code unit at a time; any other goes through
- * goString and UTF-8.
- */
 /** Printable ASCII other than " \\ < > &: what json.Marshal (HTML-safe escaping on) writes as it is. */
 const PLAIN = /^[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]*$/;
 
+/**
+ * Appends JSON to a growing byte array. Strings json.Marshal writes as they
+ * are (PLAIN: digests, times, most selectors) go in with one Latin-1 write;
+ * any other through goString and UTF-8.
+ */
 class JsonWriter {
   private buf: Buffer;
   private pos = 0;
