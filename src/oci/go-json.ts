@@ -101,8 +101,20 @@ export function canonicalGoTime(s: string): string {
 export function goField(obj: Record<string, unknown>, name: string): unknown {
   const folded = goFold(name);
   let found: unknown = undefined;
-  for (const k in obj) if (k === name || goFold(k) === folded) found = obj[k];
+  for (const k in obj) if (k === name || (mayFold(k, name) && goFold(k) === folded)) found = obj[k];
   return found;
+}
+
+const ASCII = /^[\x00-\x7f]*$/;
+
+/**
+ * Whether key `k` can fold to `name` at all: an ASCII key only if it is as
+ * long (folding ASCII maps each letter to one letter), any other always (ſ
+ * and K fold to ASCII letters). Most keys of a document are other fields,
+ * and folding every one for every lookup was most of decoding a manifest.
+ */
+function mayFold(k: string, name: string): boolean {
+  return k.length === name.length || !ASCII.test(k);
 }
 
 /**
