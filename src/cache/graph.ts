@@ -188,7 +188,8 @@ export class CacheGraph {
   static fromFlat(flat: FlatGraph, hintsOf: CacheGraph, sources: number): CacheGraph {
     const g = new CacheGraph();
     // The hints (an entry per decoded chain prefix, tens of thousands in a large cache) are shared, not copied:
-    // copying them was a tenth of a trim. Whichever graph adds to them first copies them then.
+    // copying them was 5% of planning a trim of 20 000 records and 9% of what it allocated. Whichever graph adds
+    // to them first copies them then.
     g.hints = hintsOf.hints;
     g.hintsShared = hintsOf.hintsShared = true;
     g.reserveSources(sources);

@@ -207,8 +207,9 @@ export function marshalGraph(graph: CacheGraph): MarshalResult {
   // The records in their new order, straight into the flat arrays FlatConfig encodes.
   let groupCount = 0;
   let linkCount = 0;
+  // Counted along the lists the loop below follows, so the typed arrays hold every link it writes.
   for (let i = 0; i < g.size; i++) {
-    for (let k = 0; k < g.inputs[i]!; k++) linkCount += g.count[g.firstGroup[i]! + k]!;
+    for (let k = 0; k < g.inputs[i]!; k++) for (let l = g.head[g.firstGroup[i]! + k]!; l !== -1; l = g.next[l]!) linkCount++;
     groupCount += g.inputs[i]!;
   }
   const digest = new Array<string>(g.size);
