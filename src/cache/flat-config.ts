@@ -1,9 +1,9 @@
 // A marshalled cache config in flat arrays, and its JSON written straight
 // into bytes. Marshalling used to build the config as objects (a record, an
 // inputs array, a group array and an input object per link) only for the
-// encoder to read them once: at 20 000 records those objects were most of
-// what an export or a trim allocated, and they lived long enough to be copied
-// by every young-generation collection. The objects are now built only for a
+// encoder to read them once: at 20 000 records those objects were nearly half
+// of what a trim allocated (5.9 of 12.4 MB), and they lived long enough to be
+// copied by every young-generation collection. The objects are now built only for a
 // caller that asks for them (FlatConfig.toConfig).
 import { goString } from '../oci/go-json.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
