@@ -323,7 +323,8 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
       // The time budget holds here too: a Retry-After of hours (each capped
       // at the whole budget) must not make every failure a budget-long wait.
       const delay = backoffDelay(failures, retry, (err as RegistryError).retryAfterMs);
-      if (Date.now() - started + delay > retry.maxElapsedMs) throw new RestartUpload(`${wh}: chunk at ${chunkStart} would wait past the retry budget`, err);
+      // As in withRetry: a wait that would use the whole budget up is not taken (a round trip under a millisecond made it fit).
+      if (Date.now() - started + delay >= retry.maxElapsedMs) throw new RestartUpload(`${wh}: chunk at ${chunkStart} would wait past the retry budget`, err);
       await sleep(delay, signal);
       const st = await uploadStatus(ctx, location, wh, signal);
       location = st.location;

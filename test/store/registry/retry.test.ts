@@ -115,6 +115,23 @@ describe('withRetry', () => {
     expect([net.code, net.reason]).toEqual(['UNAVAILABLE', 'network']);
   });
 
+  it('does not start a wait that would use the whole time budget up, even at once', async () => {
+    const c = fakeClock();
+    let n = 0;
+    const err = await withRetry(
+      async () => {
+        n++;
+        const e = registryError(503, '', 'op');
+        e.retryAfterMs = 3_600_000;
+        throw e;
+      },
+      OPTS,
+      c,
+    ).catch((e: unknown) => e as BkError);
+    // Retry-After of an hour is capped at the 10 s budget; with no time spent yet, waiting it would leave none.
+    expect([n, c.waits, err.code]).toEqual([1, [], 'UNAVAILABLE']);
+  });
+
   it('honors Retry-After and does not start a wait past the time budget', async () => {
     const c = fakeClock();
     let n = 0;

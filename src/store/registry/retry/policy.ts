@@ -147,7 +147,8 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, opts: Re
       if (hooks.signal?.aborted || !retryable(err)) throw err;
       if (attempt >= opts.maxAttempts) throw exhausted(err, attempt);
       const delayMs = backoffDelay(attempt, opts, retryAfterOf(err));
-      if (now() - start + delayMs > opts.maxElapsedMs) throw exhausted(err, attempt);
+      // A wait that would use the whole budget up is not taken either: it could only end in one last attempt at the limit.
+      if (now() - start + delayMs >= opts.maxElapsedMs) throw exhausted(err, attempt);
       hooks.onRetry?.({ attempt, delayMs, error: err });
       await wait(delayMs, hooks.signal);
     }
