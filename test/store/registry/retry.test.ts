@@ -115,38 +115,31 @@ describe('withRetry', () => {
     expect([net.code, net.reason]).toEqual(['UNAVAILABLE', 'network']);
   });
 
-  it('does not start a wait that would use the whole time budget up, even at once', async () => {
+  /** withRetry on a fake clock of an operation that always fails with `status` and Retry-After: calls, waits, error code. */
+  async function alwaysRetryAfter(status: number, retryAfterMs: number): Promise<[number, number[], string]> {
     const c = fakeClock();
     let n = 0;
     const err = await withRetry(
       async () => {
         n++;
-        const e = registryError(503, '', 'op');
-        e.retryAfterMs = 3_600_000;
+        const e = registryError(status, '', 'op');
+        e.retryAfterMs = retryAfterMs;
         throw e;
       },
       OPTS,
       c,
     ).catch((e: unknown) => e as BkError);
+    return [n, c.waits, err.code];
+  }
+
+  it('does not start a wait that would use the whole time budget up, even at once', async () => {
     // Retry-After of an hour is capped at the 10 s budget; with no time spent yet, waiting it would leave none.
-    expect([n, c.waits, err.code]).toEqual([1, [], 'UNAVAILABLE']);
+    expect(await alwaysRetryAfter(503, 3_600_000)).toEqual([1, [], 'UNAVAILABLE']);
   });
 
   it('honors Retry-After and does not start a wait past the time budget', async () => {
-    const c = fakeClock();
-    let n = 0;
-    const err = await withRetry(
-      async () => {
-        n++;
-        const e = registryError(429, '', 'op');
-        e.retryAfterMs = 4000;
-        throw e;
-      },
-      OPTS,
-      c,
-    ).catch((e: unknown) => e as BkError);
     // 4 s + 4 s fit in 10 s; a third 4 s wait would not.
-    expect([n, c.waits, err.code]).toEqual([3, [4000, 4000], 'RESOURCE_EXHAUSTED']);
+    expect(await alwaysRetryAfter(429, 4000)).toEqual([3, [4000, 4000], 'RESOURCE_EXHAUSTED']);
   });
 
   it('stops waiting when cancelled', async () => {
