@@ -11,7 +11,7 @@ import { RegistryError } from './errcode/index.js';
 import { safeUrl } from './hosts.js';
 import { isLoopbackHost } from './plain-http.js';
 import { apiUrl, deleteScope, pullScope, pushScope, uploadsUrl, type RepoContext } from './repo.js';
-import { backoffDelay, isRetryable, sleep, withRetry } from './retry/policy.js';
+import { backoffDelay, isRetryable, overBudget, sleep, withRetry } from './retry/policy.js';
 import { ExactReader, holdbackVerified, Source, type BlobSource } from './source.js';
 
 /** The smallest PATCH we send but for the last: S3-backed registries reject smaller parts. */
@@ -323,8 +323,7 @@ async function patchChunk(ctx: RepoContext, location: URL, buf: Buffer, chunkSta
       // The time budget holds here too: a Retry-After of hours (each capped
       // at the whole budget) must not make every failure a budget-long wait.
       const delay = backoffDelay(failures, retry, (err as RegistryError).retryAfterMs);
-      // As in withRetry: a wait that would use the whole budget up is not taken (a round trip under a millisecond made it fit).
-      if (Date.now() - started + delay >= retry.maxElapsedMs) throw new RestartUpload(`${wh}: chunk at ${chunkStart} would wait past the retry budget`, err);
+      if (overBudget(Date.now() - started, delay, retry)) throw new RestartUpload(`${wh}: chunk at ${chunkStart} would wait past the retry budget`, err);
       await sleep(delay, signal);
       const st = await uploadStatus(ctx, location, wh, signal);
       location = st.location;

@@ -92,6 +92,17 @@ export function parseRetryAfter(value: string | undefined | null, now = Date.now
  * up to the whole time budget (a "Retry-After: 999999999" must not park a
  * loop that does not check the budget itself).
  */
+/**
+ * Whether a wait of `delayMs`, after `elapsedMs` already spent, leaves no
+ * time budget: refused at equality too, since such a wait could only end in
+ * one last attempt at the limit (and a Retry-After is capped at the whole
+ * budget, so with nothing spent yet it would otherwise be waited in full).
+ * The one rule for every retry loop (withRetry, blobs.ts's chunk resume).
+ */
+export function overBudget(elapsedMs: number, delayMs: number, opts: RetryOptions): boolean {
+  return elapsedMs + delayMs >= opts.maxElapsedMs;
+}
+
 export function backoffDelay(attempt: number, opts: RetryOptions, retryAfterMs?: number): number {
   if (retryAfterMs !== undefined) return Math.min(retryAfterMs, opts.maxElapsedMs);
   const exp = Math.min(opts.maxDelayMs, opts.baseDelayMs * 2 ** Math.max(0, attempt - 1));
@@ -147,8 +158,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, opts: Re
       if (hooks.signal?.aborted || !retryable(err)) throw err;
       if (attempt >= opts.maxAttempts) throw exhausted(err, attempt);
       const delayMs = backoffDelay(attempt, opts, retryAfterOf(err));
-      // A wait that would use the whole budget up is not taken either: it could only end in one last attempt at the limit.
-      if (now() - start + delayMs >= opts.maxElapsedMs) throw exhausted(err, attempt);
+      if (overBudget(now() - start, delayMs, opts)) throw exhausted(err, attempt);
       hooks.onRetry?.({ attempt, delayMs, error: err });
       await wait(delayMs, hooks.signal);
     }
