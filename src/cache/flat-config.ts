@@ -5,7 +5,7 @@
 // of what a trim allocated (5.9 of 12.4 MB), and they lived long enough to be
 // copied by every young-generation collection. The objects are now built only for a
 // caller that asks for them (FlatConfig.toConfig).
-import { goString } from '../oci/go-json.js';
+import { goString, goStringIsPlain } from '../oci/go-json.js';
 import type { CacheConfig, CacheInput, CacheLayer, CacheRecord } from './config.js';
 
 /**
@@ -157,13 +157,10 @@ export class FlatConfig {
   }
 }
 
-/** Printable ASCII other than " \\ < > &: what json.Marshal (HTML-safe escaping on) writes as it is. */
-const PLAIN = /^[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]*$/;
-
 /**
  * Appends JSON to a growing byte array. Strings json.Marshal writes as they
- * are (PLAIN: digests, times, most selectors) go in with one Latin-1 write;
- * any other through goString and UTF-8.
+ * are (goStringIsPlain: digests, times, most selectors) go in with one UTF-8
+ * write; any other through goString.
  */
 class JsonWriter {
   private buf: Buffer;
@@ -209,16 +206,17 @@ class JsonWriter {
   }
 
   string(s: string): void {
-    if (!PLAIN.test(s)) {
+    if (!goStringIsPlain(s)) {
       const text = goString(s);
       this.room(Buffer.byteLength(text, 'utf8'));
       this.pos += this.buf.write(text, this.pos, 'utf8');
       return;
     }
-    this.room(s.length + 2);
+    // At most 3 bytes a code unit: a plain string has no surrogates.
+    this.room(s.length * 3 + 2);
     const buf = this.buf;
     buf[this.pos++] = 0x22;
-    this.pos += buf.write(s, this.pos, 'latin1');
+    this.pos += buf.write(s, this.pos, 'utf8');
     buf[this.pos++] = 0x22;
   }
 

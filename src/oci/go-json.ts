@@ -12,6 +12,11 @@ const SAFE = /^[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e\u0080-\u2027\u2
 
 const HEX = '0123456789abcdef';
 
+/** Whether json.Marshal writes `s` as it is between its quotes (nothing to escape or replace). */
+export function goStringIsPlain(s: string): boolean {
+  return SAFE.test(s);
+}
+
 /** Encodes a string the way json.Marshal does (Go 1.21, as BuildKit v0.12 is built). */
 export function goString(s: string): string {
   if (SAFE.test(s)) return `"${s}"`;
@@ -99,9 +104,10 @@ export function canonicalGoTime(s: string): string {
  * case-insensitive one; with several candidates, the last in the text wins.
  */
 export function goField(obj: Record<string, unknown>, name: string): unknown {
-  const folded = goFold(name);
+  // Folded only if some key needs the comparison: most lookups meet the exact name and keys of other lengths.
+  let folded: string | undefined;
   let found: unknown = undefined;
-  for (const k in obj) if (k === name || (mayFold(k, name) && goFold(k) === folded)) found = obj[k];
+  for (const k in obj) if (k === name || (mayFold(k, name) && goFold(k) === (folded ??= goFold(name)))) found = obj[k];
   return found;
 }
 
