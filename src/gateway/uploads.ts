@@ -12,7 +12,7 @@
 // registry session carries the hash of what passed so far (upload-hash.ts),
 // the embedded store hashes its ingest file as it publishes it.
 import type { Readable } from 'node:stream';
-import { BkError } from '../errors.js';
+import { BkError, isNotFound } from '../errors.js';
 import { isDigest } from '../oci/digest.js';
 import type { Call, GatewayContext } from './context.js';
 import { DistError } from './errors.js';
@@ -81,7 +81,7 @@ export async function startUpload(ctx: GatewayContext, call: Call, repo: string)
     // the answer (a new upload, 202) is the one an absent blob gets.
     if (isRepoName(from) && ctx.auth.may(call.identity, 'pull', from)) {
       // A `from` the upstream cannot hold (a name the embedded store refuses) is a blob it lacks too.
-      const nowhere = (err: unknown) => err instanceof BkError && (err.code === 'NOT_FOUND' || (err.code === 'INVALID_ARGUMENT' && err.reason === 'name-invalid'));
+      const nowhere = (err: unknown) => isNotFound(err) || (err instanceof BkError && err.code === 'INVALID_ARGUMENT' && err.reason === 'name-invalid');
       if (await ctx.upstream.mount(repo, mount, from, call.signal).catch((err) => (nowhere(err) ? false : Promise.reject(err)))) {
         created(call, repo, mount);
         return;
