@@ -303,7 +303,7 @@ export class GraphAssembler {
       if (hints.length === layers.length) {
         chainKeys(layers).forEach((k, i) => {
           const h = hint(hints[i]);
-          if (k && h && !graph.layerHints.has(k)) graph.layerHints.set(k, h);
+          if (k && h && !graph.hintsView.has(k)) graph.layerHints.set(k, h);
         });
       }
       try {

@@ -46,7 +46,7 @@ export function parseConfig(graph: CacheGraph, cc: CacheConfig, provider: Descri
   const hintLayers = (descs: Descriptor[], indexes: number[]) => {
     const keys = chainKeys(descs);
     keys.forEach((k, i) => {
-      if (k && !graph.layerHints.has(k)) graph.layerHints.set(k, [source, indexes[i]!]);
+      if (k && !graph.hintsView.has(k)) graph.layerHints.set(k, [source, indexes[i]!]);
     });
   };
 
