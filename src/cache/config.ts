@@ -5,7 +5,6 @@
 import { invalidArgument } from '../errors.js';
 import {
   goArray,
-  goField,
   goInt,
   goObject,
   goStr,
@@ -13,6 +12,7 @@ import {
   goStringMap,
   goStringMapField,
   goTime,
+  GoStruct,
   isObject,
   parseJsonBytes,
 } from '../oci/go-json.js';
@@ -61,70 +61,86 @@ export interface CacheConfig {
   records: CacheRecord[];
 }
 
+const LAYER_ANNOTATIONS = new GoStruct(['createdAt', 'mediaType', 'diffID', 'size', 'additional']);
+
 function decodeLayerAnnotations(v: unknown, where: string): LayerAnnotations | undefined {
   const o = goObject(v, where);
   if (!o) return undefined;
-  const a: LayerAnnotations = { createdAt: goTime(goField(o, 'createdAt'), `${where}.createdAt`) };
-  const mt = goStr(goField(o, 'mediaType'), `${where}.mediaType`);
+  const [createdAt, mediaType, diffID, size, additional] = LAYER_ANNOTATIONS.read(o);
+  const a: LayerAnnotations = { createdAt: goTime(createdAt, where, '.createdAt') };
+  const mt = goStr(mediaType, where, '.mediaType');
   if (mt) a.mediaType = mt;
-  const diff = goStr(goField(o, 'diffID'), `${where}.diffID`);
+  const diff = goStr(diffID, where, '.diffID');
   if (diff) a.diffID = diff;
-  const size = goInt(goField(o, 'size'), `${where}.size`);
-  if (size) a.size = size;
-  const add = goStringMapField(goField(o, 'additional'), `${where}.additional`);
+  const n = goInt(size, where, '.size');
+  if (n) a.size = n;
+  const add = goStringMapField(additional, where, '.additional');
   if (add && Object.keys(add).length) a.additional = add;
   return a;
 }
 
+const INPUT = new GoStruct(['selector', 'link']);
+
 function decodeInputs(v: unknown, where: string): CacheInput[][] {
   return goArray(v, where).map((group, i) =>
-    goArray(group, `${where}[${i}]`).map((inp, j) => {
-      const w = `${where}[${i}][${j}]`;
-      const o = goObject(inp, w) ?? {};
-      return { selector: goStr(goField(o, 'selector'), `${w}.selector`), link: goInt(goField(o, 'link'), `${w}.link`) };
+    goArray(group, where, `[${i}]`).map((inp, j) => {
+      const o = goObject(inp, where, `[${i}][${j}]`);
+      if (!o) return { selector: '', link: 0 };
+      const [selector, link] = INPUT.read(o);
+      // Only a value of the wrong type needs the element's name, for the error.
+      const w = typeof selector === 'string' && typeof link === 'number' ? '' : `${where}[${i}][${j}]`;
+      return { selector: goStr(selector, w, '.selector'), link: goInt(link, w, '.link') };
     }),
   );
 }
 
+const RECORD = new GoStruct(['layers', 'chains', 'digest', 'inputs']);
+const RESULT = new GoStruct(['layer', 'createdAt']);
+const CHAIN = new GoStruct(['layers', 'createdAt']);
+
 /** Decodes one record object; shared with the inline cache, which stores records alone. */
 export function decodeRecord(v: unknown, where: string): CacheRecord {
-  const o = goObject(v, where) ?? {};
+  const o = goObject(v, where);
+  const [layers, chains, digest, inputs] = o ? RECORD.read(o) : [];
   return {
-    results: goArray(goField(o, 'layers'), `${where}.layers`).map((r, i) => {
-      const ro = goObject(r, `${where}.layers[${i}]`) ?? {};
+    results: goArray(layers, where, '.layers').map((r, i) => {
+      const ro = goObject(r, where, `.layers[${i}]`);
+      const [layer, createdAt] = ro ? RESULT.read(ro) : [];
+      return { layer: goInt(layer, where, `.layers[${i}].layer`), createdAt: goTime(createdAt, where, `.layers[${i}].createdAt`) };
+    }),
+    chains: goArray(chains, where, '.chains').map((c, i) => {
+      const co = goObject(c, where, `.chains[${i}]`);
+      const [layers, createdAt] = co ? CHAIN.read(co) : [];
       return {
-        layer: goInt(goField(ro, 'layer'), `${where}.layers[${i}].layer`),
-        createdAt: goTime(goField(ro, 'createdAt'), `${where}.layers[${i}].createdAt`),
+        layers: goArray(layers, where, `.chains[${i}].layers`).map((n) => goInt(n, where, `.chains[${i}].layers`)),
+        createdAt: goTime(createdAt, where, `.chains[${i}].createdAt`),
       };
     }),
-    chains: goArray(goField(o, 'chains'), `${where}.chains`).map((c, i) => {
-      const co = goObject(c, `${where}.chains[${i}]`) ?? {};
-      return {
-        layers: goArray(goField(co, 'layers'), `${where}.chains[${i}].layers`).map((n) => goInt(n, `${where}.chains[${i}].layers`)),
-        createdAt: goTime(goField(co, 'createdAt'), `${where}.chains[${i}].createdAt`),
-      };
-    }),
-    digest: goStr(goField(o, 'digest'), `${where}.digest`),
-    inputs: decodeInputs(goField(o, 'inputs'), `${where}.inputs`),
+    digest: goStr(digest, where, '.digest'),
+    inputs: decodeInputs(inputs, `${where}.inputs`),
   };
 }
+
+const CONFIG = new GoStruct(['layers', 'records']);
+const LAYER = new GoStruct(['blob', 'parent', 'annotations']);
 
 /** Decodes config JSON with Go's semantics (absent ints are 0, unknown fields ignored). */
 export function decodeCacheConfig(data: Uint8Array | string): CacheConfig {
   const doc = parseJsonBytes(data, 'cache config');
   if (!isObject(doc)) throw invalidArgument('cache config is not a JSON object', { reason: 'malformed-config' });
+  const [layers, records] = CONFIG.read(doc);
   return {
-    layers: goArray(goField(doc, 'layers'), 'layers').map((l, i) => {
-      const o = goObject(l, `layers[${i}]`) ?? {};
-      const layer: CacheLayer = {
-        blob: goStr(goField(o, 'blob'), `layers[${i}].blob`),
-        parent: goInt(goField(o, 'parent'), `layers[${i}].parent`),
-      };
-      const ann = decodeLayerAnnotations(goField(o, 'annotations'), `layers[${i}].annotations`);
-      if (ann) layer.annotations = ann;
+    layers: goArray(layers, 'layers').map((l, i) => {
+      const o = goObject(l, 'layers', `[${i}]`);
+      const [blob, parent, annotations] = o ? LAYER.read(o) : [];
+      const layer: CacheLayer = { blob: goStr(blob, 'layers', `[${i}].blob`), parent: goInt(parent, 'layers', `[${i}].parent`) };
+      if (annotations !== undefined) {
+        const ann = decodeLayerAnnotations(annotations, `layers[${i}].annotations`);
+        if (ann) layer.annotations = ann;
+      }
       return layer;
     }),
-    records: goArray(goField(doc, 'records'), 'records').map((r, i) => decodeRecord(r, `records[${i}]`)),
+    records: goArray(records, 'records').map((r, i) => decodeRecord(r, `records[${i}]`)),
   };
 }
 

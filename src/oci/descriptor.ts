@@ -5,13 +5,13 @@ import { parseDigest, type Digest } from './digest.js';
 import {
   goArray,
   goBytes,
-  goField,
   goInt,
   goObject,
   goStr,
   goString,
   goStringMap,
   goStringMapField,
+  GoStruct,
   isObject,
 } from './go-json.js';
 
@@ -39,21 +39,23 @@ export const ANNOTATION_CREATED_AT = 'buildkit/createdat';
 export const ANNOTATION_DESCRIPTION = 'buildkit/description';
 export const ANNOTATION_REF_NAME = 'org.opencontainers.image.ref.name';
 
+const PLATFORM = new GoStruct(['architecture', 'os', 'os.version', 'os.features', 'variant']);
+
 function decodePlatform(v: unknown, where: string): Platform | undefined {
   const o = goObject(v, where);
   if (!o) return undefined;
-  const p: Platform = {
-    architecture: goStr(goField(o, 'architecture'), `${where}.architecture`),
-    os: goStr(goField(o, 'os'), `${where}.os`),
-  };
-  const osv = goStr(goField(o, 'os.version'), `${where}.os.version`);
-  if (osv) p['os.version'] = osv;
-  const feats = goArray(goField(o, 'os.features'), `${where}.os.features`).map((f) => goStr(f, `${where}.os.features`));
+  const [arch, os, osv, features, variant] = PLATFORM.read(o);
+  const p: Platform = { architecture: goStr(arch, where, '.architecture'), os: goStr(os, where, '.os') };
+  const version = goStr(osv, where, '.os.version');
+  if (version) p['os.version'] = version;
+  const feats = goArray(features, where, '.os.features').map((f) => goStr(f, where, '.os.features'));
   if (feats.length) p['os.features'] = feats;
-  const variant = goStr(goField(o, 'variant'), `${where}.variant`);
-  if (variant) p.variant = variant;
+  const vt = goStr(variant, where, '.variant');
+  if (vt) p.variant = vt;
   return p;
 }
+
+const DESCRIPTOR = new GoStruct(['mediaType', 'digest', 'size', 'urls', 'annotations', 'data', 'platform', 'artifactType']);
 
 /**
  * Decodes a descriptor with Go's semantics: unknown fields are dropped,
@@ -61,22 +63,32 @@ function decodePlatform(v: unknown, where: string): Platform | undefined {
  */
 export function decodeDescriptor(v: unknown, where = 'descriptor'): Descriptor {
   if (!isObject(v)) throw invalidArgument(`${where} is not an object`, { reason: 'malformed-descriptor' });
+  const [mediaType, digest, size, urls, annotations, data, platform, artifactType] = DESCRIPTOR.read(v);
   const d: Descriptor = {
-    mediaType: goStr(goField(v, 'mediaType'), `${where}.mediaType`),
-    digest: goStr(goField(v, 'digest'), `${where}.digest`),
-    size: goInt(goField(v, 'size'), `${where}.size`),
+    mediaType: goStr(mediaType, where, '.mediaType'),
+    digest: goStr(digest, where, '.digest'),
+    size: goInt(size, where, '.size'),
   };
   parseDigest(d.digest);
   if (d.size < 0) throw invalidArgument(`${where}.size is negative`, { reason: 'malformed-descriptor' });
-  const urls = goArray(goField(v, 'urls'), `${where}.urls`).map((u) => goStr(u, `${where}.urls`));
-  if (urls.length) d.urls = urls;
-  const ann = goStringMapField(goField(v, 'annotations'), `${where}.annotations`);
-  if (ann && Object.keys(ann).length) d.annotations = ann;
-  const data = goBytes(goField(v, 'data'), `${where}.data`);
-  if (data) d.data = data;
-  const platform = decodePlatform(goField(v, 'platform'), `${where}.platform`);
-  if (platform) d.platform = platform;
-  const at = goStr(goField(v, 'artifactType'), `${where}.artifactType`);
+  // The rare fields are absent from nearly every descriptor: skip their decoders then.
+  if (urls !== undefined) {
+    const list = goArray(urls, where, '.urls').map((u) => goStr(u, where, '.urls'));
+    if (list.length) d.urls = list;
+  }
+  if (annotations !== undefined) {
+    const ann = goStringMapField(annotations, where, '.annotations');
+    if (ann && Object.keys(ann).length) d.annotations = ann;
+  }
+  if (data !== undefined) {
+    const bytes = goBytes(data, where, '.data');
+    if (bytes) d.data = bytes;
+  }
+  if (platform !== undefined) {
+    const p = decodePlatform(platform, `${where}.platform`);
+    if (p) d.platform = p;
+  }
+  const at = goStr(artifactType, where, '.artifactType');
   if (at) d.artifactType = at;
   return d;
 }

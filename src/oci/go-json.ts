@@ -148,24 +148,24 @@ function preview(v: unknown): string {
   return (JSON.stringify(v) ?? String(v)).slice(0, 40);
 }
 
+// Every decoder below names what it decodes as `where` + `field` in its
+// error, and joins the two only when it throws: a config of 20 000 records
+// made hundreds of thousands of such names, each thrown away.
+
 /** Decodes a Go `int` field: absent or null stays 0. */
-export function goInt(v: unknown, where: string): number {
+export function goInt(v: unknown, where: string, field = ''): number {
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return v;
   if (v === undefined || v === null) return 0;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
-    throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type int`, { reason: 'type-mismatch' });
-  }
-  return v;
+  throw invalidArgument(`cannot decode ${preview(v)} into ${where}${field} of type int`, { reason: 'type-mismatch' });
 }
 
 /** Decodes a Go `string` field: absent or null stays "". */
-export function goStr(v: unknown, where: string): string {
+export function goStr(v: unknown, where: string, field = ''): string {
+  if (typeof v === 'string') return v;
   if (v === undefined || v === null) return '';
-  if (typeof v !== 'string') {
-    throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type string`, {
-      reason: 'type-mismatch',
-    });
-  }
-  return v;
+  throw invalidArgument(`cannot decode ${preview(v)} into ${where}${field} of type string`, {
+    reason: 'type-mismatch',
+  });
 }
 
 /**
@@ -174,42 +174,90 @@ export function goStr(v: unknown, where: string): string {
  * Returns the canonical base64 that json.Marshal writes back; "" for absent
  * or null. Buffer.from(s, 'base64') alone decodes a prefix of anything.
  */
-export function goBytes(v: unknown, where: string): string {
+export function goBytes(v: unknown, where: string, field = ''): string {
   if (v === undefined || v === null) return '';
-  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${preview(v)} into ${where} of type []byte`, { reason: 'type-mismatch' });
+  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${preview(v)} into ${where}${field} of type []byte`, { reason: 'type-mismatch' });
   const s = v.replace(/[\r\n]/g, '');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) {
-    throw invalidArgument(`${where} is not base64 (illegal base64 data)`, { reason: 'malformed-base64' });
+    throw invalidArgument(`${where}${field} is not base64 (illegal base64 data)`, { reason: 'malformed-base64' });
   }
   return Buffer.from(s, 'base64').toString('base64');
 }
 
-/** Decodes a Go slice: absent or null is an empty slice. */
-export function goArray(v: unknown, where: string): unknown[] {
-  if (v === undefined || v === null) return [];
-  if (!Array.isArray(v)) throw invalidArgument(`cannot decode a non-array into ${where}`, { reason: 'type-mismatch' });
-  return v;
+const NONE: readonly unknown[] = Object.freeze([]);
+
+/** Decodes a Go slice: absent or null is an empty slice (a shared, frozen one: read it, never fill it). */
+export function goArray(v: unknown, where: string, field = ''): readonly unknown[] {
+  if (Array.isArray(v)) return v;
+  if (v === undefined || v === null) return NONE;
+  throw invalidArgument(`cannot decode a non-array into ${where}${field}`, { reason: 'type-mismatch' });
 }
 
-export function goObject(v: unknown, where: string): Record<string, unknown> | undefined {
+export function goObject(v: unknown, where: string, field = ''): Record<string, unknown> | undefined {
   if (v === undefined || v === null) return undefined;
-  if (!isObject(v)) throw invalidArgument(`cannot decode a non-object into ${where}`, { reason: 'type-mismatch' });
+  if (!isObject(v)) throw invalidArgument(`cannot decode a non-object into ${where}${field}`, { reason: 'type-mismatch' });
   return v;
 }
 
 /** Decodes a time.Time: absent or null is the zero time. */
-export function goTime(v: unknown, where: string): string {
+export function goTime(v: unknown, where: string, field = ''): string {
   if (v === undefined || v === null) return GO_ZERO_TIME;
-  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${where}: time must be a string`, { reason: 'type-mismatch' });
+  if (typeof v !== 'string') throw invalidArgument(`cannot decode ${where}${field}: time must be a string`, { reason: 'type-mismatch' });
   return canonicalGoTime(v);
 }
 
-export function goStringMapField(v: unknown, where: string): Record<string, string> | undefined {
-  const o = goObject(v, where);
+/**
+ * Decodes a Go map[string]string. A "__proto__" key is a key like any other
+ * (Go keeps it; a plain assignment would have set the prototype and dropped it).
+ */
+export function goStringMapField(v: unknown, where: string, field = ''): Record<string, string> | undefined {
+  const o = goObject(v, where, field);
   if (!o) return undefined;
   const out: Record<string, string> = {};
-  for (const [k, val] of Object.entries(o)) out[k] = goStr(val, `${where}[${k}]`);
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    // A null value is "" to Go.
+    const val = typeof v === 'string' ? v : goStr(v, `${where}${field}`, `[${k}]`);
+    if (k === '__proto__') Object.defineProperty(out, k, { value: val, writable: true, enumerable: true, configurable: true });
+    else out[k] = val;
+  }
   return out;
+}
+
+/**
+ * The JSON names of a Go struct's fields, to read an object's fields in one
+ * pass over its keys, each matched as goField matches it (exact name, else
+ * Go's case folding; the last match in the text wins, which is the last key
+ * here: goParse moves a repeated key to the end). goField per field is a
+ * pass per field: eight over every descriptor of a 10 000-layer manifest.
+ */
+export class GoStruct {
+  private readonly exact = new Map<string, number>();
+  private readonly folded = new Map<string, number>();
+  private readonly lengths = new Set<number>();
+
+  constructor(readonly names: readonly string[]) {
+    names.forEach((n, i) => {
+      this.exact.set(n, i);
+      this.folded.set(goFold(n), i);
+      this.lengths.add(n.length);
+    });
+  }
+
+  /** Each field's raw value, in the order of `names`; undefined where absent. */
+  read(obj: Record<string, unknown>): unknown[] {
+    const out = new Array<unknown>(this.names.length).fill(undefined);
+    for (const k in obj) {
+      let i = this.exact.get(k);
+      if (i === undefined) {
+        if (!this.lengths.has(k.length) && ASCII.test(k)) continue;
+        i = this.folded.get(goFold(k));
+        if (i === undefined) continue;
+      }
+      out[i] = obj[k];
+    }
+    return out;
+  }
 }
 
 /** Parses JSON bytes as encoding/json does (go-json-parse.ts), mapping syntax errors to a typed error. */
