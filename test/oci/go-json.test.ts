@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BkError } from '../../src/errors.js';
-import { decodeDescriptor } from '../../src/oci/descriptor.js';
+import { decodeCacheConfig } from '../../src/cache/config.js';
+import { decodeDescriptor, encodeDescriptor } from '../../src/oci/descriptor.js';
 import {
   canonicalGoTime,
   goField,
@@ -10,6 +11,7 @@ import {
   goStr,
   goString,
   goStringMap,
+  GoStruct,
   GO_ZERO_TIME,
   parseJsonBytes,
 } from '../../src/oci/go-json.js';
@@ -162,5 +164,45 @@ describe('parseJsonBytes bounds the objects and arrays of one document', () => {
     expect((err as BkError).code).toBe('RESOURCE_EXHAUSTED');
     const at = '[' + '[],'.repeat(MAX_JSON_CONTAINERS - 2) + '[]]';
     expect((parseJsonBytes(at, 'x') as unknown[]).length).toBe(MAX_JSON_CONTAINERS - 1);
+  });
+});
+
+describe('GoStruct reads each field as goField does, in one pass', () => {
+  // Keys chosen to collide: exact names, case variants, ſ (folds to s) and K (Kelvin, folds to k), other fields.
+  const NAMES = ['size', 'digest', 'mediaType', 'os.version', 'k'];
+  const VARIANTS = ['size', 'Size', 'SIZE', 'ſize', 'digest', 'Digest', 'DIGEſT', 'mediaType', 'mediatype', 'MediaType', 'os.version', 'OS.Version', 'k', 'K', 'K', 'sizes', 'dig', '', '__proto__', 'x'];
+  let seed = 7;
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  it('on 500 random documents with repeated and folded keys, parsed as Go reads them', () => {
+    const struct = new GoStruct(NAMES);
+    for (let t = 0; t < 500; t++) {
+      const pairs = Array.from({ length: rnd(9) }, (_, i) => `${JSON.stringify(VARIANTS[rnd(VARIANTS.length)])}:${i}`);
+      const doc = parseJsonBytes(`{${pairs.join(',')}}`, 'doc') as Record<string, unknown>;
+      expect(struct.read(doc), pairs.join(',')).toEqual(NAMES.map((n) => goField(doc, n)));
+    }
+  });
+});
+
+describe('decoders name the field of a bad value', () => {
+  it('in a descriptor, an index and a cache config', () => {
+    expect(() => decodeDescriptor({ digest: `sha256:${'a'.repeat(64)}`, size: 'x' }, 'manifests[3]')).toThrow(
+      'cannot decode "x" into manifests[3].size of type int',
+    );
+    expect(() => decodeDescriptor({ digest: `sha256:${'a'.repeat(64)}`, size: 1, annotations: { a: 1 } }, 'layers[0]')).toThrow(
+      'cannot decode 1 into layers[0].annotations[a] of type string',
+    );
+    expect(() => decodeCacheConfig('{"records":[{},{"inputs":[[{"selector":7}]]}]}')).toThrow('cannot decode 7 into records[1].inputs[0][0].selector of type string');
+    expect(() => decodeCacheConfig('{"layers":[{"blob":"b","parent":"p"}]}')).toThrow('cannot decode "p" into layers[0].parent of type int');
+  });
+  it('keep a "__proto__" annotation key as Go keeps a map key, and read null values as ""', () => {
+    const d = decodeDescriptor(parseJsonBytes(`{"digest":"sha256:${'a'.repeat(64)}","size":1,"annotations":{"__proto__":"v","n":null}}`, 'd'));
+    expect(Object.keys(d.annotations!)).toEqual(['__proto__', 'n']);
+    expect(d.annotations!['__proto__']).toBe('v');
+    expect(d.annotations!['n']).toBe('');
+    expect(Object.getPrototypeOf(d.annotations)).toBe(Object.prototype);
+    expect(encodeDescriptor(d)).toContain('"annotations":{"__proto__":"v","n":""}');
   });
 });
