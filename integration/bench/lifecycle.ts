@@ -6,8 +6,9 @@
 //   in-memory descriptor cache) and the cache exported for real, every layer
 //   uploaded through the API. Also "cold": layers seeded on disk and no blob
 //   descriptor cache, every HEAD a filesystem lookup; there the registry's own
-//   loop takes about 10 s, so verify is reported against that pace. Beside
-//   verify, in the same run, the registry's own pace: the same HEADs from a
+//   loop takes about 10 s, so verify is reported against that pace. Verify
+//   runs three times, the target judged on the median; before the first run
+//   and after each, the registry's own pace: the same HEADs from a
 //   bare loop on kept-alive connections (the floor for any client: distribution
 //   2.8 builds and compiles its whole route table again for every request, in
 //   App.context -> v2.NewURLBuilderFromRequest, 42-46% of its CPU per HEAD in a
@@ -226,6 +227,8 @@ async function bareHeads(reg: StartedRegistry, digests: string[], inFlight: numb
 
 const BLOBS = 10_000;
 const IN_FLIGHT = 16;
+/** Verify runs per scenario, each between two bare loops; the target is judged on their median. */
+const VERIFY_RUNS = 3;
 
 /** 2 000 records, each a result of 5 layers of its own: 10 000 distinct blobs, and their bytes. */
 function verifyCache(): { g: CacheGraph; content: Map<string, Buffer> } {
@@ -304,32 +307,38 @@ async function verifyScenario(name: 'cold' | 'pushed', sweep: number[]): Promise
     const label = pushed ? 'pushed (descriptor cache on, as Debian packages it; layers uploaded through the API)' : 'cold (no descriptor cache; layers seeded on disk)';
     console.log(`  verify, ${label}: setup ${pushed ? '(export uploading 10 000 layers)' : '(seed + export)'} ${setupMs} ms`);
 
-    // The floor: the registry's own pace for these HEADs on kept-alive connections.
-    const floor = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, true));
-    const v = await runVerify(reg, ref, IN_FLIGHT, path.join(tmp, 'stats.json'));
-    // The floor again, so a change in the machine's load during verify shows.
-    const floor2 = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, true));
-
-    const heads = v.stats.byMethod['HEAD'] ?? 0;
-    const requests = Object.values(v.stats.byMethod).reduce((s, x) => s + x, 0);
+    // The registry's own pace for these HEADs on kept-alive connections, before the first verify and after each,
+    // so every verify has the pace just before and just after it: this VM's speed drifts within minutes.
+    const floors = [await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, true))];
+    console.log(`    bare HEAD loop, ${IN_FLIGHT} kept-alive connections (the registry's pace): ${line(floors[0]!, digests.length)}`);
+    const runs: Awaited<ReturnType<typeof runVerify>>[] = [];
+    for (let i = 0; i < VERIFY_RUNS; i++) {
+      const v = await runVerify(reg, ref, IN_FLIGHT, path.join(tmp, `stats.json`));
+      runs.push(v);
+      const heads = v.stats.byMethod['HEAD'] ?? 0;
+      const requests = Object.values(v.stats.byMethod).reduce((s, x) => s + x, 0);
+      console.log(`    bkcache verify ${v.out.blobs} blobs, ${IN_FLIGHT} in flight (run ${i + 1}): ${line(v.m, heads)}; ok=${v.out.ok}  (${load()})`);
+      console.log(
+        `      requests: ${Object.entries(v.stats.byMethod).map(([k, n]) => `${n} ${k}`).join(', ')} (${(requests / v.out.blobs).toFixed(3)} per blob) over ${v.stats.connections} connections; ` +
+          `after the process started: first GET ${v.stats.firstMs['GET']} ms, HEADs sent from ${v.stats.firstMs['HEAD']} to ${v.stats.lastMs['HEAD']} ms, exit ${v.stats.exitMs} ms`,
+      );
+      floors.push(await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, true)));
+      console.log(`    bare HEAD loop again: ${line(floors[i + 1]!, digests.length)}`);
+    }
+    const ms = mid(runs.map((v) => v.m.ms));
+    // Each verify against the mean of the loops just before and after it.
+    const ratio = mid(runs.map((v, i) => v.m.ms / ((floors[i]!.ms + floors[i + 1]!.ms) / 2)));
     // The 10 s target is the registry as it is deployed (pushed). Without a descriptor cache the registry's own
     // loop takes about 10 s on these machines, so cold is reported against that pace, not against the target.
-    const verdict = !v.out.ok
+    const verdict = !runs.every((v) => v.out.ok)
       ? 'TARGET MISSED (verify found the cache broken)'
       : pushed
-        ? v.m.ms < 10_000
+        ? ms < 10_000
           ? 'target met (< 10 000 ms)'
           : 'TARGET MISSED (< 10 000 ms)'
-        : `${v.m.ms < 10_000 ? 'under' : 'over'} 10 000 ms; no target here, see the registry's own pace below`;
-    console.log(`    bkcache verify ${v.out.blobs} blobs, ${IN_FLIGHT} in flight: ${line(v.m, heads)}; ok=${v.out.ok}  [${name}] ${verdict}  (${load()})`);
-    console.log(
-      `      requests: ${Object.entries(v.stats.byMethod).map(([k, n]) => `${n} ${k}`).join(', ')} (${(requests / v.out.blobs).toFixed(3)} per blob) over ${v.stats.connections} connections; ` +
-        `after the process started: first GET ${v.stats.firstMs['GET']} ms, HEADs sent from ${v.stats.firstMs['HEAD']} to ${v.stats.lastMs['HEAD']} ms, exit ${v.stats.exitMs} ms`,
-    );
-    console.log(`    bare HEAD loop, ${IN_FLIGHT} kept-alive connections (the registry's pace), before verify: ${line(floor, digests.length)}`);
-    console.log(`    the same, after verify: ${line(floor2, digests.length)}`);
-    const pace = (floor.ms + floor2.ms) / 2;
-    console.log(`    verify / kept-alive loop (mean of both): ${(v.m.ms / pace).toFixed(2)}x wall`);
+        : `${ms < 10_000 ? 'under' : 'over'} 10 000 ms; no target here, see the registry's own pace above`;
+    console.log(`    [${name}] verify, median of ${VERIFY_RUNS} runs: ${Math.round(ms)} ms  ${verdict}`);
+    console.log(`    verify / kept-alive loop (each run against the loops before and after it, median): ${ratio.toFixed(2)}x wall`);
     if (!pushed) {
       // What a HEAD loop costs when each HEAD opens a connection (undici's default, and verify's before it kept them alive).
       const fresh = await measured(reg, () => bareHeads(reg, digests, IN_FLIGHT, false));
