@@ -34,7 +34,8 @@ export type FaultAction =
    */
   | { rewrite: Rewrite; framing?: 'fixed' | 'chunked' | 'as-rewritten' };
 
-type Rewrite = (r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => void;
+/** May return a promise (a test acting on the registry before the client sees the answer): the answer waits for it. */
+type Rewrite = (r: { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }) => void | Promise<void>;
 
 export interface FaultRule {
   name: string;
@@ -151,10 +152,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         }
         const parts: Buffer[] = [];
         upRes.on('data', (b: Buffer) => parts.push(b));
-        upRes.on('end', () => {
+        upRes.on('end', async () => {
           const r = { status: upRes.statusCode ?? 502, headers: { ...upRes.headers }, body: Buffer.concat(parts) };
           if ('trickle' in mutate) return trickle(res, r, mutate.trickle);
-          mutate.rewrite(r);
+          await mutate.rewrite(r);
           const framing = mutate.framing ?? 'fixed';
           // HEAD answers keep the upstream Content-Length (they describe a body not sent).
           if (req.method !== 'HEAD' && framing === 'fixed') r.headers['content-length'] = String(r.body.length);

@@ -7,6 +7,7 @@
 // What a command needs beyond its flags is imported inside its run(), as in
 // commands.ts, so listing the commands (--help) loads no cache or HTTP code.
 import type { DiffReport } from '../cache/lifecycle/diff.js';
+import type { GcReport } from '../cache/lifecycle/gc.js';
 import type { OpenedCache } from '../cache/lifecycle/cache.js';
 import type { PictureFormat } from '../cache/lifecycle/picture.js';
 import type { LoadedCache } from '../cache/import.js';
@@ -217,21 +218,35 @@ blobs are pruned. One of --older-than and --keep is required.
       throw new UsageError('gc needs --older-than or --keep (refusing to delete every cache)');
     }
     const { parseDuration } = await import('../cache/lifecycle/units.js');
-    const { gcRepository } = await import('../cache/lifecycle/gc.js');
+    const { GcIncompleteError, gcRepository } = await import('../cache/lifecycle/gc.js');
     const olderThan = values['older-than'] === undefined ? undefined : parseDuration(values['older-than']);
-    const r = await gcRepository(await spec(values.repository), {}, { olderThan, keep: values.keep, dryRun: values['dry-run'] });
-    if (format === 'json') out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag) }));
-    else {
-      const verb = r.dryRun ? 'would delete' : 'deleted';
-      const hb = await humanBytes();
-      for (const t of r.deleted) out(`${verb} ${printable(t.tag)} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);
-      for (const t of r.kept) out(`kept ${printable(t.tag)} ${short(t.digest)} (${t.reason})`);
-      if (r.prune) out(`pruned ${r.prune.deleted} blobs (${hb(r.prune.deletedBytes)})`);
-      if (r.note) out(`note: ${r.note}`);
+    const repo = await spec(values.repository);
+    let r: GcReport;
+    try {
+      r = await gcRepository(repo, {}, { olderThan, keep: values.keep, dryRun: values['dry-run'] });
+    } catch (err) {
+      // Deletes that happened are reported even when a later one failed; the error then goes to stderr as any error does.
+      if (err instanceof GcIncompleteError) printGc(err.report, format, await humanBytes());
+      throw err;
     }
+    printGc(r, format, await humanBytes());
     return 0;
   },
 };
+
+function printGc(r: GcReport, format: 'text' | 'json', hb: (n: number) => string): void {
+  if (format === 'json') {
+    const failed = r.failed.length ? { failed: r.failed.map((t) => t.tag) } : {};
+    out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag), ...failed }));
+    return;
+  }
+  const verb = r.dryRun ? 'would delete' : 'deleted';
+  for (const t of r.deleted) out(`${verb} ${printable(t.tag)} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);
+  for (const t of r.kept) out(`kept ${printable(t.tag)} ${short(t.digest)} (${t.reason})`);
+  for (const t of r.failed) out(`not deleted ${printable(t.tag)} ${short(t.digest)} (${t.reason})`);
+  if (r.prune) out(`pruned ${r.prune.deleted} blobs (${hb(r.prune.deletedBytes)})`);
+  if (r.note) out(`note: ${r.note}`);
+}
 
 const DIFF_FLAGS = { 'import-cache': { type: 'string', multiple: true }, format: { type: 'string' } } as const satisfies FlagOptions;
 

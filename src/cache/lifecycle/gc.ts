@@ -10,20 +10,19 @@
 // which also removes the tags naming it; the blobs stay until the registry's
 // own garbage collection runs. Local layout: the index.json entries go in one
 // atomic replace, then unreachable blobs are pruned.
-import { BkError, failedPrecondition, invalidArgument, isNotFound, resourceExhausted } from '../../errors.js';
+import { BkError, invalidArgument, resourceExhausted } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
-import { isDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, detectManifestMediaType } from '../../oci/manifest.js';
-import { isIndexMediaType, isManifestMediaType, MT } from '../../oci/media-types.js';
-import { validateTag } from '../../oci/reference.js';
+import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
 import { fetchBytes } from '../../store/content.js';
 import { updateIndex } from '../../store/local/layout.js';
 import { LocalStore } from '../../store/local/index.js';
 import type { PruneResult } from '../../store/local/prune.js';
-import { RegistryStore } from '../../store/registry/index.js';
+import type { RegistryStore } from '../../store/registry/index.js';
 import { loadParsed } from '../import.js';
-import { openImport, type BackendContext } from '../remote/index.js';
+import type { BackendContext } from '../remote/index.js';
+import { openRegistryRepo } from './gc-registry.js';
 import type { CacheSpec } from '../spec.js';
 
 export interface GcOptions {
@@ -42,12 +41,28 @@ export interface GcTag {
   /** Newest record's creation time, for caches. */
   newest?: string;
   /** Why a tag is kept. */
-  reason?: 'keep-glob' | 'recent' | 'not-a-cache' | 'unreadable' | 'shares-manifest' | 'named-by-kept-index' | 'no-dates' | 'invalid-tag';
+  reason?:
+    | 'keep-glob'
+    | 'recent'
+    | 'not-a-cache'
+    | 'unreadable'
+    | 'shares-manifest'
+    | 'named-by-kept-index'
+    | 'no-dates'
+    | 'invalid-tag'
+    /** It names another manifest than the one judged: re-pointed while gc ran. */
+    | 'changed'
+    /** Why a tag is in `failed`: its delete failed (or was not tried after a failure), or the registry accepted it and kept the tag. */
+    | 'delete-failed'
+    | 'delete-ignored';
 }
 
 export interface GcReport {
+  /** Tags gone, checked after the deletes. */
   deleted: GcTag[];
   kept: GcTag[];
+  /** Tags gc meant to delete and did not: a delete that failed, or one the registry accepted and ignored. */
+  failed: GcTag[];
   dryRun: boolean;
   /** What the store must do next to free space. */
   note: string;
@@ -103,69 +118,47 @@ function newestRecord(parts: { config: { records: { results: { createdAt: string
   return best;
 }
 
+/**
+ * A gc whose deletes did not all happen: the report says what was deleted
+ * and what was not, the code and reason are those of the first failure.
+ */
+export class GcIncompleteError extends BkError {
+  constructor(
+    readonly report: GcReport,
+    cause: BkError,
+  ) {
+    super(cause.code, `${cause.message} (deleted ${report.deleted.length}, not deleted ${report.failed.length})`, { cause, reason: cause.reason });
+  }
+}
+
 /** A tag and what it names; no descriptor for a name the registry listed that is not a tag (it cannot be resolved, and stays). */
-interface Entry {
+export interface Entry {
   tag: string;
   desc?: Descriptor;
 }
 
-function isTag(name: string): boolean {
-  try {
-    validateTag(name);
-    return !isDigest(name);
-  } catch {
-    return false;
-  }
+/** What a store's deletes did. */
+export interface RemoveOutcome {
+  deleted: GcTag[];
+  failed: GcTag[];
+  /** Tags found naming another manifest after the delete (pushed meanwhile): kept. */
+  changed: GcTag[];
+  /** The first failure; the deletes stop there. */
+  error?: BkError;
 }
 
-interface Repo {
+export interface Repo {
   store: RegistryStore | LocalStore;
   list(signal?: AbortSignal): Promise<Entry[]>;
-  remove(victims: GcTag[], signal?: AbortSignal): Promise<void>;
+  remove(victims: GcTag[], signal?: AbortSignal): Promise<RemoveOutcome>;
+  /** Whether the tags must be listed again right before the deletes (a delete there removes every tag naming the manifest). */
+  recheck?: boolean;
   note: string;
   close(): Promise<void>;
 }
 
 async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
-  if (spec.type === 'registry') {
-    const target = await openImport(spec, ctx);
-    const store = target.store as RegistryStore;
-    return {
-      store,
-      async list(signal) {
-        const out: Entry[] = [];
-        // Each name once (listTags); a lying registry may list names no tag can have (resolving one would ask for something else).
-        for (const tag of await store.tags({ signal })) {
-          if (!isTag(tag)) {
-            out.push({ tag });
-            continue;
-          }
-          try {
-            out.push({ tag, desc: await store.resolve(tag, { signal }) });
-          } catch (err) {
-            if (!isNotFound(err)) throw err; // deleted meanwhile
-          }
-        }
-        return out;
-      },
-      async remove(victims, signal) {
-        for (const digest of new Set(victims.map((v) => v.digest))) {
-          const desc = (await store.resolve(digest, { signal }).catch((err) => {
-            if (isNotFound(err)) return undefined;
-            throw err;
-          })) as Descriptor | undefined;
-          // A manifest, whatever media type this HEAD reports: store.delete picks the
-          // endpoint by media type, and DELETE /blobs/<digest> would leave the tags
-          // naming the manifest while (on some registries) removing its bytes.
-          if (desc) await store.delete({ ...desc, mediaType: isManifestMediaType(desc.mediaType) ? desc.mediaType : MT.ociManifest }, { signal });
-        }
-      },
-      note:
-        `the registry now holds blobs no manifest names; its own garbage collection frees them ` +
-        `(distribution: \`registry garbage-collect --delete-untagged CONFIG\` with the registry read-only or stopped)`,
-      close: () => store.close(),
-    };
-  }
+  if (spec.type === 'registry') return openRegistryRepo(spec, ctx);
   if (spec.type === 'local') {
     const dir = spec.attrs['src'] ?? spec.attrs['dest'];
     if (!dir) throw invalidArgument('gc of a local layout needs type=local,src=DIR', { reason: 'invalid-spec' });
@@ -188,6 +181,7 @@ async function openRepo(spec: CacheSpec, ctx: BackendContext): Promise<Repo> {
             return tag === undefined || !gone.has(`${tag}\0${m.digest}`);
           }),
         }));
+        return { deleted: victims, failed: [], changed: [] };
       },
       note: 'unreachable blobs were pruned',
       close: async () => {},
@@ -268,6 +262,59 @@ async function namedByIndexes(
   return named;
 }
 
+/**
+ * Splits expired tags into those to delete and those to keep. A manifest a
+ * kept tag names is never deleted, whatever other tags name it: neither the
+ * one a kept tag points at, nor one a kept index lists (deleting it would
+ * leave the kept tag naming an index with a hole).
+ */
+async function protect(
+  store: RegistryStore | LocalStore,
+  entries: Entry[],
+  kept: GcTag[],
+  expired: GcTag[],
+  docs: Map<string, unknown>,
+  signal?: AbortSignal,
+): Promise<{ victims: GcTag[]; spared: GcTag[] }> {
+  const keptDigests = new Set(kept.map((k) => k.digest));
+  const listed = expired.length ? await namedByIndexes(store, entries, kept, docs, signal) : new Set<string>();
+  const victims: GcTag[] = [];
+  const spared: GcTag[] = [];
+  for (const t of expired) {
+    if (keptDigests.has(t.digest)) spared.push({ ...t, reason: 'shares-manifest' });
+    else if (listed.has(t.digest)) spared.push({ ...t, reason: 'named-by-kept-index' });
+    else victims.push(t);
+  }
+  return { victims, spared };
+}
+
+/**
+ * The tags listed again right before the deletes, and the victims judged
+ * once more against them: a victim tag re-pointed meanwhile is kept
+ * (`changed`), and any tag that is not a victim now (a kept tag re-pointed
+ * at an expired manifest, a tag pushed since) protects what it names, as
+ * kept tags do. A victim tag gone meanwhile was deleted by someone else:
+ * neither deleted by gc nor kept. What changes between this listing and a
+ * DELETE is not seen: the registry API has no conditional delete.
+ */
+async function recheck(repo: Repo, victims: GcTag[], docs: Map<string, unknown>, signal?: AbortSignal): Promise<{ victims: GcTag[]; spared: GcTag[] }> {
+  const now = await repo.list(signal);
+  const names = new Map<string, string>();
+  for (const e of now) if (e.desc) names.set(e.tag, e.desc.digest);
+  const still: GcTag[] = [];
+  const changed: GcTag[] = [];
+  for (const v of victims) {
+    const d = names.get(v.tag);
+    if (d === v.digest) still.push(v);
+    else if (d !== undefined) changed.push({ tag: v.tag, digest: d, reason: 'changed' });
+  }
+  const judged = new Set(still.map((v) => `${v.tag}\0${v.digest}`));
+  const protectors: GcTag[] = [];
+  for (const e of now) if (e.desc && !judged.has(`${e.tag}\0${e.desc.digest}`)) protectors.push({ tag: e.tag, digest: e.desc.digest });
+  const r = await protect(repo.store, now, protectors, still, docs, signal);
+  return { victims: r.victims, spared: [...changed, ...r.spared] };
+}
+
 export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, opts: GcOptions = {}): Promise<GcReport> {
   const globs = (opts.keep ?? []).map(globMatcher);
   const cutoff = opts.olderThan === undefined ? undefined : (opts.now ?? new Date()).getTime() - opts.olderThan;
@@ -310,36 +357,27 @@ export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, op
       else if (cutoff !== undefined && Date.parse(newest!) >= cutoff) kept.push({ ...t, reason: 'recent' });
       else expired.push(t);
     }
-    // A manifest a kept tag names is never deleted, whatever other tags name
-    // it: neither the one a kept tag points at, nor one a kept index lists
-    // (deleting it would leave the kept tag naming an index with a hole).
-    const keptDigests = new Set(kept.map((k) => k.digest));
-    const listed = expired.length ? await namedByIndexes(repo.store, entries, kept, docs, opts.signal) : new Set<string>();
-    const deleted: GcTag[] = [];
-    for (const t of expired) {
-      if (keptDigests.has(t.digest)) kept.push({ ...t, reason: 'shares-manifest' });
-      else if (listed.has(t.digest)) kept.push({ ...t, reason: 'named-by-kept-index' });
-      else deleted.push(t);
-    }
-    const report: GcReport = { deleted, kept, dryRun: opts.dryRun === true, note: '' };
-    if (!opts.dryRun && deleted.length) {
-      try {
-        await repo.remove(deleted, opts.signal);
-      } catch (err) {
-        if (err instanceof BkError && err.reason === 'delete-unsupported') {
-          throw failedPrecondition(`${repo.store.location} does not allow deletes (distribution: storage.delete.enabled=true); nothing more was deleted`, {
-            cause: err,
-            reason: 'delete-unsupported',
-          });
-        }
-        throw err;
-      }
+    const first = await protect(repo.store, entries, kept, expired, docs, opts.signal);
+    kept.push(...first.spared);
+    const report: GcReport = { deleted: first.victims, kept, failed: [], dryRun: opts.dryRun === true, note: '' };
+    let error: BkError | undefined;
+    if (!opts.dryRun && report.deleted.length) {
+      // Judging read every cache's config: the repository may have changed since it was listed.
+      const victims = repo.recheck ? await recheck(repo, report.deleted, docs, opts.signal) : { victims: report.deleted, spared: [] };
+      kept.push(...victims.spared);
+      const out = victims.victims.length ? await repo.remove(victims.victims, opts.signal) : { deleted: [], failed: [], changed: [] };
+      report.deleted = out.deleted;
+      report.failed = out.failed;
+      kept.push(...out.changed);
+      error = out.error;
       if (repo.store instanceof LocalStore) report.prune = await repo.store.prune();
-      report.note = repo.note;
+      if (out.deleted.length) report.note = repo.note;
     }
     const byTag = (a: GcTag, b: GcTag) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0);
     report.deleted.sort(byTag);
     report.kept.sort(byTag);
+    report.failed.sort(byTag);
+    if (error) throw new GcIncompleteError(report, error);
     return report;
   } finally {
     await repo.close();
