@@ -57,11 +57,15 @@ export class SourceBlobs implements BlobSource {
 }
 
 /** Opens a source and loads its cache; the store is closed again when that fails. */
-export async function openLoaded(spec: CacheSpec, ctx: BackendContext = {}, signal?: AbortSignal): Promise<{ store: ContentStore; loaded: LoadedCache }> {
+export async function openLoaded(
+  spec: CacheSpec,
+  ctx: BackendContext = {},
+  signal?: AbortSignal,
+): Promise<{ store: ContentStore; loaded: LoadedCache; reference?: string }> {
   const target = await openImport(spec, ctx);
   try {
     const { desc, bytes } = await readManifest(target, signal);
-    return { store: target.store, loaded: await loadBytes(target.store, desc, bytes, { signal }) };
+    return { store: target.store, loaded: await loadBytes(target.store, desc, bytes, { signal }), reference: target.reference };
   } catch (err) {
     await target.store.close?.();
     throw err;

@@ -30,6 +30,8 @@ export type ProgressEvent =
 
 export interface TransferOptions {
   tag?: string;
+  /** Called once everything is stored, right before the tag moves; throwing leaves the tag as it was. */
+  beforeTag?: (manifest: Descriptor) => Promise<void>;
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?: (e: ProgressEvent) => void;
@@ -160,6 +162,7 @@ async function pushLeased(
   opts.onProgress?.({ type: 'manifest', digest: built.manifest.desc.digest, size: built.manifest.desc.size, status: mf.outcome });
   if (opts.tag) {
     checkAborted(opts.signal);
+    await opts.beforeTag?.(built.manifest.desc);
     await target.tag(built.manifest.desc, opts.tag, { signal: opts.signal });
     opts.onProgress?.({ type: 'tag', digest: built.manifest.desc.digest, tag: opts.tag });
   }

@@ -3,6 +3,7 @@
 // backend provides work alike) and imported into the solver-side graph, and
 // the one way they all write a smaller cache back: a subgraph that keeps some
 // results, exported like `copy` exports.
+import type { Descriptor } from '../../oci/descriptor.js';
 import type { ContentStore } from '../../store/types.js';
 import { CacheGraph, type CacheNode, type FlatGraph, type Hint, type NodeResult } from '../graph.js';
 import { addToGraph, type LoadedCache } from '../import.js';
@@ -18,11 +19,13 @@ export interface OpenedCache {
   loaded: LoadedCache;
   /** The records as BuildKit parses them (one node per record, results with layer descriptors). */
   graph: CacheGraph;
+  /** The tag (or digest) it was read from in `store`, when known: an export to that tag replaces it. */
+  reference?: string;
   close(): Promise<void>;
 }
 
 export async function openCache(spec: CacheSpec, ctx: BackendContext = {}, signal?: AbortSignal): Promise<OpenedCache> {
-  const { store, loaded } = await openLoaded(spec, ctx, signal);
+  const { store, loaded, reference } = await openLoaded(spec, ctx, signal);
   const graph = new CacheGraph();
   try {
     addToGraph(graph, loaded);
@@ -30,7 +33,7 @@ export async function openCache(spec: CacheSpec, ctx: BackendContext = {}, signa
     await store.close?.();
     throw err;
   }
-  return { store, loaded, graph, close: async () => store.close?.() };
+  return { store, loaded, graph, reference, close: async () => store.close?.() };
 }
 
 /** Result of `n`, if it names at least one layer (a result without layers names nothing). */
@@ -135,22 +138,46 @@ export async function exportFrom(
 }
 
 /**
+ * What a trim or repair checks before it moves its target tag. It replaces
+ * whatever the tag names, and someone may push there while it runs (a CI
+ * build exporting its cache, another repair): the tag moves only if it still
+ * names what it did when the run began, which for an export to the tag the
+ * cache was read from is the manifest read (a push between the read and the
+ * export counts too). Otherwise the new cache is stored, the tag is left as
+ * it is, and FAILED_PRECONDITION (tag-changed) says so. The registry API has
+ * no conditional PUT: a push in the moment between the check and the tag
+ * PUT is not seen.
+ *
  * An inline cache lives in an image. Written back to the tag it was read
- * from (trim or repair "in place"), the cache manifest would replace the
- * image: the tag would name a cache, and whoever pulls it gets no image.
- * Refused before anything is written; another tag is fine.
+ * from, the cache manifest would replace the image: the tag would name a
+ * cache, and whoever pulls it gets no image. Refused before anything is
+ * written; another tag is fine.
  */
-async function refuseReplacingImage(from: OpenedCache, target: ExportTarget, signal?: AbortSignal): Promise<void> {
-  if (from.loaded.kind !== 'inline') return;
-  const current = await target.store.resolve(target.tag, { signal }).catch((err: unknown) => {
-    if (isNotFound(err)) return undefined;
-    throw err;
-  });
-  if (current?.digest === from.loaded.manifest.digest) {
+async function guardTag(from: OpenedCache, target: ExportTarget, signal?: AbortSignal): Promise<(manifest: Descriptor) => Promise<void>> {
+  const named = async () =>
+    (
+      await target.store.resolve(target.tag, { signal }).catch((err: unknown) => {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      })
+    )?.digest;
+  const before = await named();
+  if (from.loaded.kind === 'inline' && before === from.loaded.manifest.digest) {
     throw failedPrecondition(`${target.name} names the image this inline cache was read from; a cache written there would replace the image (export to another tag)`, {
       reason: 'would-replace-image',
     });
   }
+  const sameTag = from.reference !== undefined && from.reference === target.tag && from.store.location === target.store.location;
+  const expected = sameTag ? from.loaded.manifest.digest : before;
+  return async (manifest) => {
+    const now = await named();
+    if (now === expected || now === manifest.digest) return;
+    throw failedPrecondition(
+      `${target.name} changed while this ran: it names ${now ?? 'nothing'} now, ${expected ?? 'nothing'} when this began; ` +
+        `the new cache ${manifest.digest} is stored but the tag was left as it is (run again to work on what it names now)`,
+      { reason: 'tag-changed' },
+    );
+  };
 }
 
 /** The opened cache's store as the source of its blobs (closed with the cache, not here). */
@@ -172,7 +199,7 @@ export async function exportMarshalled(
   opts: Omit<TransferOptions, 'tag'> = {},
 ): Promise<ExportResult> {
   return withExportTarget(to, ctx, async (target) => {
-    await refuseReplacingImage(from, target, opts.signal);
-    return exportMarshalledTo(target, marshalled, sourceOf(from), opts);
+    const beforeTag = await guardTag(from, target, opts.signal);
+    return exportMarshalledTo(target, marshalled, sourceOf(from), { ...opts, beforeTag });
   });
 }

@@ -132,6 +132,7 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
     });
     const manifest = read?.desc ?? (await target.resolve({ signal: opts.signal }));
     const res = await verifyManifest(store, manifest, { ...opts, concurrency: limit }, read?.bytes);
+    if (res.opened) res.opened.reference = target.reference;
     keepOpen = !!res.opened;
     return res;
   } finally {

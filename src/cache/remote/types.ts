@@ -36,6 +36,8 @@ export interface ImportTarget {
   read?(opts?: { signal?: AbortSignal }): Promise<{ desc: Descriptor; bytes: Buffer }>;
   /** For messages: "local:/dir tag=latest". */
   name: string;
+  /** The tag or digest read, in `store`: an export to the same tag replaces what was read. */
+  reference?: string;
 }
 
 export interface ExportTarget {

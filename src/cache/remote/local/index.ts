@@ -41,6 +41,7 @@ export const localBackend: Backend = {
     return {
       store,
       name: `local:${store.dir} ${digest ? `digest=${digest}` : `tag=${tag}`}`,
+      reference: digest ?? tag,
       // A local index is one small file read: nothing worth cancelling.
       async resolve() {
         // A directory without index.json holds no cache at all: say so rather than "tag not found".

@@ -33,7 +33,7 @@ export const registryBackend: Backend = {
   async openImport(attrs, ctx) {
     const { store, tag, digest, ref } = await storeFor(attrs, ctx);
     const reference = digest ?? tag ?? 'latest';
-    return { store, name: ref, resolve: (opts) => store.resolve(reference, opts), read: (opts) => store.readManifest(reference, opts) };
+    return { store, name: ref, reference, resolve: (opts) => store.resolve(reference, opts), read: (opts) => store.readManifest(reference, opts) };
   },
 
   async openExport(attrs, ctx) {
