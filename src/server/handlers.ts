@@ -134,7 +134,7 @@ export function importHandler(ctx: ServerContext) {
       const res = await importChain(specs, ctx.cfg.backend, { ignoreErrors: req.ignore_error, signal });
       let checked: Awaited<ReturnType<typeof dropLostResults>> | undefined;
       try {
-        if (req.verify_blobs && res.hit) checked = await dropLostResults(res.hit.store, res.hit.loaded.manifest, res.graph, { signal, concurrency: ctx.cfg.backend.registry?.concurrency });
+        if (req.verify_blobs && res.hit) checked = await dropLostResults(res.hit.store, res.hit.loaded, res.graph, { signal, concurrency: ctx.cfg.backend.registry?.concurrency });
       } finally {
         await res.blobs.close();
       }

@@ -253,20 +253,40 @@ export async function repairCache(v: Verified, to: CacheSpec, ctx: BackendContex
 }
 
 /**
- * The gRPC Import's `verify_blobs`: checks the blobs of an imported cache and
- * returns `graph` without the results whose chains name a blob that is
- * missing (or corrupt, with `deep`), and the keys of those records.
+ * The gRPC Import's `verify_blobs`: checks the layers of every result of
+ * `graph` (the graph the solver gets, as imported from `loaded`) and returns
+ * it without the results whose chains name a blob that is missing (or
+ * corrupt, with `deep`), and the keys of those records. The check works
+ * from the graph, not from a second read of the manifest: between the
+ * import and the check the registry may have lost or replaced the manifest
+ * (a gc, a push), and whatever happened to it, every layer the answer names
+ * has been checked.
  */
 export async function dropLostResults(
   store: ContentStore,
-  manifest: Descriptor,
+  loaded: LoadedCache,
   graph: CacheGraph,
   opts: VerifyOptions = {},
 ): Promise<{ graph: CacheGraph; dropped: string[]; report: VerifyReport }> {
-  const v = await verifyManifest(store, manifest, opts);
-  if (v.report.ok) return { graph, dropped: [], report: v.report };
-  const lost = new Set([...v.report.missing, ...v.report.corrupt]);
+  const results = new Map<string, Check>();
+  const layers: Descriptor[] = [];
+  for (const n of graph.recordsWithResults()) for (const l of resultOf(n)?.layers ?? []) layers.push(l);
+  await checkAll(store, layers, opts.deep === true, opts.concurrency ?? DEFAULT_VERIFY_CONCURRENCY, results, opts.signal);
+  const missing: string[] = [];
+  const corrupt: string[] = [];
+  for (const [d, c] of results) if (c !== 'ok') (c === 'missing' ? missing : corrupt).push(d);
+  const lost = new Set([...missing, ...corrupt]);
   const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => lost.has(l.digest));
-  const kept = keepResults(graph, (n) => !isLost(n));
-  return { graph: kept.graph, dropped: [...new Set(kept.dropped.filter(isLost).map((n) => n.digest))].sort(), report: v.report };
+  const kept = lost.size ? keepResults(graph, (n) => !isLost(n)) : { graph, dropped: [] };
+  const dropped = [...new Set(kept.dropped.filter(isLost).map((n) => n.digest))].sort();
+  const report: VerifyReport = {
+    ok: lost.size === 0,
+    manifest: loaded.manifest.digest,
+    blobs: results.size,
+    missing: missing.sort(),
+    corrupt: corrupt.sort(),
+    records: loaded.recordCount,
+    brokenRecords: dropped.length,
+  };
+  return { graph: kept.graph, dropped, report };
 }
