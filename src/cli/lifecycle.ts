@@ -207,7 +207,13 @@ A registry must allow deletes; its own garbage collection then frees the blobs.
 A local layout loses the index.json entries (replaced atomically), then unreachable
 blobs are pruned. One of --older-than and --keep is required.
 
-  --format json   {"deleted":[tag...],"kept":[tag...]}
+Right before deleting, the tags are listed again: a tag re-pointed at (or pushed
+to) an expired manifest meanwhile keeps it. After the deletes each deleted tag is
+resolved again; one the registry still serves is reported not deleted.
+
+  --format json   {"deleted":[tag...],"kept":[tag...]}, plus "failed":[tag...] when a
+                  delete failed or was ignored (then the error follows on stderr and
+                  gc exits with its code; deleting stops at the first failure)
 `,
   async run(args) {
     const { values } = parseFlags(args, GC_FLAGS);
