@@ -2,7 +2,7 @@
 // Push (monolithic, chunked, mount): https://github.com/opencontainers/distribution-spec/blob/main/spec.md#pushing-blobs
 import { BkError, dataLoss } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
-import { algorithmOf, newHasher } from '../../oci/digest.js';
+import { algorithmOf, isDigest, newHasher } from '../../oci/digest.js';
 import { discard } from '../content.js';
 import type { PushResult } from '../types.js';
 import { repositoryScope } from './auth/challenge.js';
@@ -50,7 +50,11 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
   // registry lies): not present, so a push uploads it (and the upload's own
   // checks decide) instead of a manifest naming it going out on a claim.
   const length = header(res, 'content-length');
-  return length === undefined || Number(length) === desc.size;
+  if (length !== undefined && Number(length) !== desc.size) return false;
+  // Likewise a Docker-Content-Digest naming another blob (of the same algorithm:
+  // a registry may name content by another one) is the registry describing something else.
+  const claimed = header(res, 'docker-content-digest');
+  return !(claimed && isDigest(claimed) && algorithmOf(claimed) === algorithmOf(desc.digest) && claimed !== desc.digest);
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
