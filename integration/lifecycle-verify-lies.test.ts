@@ -9,6 +9,7 @@ import { parseCacheSpec } from '../src/cache/spec.js';
 import { chainGraph, sha, writeLocal } from '../test/cache/lifecycle/helpers.js';
 import { runCli } from './harness/cli.js';
 import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
+import { pushInlineImage } from './harness/inline-image.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 let reg: StartedRegistry;
@@ -46,5 +47,27 @@ describe('verify against HEAD answers that describe another blob', () => {
     expect(proxy.log.filter((x) => x.fault).length).toBe(2);
     expect(r.code, r.stderr).toBe(5);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, missing: [a, b].sort(), corrupt: [], brokenRecords: 2 });
+  });
+
+  it('a platform manifest whose HEAD names another digest: reported corrupt (exit 5), not a failed verify', async () => {
+    const repo = 'lies/platforms';
+    const img = await pushInlineImage(reg.host, `${repo}:image`);
+    // A multi-platform inline cache: an index whose one platform is the image.
+    const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...img, platform: { architecture: 'amd64', os: 'linux' } }] });
+    const put = await fetch(`${reg.url}/v2/${repo}/manifests/multi`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body });
+    expect(put.status).toBe(201);
+    const spec = `type=registry,ref=${proxy.host}/${repo}:multi,registry.insecure=true`;
+    proxy.reset();
+    const ok = await runCli(['verify', '--format', 'json', '--import-cache', spec]);
+    expect(ok.code, ok.stderr).toBe(0);
+    proxy.rules.push({
+      name: 'other digest',
+      match: (r) => r.method === 'HEAD' && r.path === `/v2/${repo}/manifests/${img.digest}`,
+      action: { rewrite: (res) => void (res.headers['docker-content-digest'] = sha('another manifest')) },
+    });
+    const r = await runCli(['verify', '--format', 'json', '--import-cache', spec]);
+    expect(proxy.log.some((x) => x.fault === 'other digest')).toBe(true);
+    expect(r.code, r.stderr).toBe(5);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, missing: [], corrupt: [img.digest] });
   });
 });

@@ -21,6 +21,7 @@ import { BIN, runCli, runJson } from './harness/cli.js';
 import { startDaemon } from './harness/daemon.js';
 import { connect } from '../src/client/index.js';
 import { startFaultProxy } from './harness/fault-proxy.js';
+import { pushInlineImage } from './harness/inline-image.js';
 import { startRegistry, type StartedRegistry } from './harness/registry.js';
 
 const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
@@ -37,22 +38,6 @@ afterAll(async () => {
 async function push(fixture: string, repoTag: string, attrs = ''): Promise<string> {
   const res = await copyCache([parseCacheSpec(`type=local,src=${path.join(BK, fixture)}`)], parseCacheSpec(ref(repoTag) + attrs));
   return res.manifest!.digest;
-}
-
-/** The inline-cache fixture pushed as the image it is (manifest bytes unchanged), blob by blob. */
-async function pushImage(repoTag: string): Promise<void> {
-  const [repo, tag] = repoTag.split(':') as [string, string];
-  const src = new LocalStore(path.join(BK, 'inline-image'));
-  const dst = new RegistryStore(`${reg.host}/${repo}`, { insecure: true });
-  try {
-    const top = (await src.tags())[0]!.desc;
-    const m = JSON.parse(readFileSync(src.blobPath(top.digest), 'utf8'));
-    for (const d of [m.config, ...m.layers]) await dst.push(d, await src.fetch(d));
-    await dst.push(top, readFileSync(src.blobPath(top.digest)));
-    await dst.tag(top, tag);
-  } finally {
-    await dst.close();
-  }
 }
 
 async function deleteBlob(repo: string, digest: string): Promise<void> {
@@ -183,7 +168,7 @@ describe('gc on a registry', () => {
     await push('registry-imagemanifest-max', 'gc/app:old'); // records from 2026-11-22
     await push('registry-imagemanifest-max', 'gc/app:main'); // same manifest, kept by glob
     await push('registry-index-oci-max', 'gc/app:old-index', ',image-manifest=false'); // another manifest
-    await pushImage('gc/app:image');
+    await pushInlineImage(reg.host, 'gc/app:image');
     const recent = chainGraph(2, { prefix: 'gc-recent', start: new Date() });
     const src = await writeLocal(recent.graph, recent.blobs);
     await copyCache([parseCacheSpec(src)], parseCacheSpec(ref('gc/app:recent')));

@@ -54,11 +54,12 @@ export interface Verified {
 
 type Check = 'ok' | 'missing' | 'corrupt';
 
-/** Checks one blob: present (and intact, when deep). Outages and auth errors propagate. */
+/** Checks one blob: present (and intact, when deep). Outages and auth errors propagate; the answer about one blob is judged, never the run's failure. */
 async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, signal?: AbortSignal): Promise<Check> {
-  if (!(await store.exists(d, { signal }))) return 'missing';
-  if (!deep) return 'ok';
   try {
+    // A registry that answers for a digest with another content's (a manifest HEAD naming another digest) says what a deep read would: corrupt.
+    if (!(await store.exists(d, { signal }))) return 'missing';
+    if (!deep) return 'ok';
     const stream = await store.fetch(d, { signal });
     await pipeline(verified(stream, d), new Writable({ write: (_c, _e, cb) => cb() }), { signal });
     return 'ok';
