@@ -127,7 +127,8 @@ export class GcIncompleteError extends BkError {
     readonly report: GcReport,
     cause: BkError,
   ) {
-    super(cause.code, `${cause.message} (deleted ${report.deleted.length}, not deleted ${report.failed.length})`, { cause, reason: cause.reason });
+    // The counts first: a one-line error shows only the first line of the cause.
+    super(cause.code, `gc deleted ${report.deleted.length}, not deleted ${report.failed.length}: ${cause.message}`, { cause, reason: cause.reason });
   }
 }
 
