@@ -3,7 +3,7 @@
 // (cache/remotecache/import.go): an index whose child has the cache config
 // media type, an image manifest whose config has it, or else an image (or
 // index of images) carrying inline cache in its config.
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, resourceExhausted } from '../errors.js';
 import type { Descriptor } from '../oci/descriptor.js';
 import { parseJsonBytes } from '../oci/go-json.js';
 import { decodeIndex, decodeManifest, detectManifestMediaType } from '../oci/manifest.js';
@@ -106,6 +106,17 @@ export async function loadParsed(store: Fetcher, manifest: Descriptor, doc: unkn
   return loadInline(store, manifest, mediaType, doc, warnings, limit, signal);
 }
 
+/**
+ * What the manifests of an inline cache (an image, or an index of platform
+ * images, nested) may make an import read: at most this many manifests and
+ * image configs, and this many bytes of them in all. Each read is bounded
+ * on its own, but an index lists thousands of children in its 4 MiB, and
+ * each child and its config is read and held: without a total a hostile
+ * index makes the import read for hours and hold gigabytes.
+ */
+export const MAX_INLINE_READS = 1024;
+export const MAX_INLINE_BYTES = 64 << 20;
+
 async function loadInline(
   store: Fetcher,
   manifest: Descriptor,
@@ -115,6 +126,18 @@ async function loadInline(
   limit: number,
   signal?: AbortSignal,
 ): Promise<LoadedCache> {
+  let reads = 0;
+  let bytes = 0;
+  const read = async (d: Descriptor): Promise<Buffer> => {
+    if (++reads > MAX_INLINE_READS || bytes + d.size > MAX_INLINE_BYTES) {
+      throw resourceExhausted(`${manifest.digest} names more than ${MAX_INLINE_READS} manifests and configs, or ${MAX_INLINE_BYTES} bytes of them, to read`, {
+        reason: 'too-many-manifests',
+      });
+    }
+    const b = await fetchBytes(store, d, Math.min(limit, MAX_INLINE_BYTES - bytes), signal);
+    bytes += b.length;
+    return b;
+  };
   // Every image manifest reachable from the top one, each once, in index order.
   const images: { digest: string; doc: unknown }[] = [];
   const seen = new Set<string>();
@@ -128,7 +151,7 @@ async function loadInline(
     if (depth > 4) throw invalidArgument('index nesting is too deep', { reason: 'uninferrable' });
     for (const child of decodeIndex(d).manifests) {
       if (!isManifestMediaType(child.mediaType) || seen.has(child.digest)) continue;
-      const cd = parseJsonBytes(await fetchBytes(store, child, limit, signal), `manifest ${child.digest}`);
+      const cd = parseJsonBytes(await read(child), `manifest ${child.digest}`);
       await walk(child.digest, cd, detectManifestMediaType(cd), depth + 1);
     }
   };
@@ -140,7 +163,7 @@ async function loadInline(
   for (const img of images) {
     const m = decodeManifest(img.doc);
     if (!m.config.digest || m.layers.length === 0) continue;
-    const { part, skipped } = inlineCacheFromImage(m, await fetchBytes(store, m.config, limit, signal));
+    const { part, skipped } = inlineCacheFromImage(m, await read(m.config));
     if (!part) {
       if (skipped && skipped !== 'image has no inline cache') warnings.push(`${img.digest}: ${skipped}; skipped`);
       continue;
