@@ -102,4 +102,32 @@ describe('gc reports what its deletes did', () => {
     expect(await tags(repo)).toEqual([]);
     expect((await fetch(`${reg.url}/v2/${repo}/manifests/${d['old-b']}`, { method: 'HEAD', headers: { accept: ACCEPT } })).status).toBe(404);
   });
+
+  it('the look after the deletes fails: what the registry accepted is reported deleted, and the error follows', async () => {
+    const repo = 'del/unseen';
+    await oldCaches(repo);
+    proxy.reset();
+    let deleting = false;
+    proxy.rules.push(
+      {
+        // Never fires: notes that the deletes have begun (the tags were resolved before, twice).
+        name: 'deletes begun',
+        match: (r) => {
+          if (r.method === 'DELETE') deleting = true;
+          return false;
+        },
+        action: { respond: 500 },
+      },
+      {
+        name: 'look refused',
+        match: (r) => deleting && r.method === 'HEAD' && r.path === `/v2/${repo}/manifests/old-b`,
+        action: { respond: 403, body: JSON.stringify({ errors: [{ code: 'DENIED', message: 'no' }] }) },
+      },
+    );
+    const r = await gc(repo, '--format', 'json');
+    expect(proxy.log.some((x) => x.fault === 'look refused')).toBe(true);
+    expect(r.code, r.stderr).toBe(4);
+    expect(JSON.parse(r.stdout)).toEqual({ deleted: ['old-a', 'old-b', 'old-c'], kept: [] });
+    expect(await tags(repo)).toEqual([]);
+  });
 });

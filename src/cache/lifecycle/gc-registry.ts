@@ -106,16 +106,27 @@ export async function openRegistryRepo(spec: CacheSpec, ctx: BackendContext): Pr
         }
       }
       // What the deletes did, tag by tag (bounded: one HEAD per tag deleted).
-      const now = new Array<Descriptor | undefined>(sent.length);
+      // A look that fails (an outage) leaves the registry's word: deleted, and the run fails with that error.
+      const now = new Array<Descriptor | undefined | 'unknown'>(sent.length);
+      let lookError: unknown;
       await mapLimit(
         sent.map((_, i) => i),
         RESOLVE_CONCURRENCY,
-        async (i) => void (now[i] = await current(store, sent[i]!.tag, signal)),
+        async (i) => {
+          try {
+            now[i] = await current(store, sent[i]!.tag, signal);
+          } catch (err) {
+            if (signal?.aborted) throw err;
+            lookError ??= err;
+            now[i] = 'unknown';
+          }
+        },
       );
+      if (lookError && !outcome.error) outcome.error = lookError instanceof BkError ? lookError : new BkError('INTERNAL', String(lookError), { cause: lookError });
       const ignored: string[] = [];
       sent.forEach((t, i) => {
         const d = now[i];
-        if (!d) outcome.deleted.push(t);
+        if (!d || d === 'unknown') outcome.deleted.push(t);
         else if (d.digest === t.digest) {
           outcome.failed.push({ ...t, reason: 'delete-ignored' });
           ignored.push(t.tag);
