@@ -100,3 +100,20 @@ describe('gc while the repository changes', () => {
     expect(await tagDigest(repo, 'recent')).toBe(fresh);
   });
 });
+
+describe('gc of many tags', () => {
+  it('judges each manifest once, however many tags name it (one read of its config), and deletes it once', async () => {
+    const repo = 'many/same';
+    const digest = await pushCache(`${repo}:t0`, 'many-same', OLD);
+    const tags = Array.from({ length: 12 }, (_, i) => `t${i}`);
+    for (const t of tags.slice(1)) await retag(repo, digest, t);
+    proxy.reset();
+    const r = await runCli(['gc', '--format', 'json', '--repository', `type=registry,ref=${proxy.host}/${repo},registry.insecure=true`, '--older-than', '30d']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ deleted: [...tags].sort(), kept: [] });
+    const gets = (kind: string) => proxy.log.filter((x) => x.method === 'GET' && x.path.startsWith(`/v2/${repo}/${kind}/`)).length;
+    expect(gets('blobs')).toBe(1);
+    expect(gets('manifests')).toBe(1);
+    expect(proxy.log.filter((x) => x.method === 'DELETE').length).toBe(1);
+  });
+});

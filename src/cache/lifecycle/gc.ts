@@ -10,11 +10,11 @@
 // which also removes the tags naming it; the blobs stay until the registry's
 // own garbage collection runs. Local layout: the index.json entries go in one
 // atomic replace, then unreachable blobs are pruned.
-import { BkError, invalidArgument, resourceExhausted } from '../../errors.js';
+import { BkError, invalidArgument } from '../../errors.js';
 import { ANNOTATION_REF_NAME, type Descriptor } from '../../oci/descriptor.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
-import { decodeIndex, detectManifestMediaType } from '../../oci/manifest.js';
-import { isIndexMediaType, isManifestMediaType } from '../../oci/media-types.js';
+import { decodeIndex } from '../../oci/manifest.js';
+import { isManifestMediaType } from '../../oci/media-types.js';
 import { fetchBytes } from '../../store/content.js';
 import { updateIndex } from '../../store/local/layout.js';
 import { LocalStore } from '../../store/local/index.js';
@@ -23,6 +23,7 @@ import type { RegistryStore } from '../../store/registry/index.js';
 import { loadParsed } from '../import.js';
 import type { BackendContext } from '../remote/index.js';
 import { openRegistryRepo } from './gc-registry.js';
+import { IndexChildren, protect, recheck } from './gc-protect.js';
 import type { CacheSpec } from '../spec.js';
 
 export interface GcOptions {
@@ -200,120 +201,35 @@ function listsManifests(doc: unknown): boolean {
   return decodeIndex(doc).manifests.some((m) => isManifestMediaType(m.mediaType));
 }
 
-/** Index reads a gc may make to find what kept indexes name; past it, gc refuses rather than guess. */
-const MAX_INDEX_READS = 10_000;
-
 /**
- * Every manifest digest the kept tags' indexes list, nested indexes
- * followed (each read once, at most MAX_INDEX_READS). A kept index that
- * cannot be read names nothing we could protect; an outage fails the gc
- * before anything is deleted.
+ * Whether the cache `desc` names is expired: no reason (and its newest
+ * record's time), or why it is kept. Keeps what the manifest lists that can
+ * matter in `known`.
  */
-async function namedByIndexes(
+async function judge(
   store: RegistryStore | LocalStore,
-  entries: Entry[],
-  kept: GcTag[],
-  docs: Map<string, unknown>,
+  desc: Descriptor,
+  known: IndexChildren,
+  cutoff: number | undefined,
   signal?: AbortSignal,
-): Promise<Set<string>> {
-  const descs = new Map<string, Descriptor>();
-  for (const e of entries) if (e.desc) descs.set(e.desc.digest, e.desc);
-  const named = new Set<string>();
-  const seen = new Set<string>();
-  const todo: Descriptor[] = [];
-  for (const k of kept) {
-    const d = descs.get(k.digest);
-    // What the registry says a manifest is decides whether it is read: only an index lists manifests.
-    if (d && !seen.has(d.digest) && (docs.has(d.digest) || !d.mediaType || isIndexMediaType(d.mediaType))) {
-      seen.add(d.digest);
-      todo.push(d);
-    }
+): Promise<Pick<GcTag, 'newest' | 'reason'>> {
+  let loaded;
+  let doc: unknown;
+  try {
+    doc = parseJsonBytes(await fetchBytes(store, desc, undefined, signal), `manifest ${desc.digest}`);
+    known.add(desc.digest, doc);
+    loaded = await loadParsed(store, desc, doc, { signal });
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    const e = err instanceof BkError ? err : undefined;
+    return { reason: e?.reason === 'uninferrable' ? 'not-a-cache' : 'unreadable' };
   }
-  let reads = 0;
-  while (todo.length) {
-    const d = todo.pop()!;
-    let doc = docs.get(d.digest);
-    if (doc === undefined) {
-      if (++reads > MAX_INDEX_READS) {
-        throw resourceExhausted(`the kept tags name more than ${MAX_INDEX_READS} indexes; nothing was deleted`, { reason: 'too-many-indexes' });
-      }
-      try {
-        doc = parseJsonBytes(await fetchBytes(store, d, undefined, signal), `manifest ${d.digest}`);
-      } catch (err) {
-        if (signal?.aborted || !(err instanceof BkError) || !['NOT_FOUND', 'DATA_LOSS', 'INVALID_ARGUMENT', 'RESOURCE_EXHAUSTED'].includes(err.code)) throw err;
-        continue;
-      }
-    }
-    if (!isIndexMediaType(detectManifestMediaType(doc))) continue;
-    let children: Descriptor[];
-    try {
-      children = decodeIndex(doc).manifests;
-    } catch {
-      continue; // a malformed index names nothing we can read
-    }
-    for (const c of children) {
-      named.add(c.digest);
-      // Only nested indexes can name more manifests (a cache index lists its layers here: those are not read).
-      if (isIndexMediaType(c.mediaType) && !seen.has(c.digest)) {
-        seen.add(c.digest);
-        todo.push(c);
-      }
-    }
-  }
-  return named;
-}
-
-/**
- * Splits expired tags into those to delete and those to keep. A manifest a
- * kept tag names is never deleted, whatever other tags name it: neither the
- * one a kept tag points at, nor one a kept index lists (deleting it would
- * leave the kept tag naming an index with a hole).
- */
-async function protect(
-  store: RegistryStore | LocalStore,
-  entries: Entry[],
-  kept: GcTag[],
-  expired: GcTag[],
-  docs: Map<string, unknown>,
-  signal?: AbortSignal,
-): Promise<{ victims: GcTag[]; spared: GcTag[] }> {
-  const keptDigests = new Set(kept.map((k) => k.digest));
-  const listed = expired.length ? await namedByIndexes(store, entries, kept, docs, signal) : new Set<string>();
-  const victims: GcTag[] = [];
-  const spared: GcTag[] = [];
-  for (const t of expired) {
-    if (keptDigests.has(t.digest)) spared.push({ ...t, reason: 'shares-manifest' });
-    else if (listed.has(t.digest)) spared.push({ ...t, reason: 'named-by-kept-index' });
-    else victims.push(t);
-  }
-  return { victims, spared };
-}
-
-/**
- * The tags listed again right before the deletes, and the victims judged
- * once more against them: a victim tag re-pointed meanwhile is kept
- * (`changed`), and any tag that is not a victim now (a kept tag re-pointed
- * at an expired manifest, a tag pushed since) protects what it names, as
- * kept tags do. A victim tag gone meanwhile was deleted by someone else:
- * neither deleted by gc nor kept. What changes between this listing and a
- * DELETE is not seen: the registry API has no conditional delete.
- */
-async function recheck(repo: Repo, victims: GcTag[], docs: Map<string, unknown>, signal?: AbortSignal): Promise<{ victims: GcTag[]; spared: GcTag[] }> {
-  const now = await repo.list(signal);
-  const names = new Map<string, string>();
-  for (const e of now) if (e.desc) names.set(e.tag, e.desc.digest);
-  const still: GcTag[] = [];
-  const changed: GcTag[] = [];
-  for (const v of victims) {
-    const d = names.get(v.tag);
-    if (d === v.digest) still.push(v);
-    else if (d !== undefined) changed.push({ tag: v.tag, digest: d, reason: 'changed' });
-  }
-  const judged = new Set(still.map((v) => `${v.tag}\0${v.digest}`));
-  const protectors: GcTag[] = [];
-  for (const e of now) if (e.desc && !judged.has(`${e.tag}\0${e.desc.digest}`)) protectors.push({ tag: e.tag, digest: e.desc.digest });
-  const r = await protect(repo.store, now, protectors, still, docs, signal);
-  return { victims: r.victims, spared: [...changed, ...r.spared] };
+  if (loaded.kind === 'inline' || (loaded.kind === 'index' && listsManifests(doc))) return { reason: 'not-a-cache' }; // an image: never ours to delete
+  const newest = newestRecord(loaded.parts);
+  const at = newest ? { newest } : {};
+  if (cutoff !== undefined && !newest) return { reason: 'no-dates' };
+  if (cutoff !== undefined && Date.parse(newest!) >= cutoff) return { ...at, reason: 'recent' };
+  return at;
 }
 
 export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, opts: GcOptions = {}): Promise<GcReport> {
@@ -324,47 +240,30 @@ export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, op
     const entries = await repo.list(opts.signal);
     const kept: GcTag[] = [];
     const expired: GcTag[] = [];
-    // Parsed manifests by digest, so finding what kept indexes name reads nothing twice.
-    const docs = new Map<string, unknown>();
+    const known = new IndexChildren(new Set(entries.flatMap((e) => (e.desc ? [e.desc.digest] : []))));
+    // Each manifest judged once, however many tags name it (its cache config is read once).
+    const verdicts = new Map<string, Pick<GcTag, 'newest' | 'reason'>>();
     for (const { tag, desc } of entries) {
       if (!desc) {
         kept.push({ tag, digest: '', reason: 'invalid-tag' });
         continue;
       }
-      const t: GcTag = { tag, digest: desc.digest };
       if (globs.some((g) => g(tag))) {
-        kept.push({ ...t, reason: 'keep-glob' });
+        kept.push({ tag, digest: desc.digest, reason: 'keep-glob' });
         continue;
       }
-      let loaded;
-      let doc: unknown;
-      try {
-        doc = docs.get(desc.digest) ?? parseJsonBytes(await fetchBytes(repo.store, desc, undefined, opts.signal), `manifest ${desc.digest}`);
-        docs.set(desc.digest, doc);
-        loaded = await loadParsed(repo.store, desc, doc, { signal: opts.signal });
-      } catch (err) {
-        if (opts.signal?.aborted) throw err;
-        const e = err instanceof BkError ? err : undefined;
-        kept.push({ ...t, reason: e?.reason === 'uninferrable' ? 'not-a-cache' : 'unreadable' });
-        continue;
-      }
-      if (loaded.kind === 'inline' || (loaded.kind === 'index' && listsManifests(doc))) {
-        kept.push({ ...t, reason: 'not-a-cache' }); // an image: never ours to delete
-        continue;
-      }
-      const newest = newestRecord(loaded.parts);
-      if (newest) t.newest = newest;
-      if (cutoff !== undefined && !newest) kept.push({ ...t, reason: 'no-dates' });
-      else if (cutoff !== undefined && Date.parse(newest!) >= cutoff) kept.push({ ...t, reason: 'recent' });
-      else expired.push(t);
+      let verdict = verdicts.get(desc.digest);
+      if (!verdict) verdicts.set(desc.digest, (verdict = await judge(repo.store, desc, known, cutoff, opts.signal)));
+      const t: GcTag = { tag, digest: desc.digest, ...verdict };
+      (t.reason ? kept : expired).push(t);
     }
-    const first = await protect(repo.store, entries, kept, expired, docs, opts.signal);
+    const first = await protect(repo.store, entries, kept, expired, known, opts.signal);
     kept.push(...first.spared);
     const report: GcReport = { deleted: first.victims, kept, failed: [], dryRun: opts.dryRun === true, note: '' };
     let error: BkError | undefined;
     if (!opts.dryRun && report.deleted.length) {
       // Judging read every cache's config: the repository may have changed since it was listed.
-      const victims = repo.recheck ? await recheck(repo, report.deleted, docs, opts.signal) : { victims: report.deleted, spared: [] };
+      const victims = repo.recheck ? await recheck(repo, report.deleted, known, opts.signal) : { victims: report.deleted, spared: [] };
       kept.push(...victims.spared);
       const out = victims.victims.length ? await repo.remove(victims.victims, opts.signal) : { deleted: [], failed: [], changed: [] };
       report.deleted = out.deleted;
