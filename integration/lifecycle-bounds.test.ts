@@ -2,29 +2,18 @@
 // it (verify, and every import) reads a bounded number of them and stops
 // with RESOURCE_EXHAUSTED, instead of reading (and holding) every one.
 import { createHash } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MAX_INLINE_READS } from '../src/cache/import.js';
 import { mapLimit } from '../src/cache/transfer.js';
 import { runCli } from './harness/cli.js';
-import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
-import { startRegistry, type StartedRegistry } from './harness/registry.js';
+import { faultyRegistry } from './harness/faulty-registry.js';
 
 const INDEX = 'application/vnd.oci.image.index.v1+json';
-let reg: StartedRegistry;
-let proxy: FaultProxy;
-
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+const env = faultyRegistry({});
 
 async function putIndex(repo: string, ref: string, doc: object): Promise<{ mediaType: string; digest: string; size: number }> {
   const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: INDEX, ...doc }));
-  const res = await fetch(`${reg.url}/v2/${repo}/manifests/${ref}`, { method: 'PUT', headers: { 'content-type': INDEX }, body });
+  const res = await fetch(`${env.reg.url}/v2/${repo}/manifests/${ref}`, { method: 'PUT', headers: { 'content-type': INDEX }, body });
   expect(res.status).toBe(201);
   return { mediaType: INDEX, digest: 'sha256:' + createHash('sha256').update(body).digest('hex'), size: body.length };
 }
@@ -40,9 +29,9 @@ describe('bounded reads of an index with many children', () => {
       children[i] = await putIndex(repo, digest, doc);
     });
     await putIndex(repo, 'wide', { manifests: children });
-    proxy.reset();
-    const r = await runCli(['verify', '--import-cache', `type=registry,ref=${proxy.host}/${repo}:wide,registry.insecure=true`]);
-    const gets = proxy.log.filter((x) => x.method === 'GET' && x.path.startsWith(`/v2/${repo}/manifests/sha256:`)).length;
+    env.proxy.reset();
+    const r = await runCli(['verify', '--import-cache', `type=registry,ref=${env.proxy.host}/${repo}:wide,registry.insecure=true`]);
+    const gets = env.proxy.log.filter((x) => x.method === 'GET' && x.path.startsWith(`/v2/${repo}/manifests/sha256:`)).length;
     expect(gets).toBeLessThanOrEqual(MAX_INLINE_READS);
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/^bkcache: error: .*more than 1024 manifests and configs.* \[RESOURCE_EXHAUSTED\]\n$/);

@@ -2,54 +2,42 @@
 // midway, one acknowledged (202) but not done, one that another gc did first
 // (404). The report must say what is gone and what is not, as one JSON
 // object on stdout, with the error on stderr and its exit code.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { copyCache } from '../src/cache/operations.js';
 import { parseCacheSpec } from '../src/cache/spec.js';
-import { MANIFEST_MEDIA_TYPES } from '../src/oci/media-types.js';
 import { chainGraph, writeLocal } from '../test/cache/lifecycle/helpers.js';
 import { runCli } from './harness/cli.js';
-import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
-import { startRegistry, type StartedRegistry } from './harness/registry.js';
+import { faultyRegistry } from './harness/faulty-registry.js';
+import { tagDigest } from './harness/registry-tags.js';
 
-const ACCEPT = MANIFEST_MEDIA_TYPES.join(', ');
 const OLD = new Date('2025-01-01T00:00:00Z');
-let reg: StartedRegistry;
-let proxy: FaultProxy;
-
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+const env = faultyRegistry({});
 
 /** Old caches tagged old-a, old-b, old-c in `repo`, each its own manifest; their digests by tag. */
 async function oldCaches(repo: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const t of ['old-a', 'old-b', 'old-c']) {
     const c = chainGraph(2, { prefix: `${repo}-${t}`, start: OLD });
-    const res = await copyCache([parseCacheSpec(await writeLocal(c.graph, c.blobs))], parseCacheSpec(`type=registry,ref=${reg.host}/${repo}:${t},registry.insecure=true`));
+    const res = await copyCache([parseCacheSpec(await writeLocal(c.graph, c.blobs))], parseCacheSpec(`type=registry,ref=${env.reg.host}/${repo}:${t},registry.insecure=true`));
     out[t] = res.manifest!.digest;
   }
   return out;
 }
 
 async function tags(repo: string): Promise<string[]> {
-  const doc = (await (await fetch(`${reg.url}/v2/${repo}/tags/list`)).json()) as { tags: string[] | null };
+  const doc = (await (await fetch(`${env.reg.url}/v2/${repo}/tags/list`)).json()) as { tags: string[] | null };
   return (doc.tags ?? []).sort();
 }
 
-const gc = (repo: string, ...extra: string[]) => runCli(['gc', ...extra, '--repository', `type=registry,ref=${proxy.host}/${repo},registry.insecure=true`, '--older-than', '30d']);
+const gc = (repo: string, ...extra: string[]) => runCli(['gc', ...extra, '--repository', `type=registry,ref=${env.proxy.host}/${repo},registry.insecure=true`, '--older-than', '30d']);
 const deleteOf = (repo: string, digest: string) => (r: { method: string; path: string }) => r.method === 'DELETE' && r.path === `/v2/${repo}/manifests/${digest}`;
 
 describe('gc reports what its deletes did', () => {
   it('a delete refused midway: the JSON on stdout lists what was deleted and what was not; the error is on stderr with its exit code', async () => {
     const repo = 'del/denied';
     const d = await oldCaches(repo);
-    proxy.reset();
-    proxy.rules.push({
+    env.proxy.reset();
+    env.proxy.rules.push({
       name: 'deny',
       match: deleteOf(repo, d['old-b']!),
       action: { respond: 403, body: JSON.stringify({ errors: [{ code: 'DENIED', message: 'tag is immutable' }] }) },
@@ -72,8 +60,8 @@ describe('gc reports what its deletes did', () => {
   it('a delete the registry accepts (202) and does not do: reported not deleted, exit 1', async () => {
     const repo = 'del/ignored';
     const d = await oldCaches(repo);
-    proxy.reset();
-    proxy.rules.push({ name: 'ignore', match: deleteOf(repo, d['old-c']!), action: { respond: 202 } });
+    env.proxy.reset();
+    env.proxy.rules.push({ name: 'ignore', match: deleteOf(repo, d['old-c']!), action: { respond: 202 } });
     const r = await gc(repo, '--format', 'json');
     expect(r.code, r.stderr).toBe(1);
     expect(JSON.parse(r.stdout)).toEqual({ deleted: ['old-a', 'old-b'], kept: [], failed: ['old-c'] });
@@ -84,9 +72,9 @@ describe('gc reports what its deletes did', () => {
   it('a manifest another gc deleted first (DELETE answered 404): its tags are gone, and gc succeeds', async () => {
     const repo = 'del/raced';
     const d = await oldCaches(repo);
-    proxy.reset();
+    env.proxy.reset();
     // The registry deletes it, and the answer says it was already gone: another gc got there first.
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'deleted first',
       match: deleteOf(repo, d['old-b']!),
       action: {
@@ -100,15 +88,15 @@ describe('gc reports what its deletes did', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ deleted: ['old-a', 'old-b', 'old-c'], kept: [] });
     expect(await tags(repo)).toEqual([]);
-    expect((await fetch(`${reg.url}/v2/${repo}/manifests/${d['old-b']}`, { method: 'HEAD', headers: { accept: ACCEPT } })).status).toBe(404);
+    expect(await tagDigest(env.reg, repo, d['old-b']!)).toBeUndefined();
   });
 
   it('the look after the deletes fails: what the registry accepted is reported deleted, and the error follows', async () => {
     const repo = 'del/unseen';
     await oldCaches(repo);
-    proxy.reset();
+    env.proxy.reset();
     let deleting = false;
-    proxy.rules.push(
+    env.proxy.rules.push(
       {
         // Never fires: notes that the deletes have begun (the tags were resolved before, twice).
         name: 'deletes begun',
@@ -125,7 +113,7 @@ describe('gc reports what its deletes did', () => {
       },
     );
     const r = await gc(repo, '--format', 'json');
-    expect(proxy.log.some((x) => x.fault === 'look refused')).toBe(true);
+    expect(env.proxy.log.some((x) => x.fault === 'look refused')).toBe(true);
     expect(r.code, r.stderr).toBe(4);
     expect(JSON.parse(r.stdout)).toEqual({ deleted: ['old-a', 'old-b', 'old-c'], kept: [] });
     expect(await tags(repo)).toEqual([]);

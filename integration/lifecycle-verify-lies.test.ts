@@ -3,35 +3,24 @@
 // Docker-Content-Digest are part of it. A blob the registry describes as
 // something else is not the blob the cache names (verify: missing, and a
 // push uploads it rather than trusting the claim).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { copyCache } from '../src/cache/operations.js';
 import { parseCacheSpec } from '../src/cache/spec.js';
 import { chainGraph, sha, writeLocal } from '../test/cache/lifecycle/helpers.js';
 import { runCli } from './harness/cli.js';
-import { startFaultProxy, type FaultProxy } from './harness/fault-proxy.js';
 import { pushInlineImage } from './harness/inline-image.js';
-import { startRegistry, type StartedRegistry } from './harness/registry.js';
+import { faultyRegistry } from './harness/faulty-registry.js';
 
-let reg: StartedRegistry;
-let proxy: FaultProxy;
-
-beforeAll(async () => {
-  reg = await startRegistry();
-  proxy = await startFaultProxy(reg.url);
-});
-afterAll(async () => {
-  await proxy?.stop();
-  await reg?.stop();
-});
+const env = faultyRegistry({});
 
 describe('verify against HEAD answers that describe another blob', () => {
   it('a Docker-Content-Digest or a Content-Length other than the blob asked for: reported missing, exit 5', async () => {
     const repo = 'lies/head';
     const c = chainGraph(3, { prefix: 'lies-head' });
-    await copyCache([parseCacheSpec(await writeLocal(c.graph, c.blobs))], parseCacheSpec(`type=registry,ref=${reg.host}/${repo}:latest,registry.insecure=true`));
+    await copyCache([parseCacheSpec(await writeLocal(c.graph, c.blobs))], parseCacheSpec(`type=registry,ref=${env.reg.host}/${repo}:latest,registry.insecure=true`));
     const [a, b] = [c.nodes[1]!.result!.layers[1]!.digest, c.nodes[2]!.result!.layers[2]!.digest];
-    proxy.reset();
-    proxy.rules.push(
+    env.proxy.reset();
+    env.proxy.rules.push(
       {
         name: 'other digest',
         match: (r) => r.method === 'HEAD' && r.path === `/v2/${repo}/blobs/${a}`,
@@ -43,30 +32,30 @@ describe('verify against HEAD answers that describe another blob', () => {
         action: { rewrite: (res) => void (res.headers['content-length'] = '1') },
       },
     );
-    const r = await runCli(['verify', '--format', 'json', '--import-cache', `type=registry,ref=${proxy.host}/${repo}:latest,registry.insecure=true`]);
-    expect(proxy.log.filter((x) => x.fault).length).toBe(2);
+    const r = await runCli(['verify', '--format', 'json', '--import-cache', `type=registry,ref=${env.proxy.host}/${repo}:latest,registry.insecure=true`]);
+    expect(env.proxy.log.filter((x) => x.fault).length).toBe(2);
     expect(r.code, r.stderr).toBe(5);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, missing: [a, b].sort(), corrupt: [], brokenRecords: 2 });
   });
 
   it('a platform manifest whose HEAD names another digest: reported corrupt (exit 5), not a failed verify', async () => {
     const repo = 'lies/platforms';
-    const img = await pushInlineImage(reg.host, `${repo}:image`);
+    const img = await pushInlineImage(env.reg.host, `${repo}:image`);
     // A multi-platform inline cache: an index whose one platform is the image.
     const body = JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ ...img, platform: { architecture: 'amd64', os: 'linux' } }] });
-    const put = await fetch(`${reg.url}/v2/${repo}/manifests/multi`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body });
+    const put = await fetch(`${env.reg.url}/v2/${repo}/manifests/multi`, { method: 'PUT', headers: { 'content-type': 'application/vnd.oci.image.index.v1+json' }, body });
     expect(put.status).toBe(201);
-    const spec = `type=registry,ref=${proxy.host}/${repo}:multi,registry.insecure=true`;
-    proxy.reset();
+    const spec = `type=registry,ref=${env.proxy.host}/${repo}:multi,registry.insecure=true`;
+    env.proxy.reset();
     const ok = await runCli(['verify', '--format', 'json', '--import-cache', spec]);
     expect(ok.code, ok.stderr).toBe(0);
-    proxy.rules.push({
+    env.proxy.rules.push({
       name: 'other digest',
       match: (r) => r.method === 'HEAD' && r.path === `/v2/${repo}/manifests/${img.digest}`,
       action: { rewrite: (res) => void (res.headers['docker-content-digest'] = sha('another manifest')) },
     });
     const r = await runCli(['verify', '--format', 'json', '--import-cache', spec]);
-    expect(proxy.log.some((x) => x.fault === 'other digest')).toBe(true);
+    expect(env.proxy.log.some((x) => x.fault === 'other digest')).toBe(true);
     expect(r.code, r.stderr).toBe(5);
     expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, missing: [], corrupt: [img.digest] });
   });
