@@ -25,55 +25,11 @@ import { isIndexMediaType, isManifestMediaType, layerCompression, MT } from '../
 import { MAX_METADATA_BYTES } from '../content.js';
 import { forgetIntact } from './blob-file.js';
 import { contentStorePath, INDEX_FILE, OCI_LAYOUT_FILE, withIndexLock } from './layout.js';
-import { OWNED_RE, ownedName, ownerAlive } from './owner.js';
-import { makeDirectory, readRegular } from './place.js';
+import { leasedDigests } from './lease.js';
+import { readRegular } from './place.js';
 import { sweepLayout } from './stale.js';
 
-const LEASES = path.join('.bkcache', 'leases');
-
-export interface Lease {
-  /** Protects a blob from prune until release(). */
-  add(digest: string): Promise<void>;
-  release(): Promise<void>;
-}
-
-export async function createLease(dir: string): Promise<Lease> {
-  const leaseDir = path.join(dir, LEASES);
-  // One level at a time, each checked: .bkcache must not be a symlink out of the layout.
-  await makeDirectory(path.dirname(leaseDir));
-  await makeDirectory(leaseDir);
-  const file = path.join(leaseDir, `${ownedName()}.lease`);
-  await fs.writeFile(file, '', { flag: 'wx' });
-  return {
-    add: (digest) => fs.appendFile(file, digest + '\n'),
-    release: () => fs.rm(file, { force: true }),
-  };
-}
-
-/** Whether a lease file's writer still runs; names from before owner.ts carry a pid only. */
-function leaseAlive(name: string): boolean {
-  const base = name.replace(/\.lease$/, '');
-  const m = OWNED_RE.exec(base);
-  if (m) return ownerAlive(Number(m[1]), m[2]);
-  const old = /^(\d+)-[0-9a-f]{12}$/.exec(base);
-  return !!old && ownerAlive(Number(old[1]));
-}
-
-/** Digests claimed by live leases; leases of dead processes are removed (unless dryRun). */
-export async function leasedDigests(dir: string, dryRun: boolean): Promise<Set<string>> {
-  const out = new Set<string>();
-  const leaseDir = path.join(dir, LEASES);
-  for (const f of await fs.readdir(leaseDir).catch(() => [] as string[])) {
-    const file = path.join(leaseDir, f);
-    if (!leaseAlive(f)) {
-      if (!dryRun) await fs.rm(file, { force: true });
-      continue;
-    }
-    const text = await fs.readFile(file, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) if (line) out.add(line);
-  }
-  return out;
-}
+export { createLease, leasedDigests, type Lease } from './lease.js';
 
 // Media types that name no other blob. A manifest's config and layers are
 // leaves whatever their type; in an index (BuildKit's index-shaped cache
@@ -260,6 +216,7 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
   const dryRun = opts.dryRun === true;
   // Validate before the lock: the lock is a write, and a refused directory gets none.
   await keepSet(dir, await readLayoutStrict(dir));
+  await leasedDigests(dir, true);
   const run = async (held: () => void = () => undefined): Promise<PruneResult> => {
     // Again under the lock: index.json may have changed meanwhile.
     const keep = new Set((await keepSet(dir, await readLayoutStrict(dir))).keys());
