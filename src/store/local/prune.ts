@@ -26,7 +26,7 @@ import { MAX_METADATA_BYTES } from '../content.js';
 import { forgetIntact } from './blob-file.js';
 import { contentStorePath, INDEX_FILE, OCI_LAYOUT_FILE, withIndexLock } from './layout.js';
 import { leasedDigests } from './lease.js';
-import { readRegular } from './place.js';
+import { fsError, readRegular } from './place.js';
 import { sweepLayout } from './stale.js';
 
 export { createLease, leasedDigests, type Lease } from './lease.js';
@@ -252,5 +252,10 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
     res.tempBytes = swept.bytes;
     return res;
   };
-  return dryRun ? run() : withIndexLock(dir, (held) => run(held));
+  try {
+    return await (dryRun ? run() : withIndexLock(dir, (held) => run(held)));
+  } catch (err) {
+    // The disk's refusals typed (a read-only layout: FAILED_PRECONDITION), never INTERNAL.
+    throw fsError(err, `blobs of ${dir}`);
+  }
 }
