@@ -50,9 +50,20 @@ export interface Verified {
   /** The cache as imported, when its manifest and config could be read (for repair). */
   opened?: OpenedCache;
   broken: Set<CacheNode>;
+  /** The descriptors found missing or corrupt, by digest and size (keyOf). */
+  lost: Set<string>;
 }
 
 type Check = 'ok' | 'missing' | 'corrupt';
+
+/**
+ * What a check is of: a digest at a size. One manifest may name a digest
+ * twice with different sizes; the importer (BuildKit too: the last entry
+ * wins its map) fetches with one of them, and a fetch with the wrong size
+ * fails. So each distinct (digest, size) is checked, and a record is judged
+ * by the descriptors its chain really carries.
+ */
+const keyOf = (d: Descriptor) => `${d.digest} ${d.size}`;
 
 /** Checks one blob: present (and intact, when deep). Outages and auth errors propagate. */
 async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, signal?: AbortSignal): Promise<Check> {
@@ -84,8 +95,8 @@ async function checkAll(
 ): Promise<void> {
   const todo: Descriptor[] = [];
   for (const d of descs) {
-    if (results.has(d.digest)) continue;
-    results.set(d.digest, 'ok');
+    if (results.has(keyOf(d))) continue;
+    results.set(keyOf(d), 'ok');
     todo.push(d);
   }
   const inner = new AbortController();
@@ -96,7 +107,7 @@ async function checkAll(
   try {
     await mapLimit(todo, limit, async (d) => {
       try {
-        results.set(d.digest, await checkBlob(store, d, deep, inner.signal));
+        results.set(keyOf(d), await checkBlob(store, d, deep, inner.signal));
       } catch (err) {
         inner.abort(err);
         throw err;
@@ -147,26 +158,33 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
 export async function verifyManifest(store: ContentStore, manifest: Descriptor, opts: VerifyOptions = {}, read?: Buffer): Promise<Verified> {
   const deep = opts.deep === true;
   const limit = opts.concurrency ?? DEFAULT_VERIFY_CONCURRENCY;
+  /** By keyOf(descriptor). */
   const results = new Map<string, Check>();
   const report = (loaded?: LoadedCache, graph?: CacheGraph): Verified => {
-    const missing: string[] = [];
-    const corrupt: string[] = [];
-    for (const [d, c] of results) {
-      if (c === 'missing') missing.push(d);
-      else if (c === 'corrupt') corrupt.push(d);
+    // Listed by digest: one that fails at any size it is named with.
+    const missing = new Set<string>();
+    const corrupt = new Set<string>();
+    const digests = new Set<string>();
+    const lost = new Set<string>();
+    for (const [k, c] of results) {
+      const d = k.slice(0, k.indexOf(' '));
+      if (d !== manifest.digest) digests.add(d);
+      if (c !== 'ok') lost.add(k);
+      if (c === 'missing') missing.add(d);
+      else if (c === 'corrupt') corrupt.add(d);
     }
     const broken = new Set<CacheNode>();
     for (const n of graph?.recordsWithResults() ?? []) {
-      if (resultOf(n)?.layers.some((l) => results.get(l.digest) !== undefined && results.get(l.digest) !== 'ok')) broken.add(n);
+      if (resultOf(n)?.layers.some((l) => lost.has(keyOf(l)))) broken.add(n);
     }
-    const checked = [...results.keys()].filter((d) => d !== manifest.digest).length;
     return {
+      lost,
       report: {
-        ok: missing.length === 0 && corrupt.length === 0,
+        ok: missing.size === 0 && corrupt.size === 0,
         manifest: manifest.digest,
-        blobs: checked,
-        missing: missing.sort(),
-        corrupt: corrupt.sort(),
+        blobs: digests.size,
+        missing: [...missing].sort(),
+        corrupt: [...corrupt].sort(),
         records: loaded?.recordCount ?? 0,
         brokenRecords: broken.size,
       },
@@ -181,12 +199,12 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
     bytes = read ?? (await fetchBytes(store, manifest, undefined, opts.signal));
   } catch (err) {
     if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
-      results.set(manifest.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      results.set(keyOf(manifest), err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
       return report();
     }
     throw err;
   }
-  results.set(manifest.digest, 'ok');
+  results.set(keyOf(manifest), 'ok');
   const doc = parseManifestBytes(bytes, manifest.digest);
   // The cache config is read and parsed, and its graph built, while the
   // blobs are checked: the checks keep the registry busy, the parse
@@ -210,7 +228,7 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
       // A cache config its check passed (a HEAD that says 200) but that cannot
       // be read (404, or other bytes) is what a reader gets: missing or corrupt.
       const config = childrenOf(doc).find((d) => d.mediaType === MT.buildkitCacheConfig);
-      if (config && results.get(config.digest) === 'ok') results.set(config.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      if (config && results.get(keyOf(config)) === 'ok') results.set(keyOf(config), err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
       // Without the config (or a platform's manifest) there are no records to judge.
       if ([...results.values()].some((c) => c !== 'ok')) return report();
     }
@@ -264,8 +282,7 @@ export async function dropLostResults(
 ): Promise<{ graph: CacheGraph; dropped: string[]; report: VerifyReport }> {
   const v = await verifyManifest(store, manifest, opts);
   if (v.report.ok) return { graph, dropped: [], report: v.report };
-  const lost = new Set([...v.report.missing, ...v.report.corrupt]);
-  const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => lost.has(l.digest));
+  const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => v.lost.has(keyOf(l)));
   const kept = keepResults(graph, (n) => !isLost(n));
   return { graph: kept.graph, dropped: [...new Set(kept.dropped.filter(isLost).map((n) => n.digest))].sort(), report: v.report };
 }
