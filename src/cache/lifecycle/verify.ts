@@ -65,16 +65,30 @@ type Check = 'ok' | 'missing' | 'corrupt';
  */
 const keyOf = (d: Descriptor) => `${d.digest} ${d.size}`;
 
-/** Checks one blob: present (and intact, when deep). Outages and auth errors propagate. */
+/**
+ * A read that found something other than the blob: bytes that do not match
+ * (DATA_LOSS), or on a layout something that is no regular file in the
+ * blob's place (a symlink, a FIFO, a directory: bad-place).
+ */
+function isCorrupt(err: unknown): boolean {
+  return err instanceof BkError && (err.code === 'DATA_LOSS' || err.reason === 'bad-place');
+}
+
+/**
+ * Checks one blob: present (and intact, when deep). Outages and auth errors
+ * propagate. Deep reads every blob anyway, so it asks no exists() first: the
+ * read alone tells a blob that is not there (missing) from one that is there
+ * but wrong (corrupt), which exists() cannot (a layout's exists() is false
+ * for both).
+ */
 async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, signal?: AbortSignal): Promise<Check> {
-  if (!(await store.exists(d, { signal }))) return 'missing';
-  if (!deep) return 'ok';
+  if (!deep) return (await store.exists(d, { signal })) ? 'ok' : 'missing';
   try {
     const stream = await store.fetch(d, { signal });
     await pipeline(verified(stream, d), new Writable({ write: (_c, _e, cb) => cb() }), { signal });
     return 'ok';
   } catch (err) {
-    if (err instanceof BkError && err.code === 'DATA_LOSS') return 'corrupt';
+    if (isCorrupt(err)) return 'corrupt';
     if (err instanceof BkError && err.code === 'NOT_FOUND') return 'missing';
     throw err;
   }
@@ -136,9 +150,10 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
   try {
     // Tag and manifest in one GET: the registry looks the manifest up once, and the checks start a round trip sooner.
     const read = await readManifest(target, opts.signal).catch((err: unknown) => {
-      // Bytes that are not what the registry says they are: resolve, and
-      // let the read by digest report the manifest corrupt (or missing).
-      if (err instanceof BkError && err.code === 'DATA_LOSS') return undefined;
+      // Bytes that are not what the registry says they are (or on a layout,
+      // no regular file in the manifest's place): resolve, and let the read
+      // by digest report the manifest corrupt (or missing).
+      if (isCorrupt(err)) return undefined;
       throw err;
     });
     const manifest = read?.desc ?? (await target.resolve({ signal: opts.signal }));
@@ -198,8 +213,8 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   try {
     bytes = read ?? (await fetchBytes(store, manifest, undefined, opts.signal));
   } catch (err) {
-    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
-      results.set(keyOf(manifest), err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+    if (isCorrupt(err) || (err instanceof BkError && err.code === 'NOT_FOUND')) {
+      results.set(keyOf(manifest), isCorrupt(err) ? 'corrupt' : 'missing');
       return report();
     }
     throw err;
@@ -224,11 +239,11 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   const got = await loading;
   if ('err' in got) {
     const err = got.err;
-    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
+    if (isCorrupt(err) || (err instanceof BkError && err.code === 'NOT_FOUND')) {
       // A cache config its check passed (a HEAD that says 200) but that cannot
       // be read (404, or other bytes) is what a reader gets: missing or corrupt.
       const config = childrenOf(doc).find((d) => d.mediaType === MT.buildkitCacheConfig);
-      if (config && results.get(keyOf(config)) === 'ok') results.set(keyOf(config), err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      if (config && results.get(keyOf(config)) === 'ok') results.set(keyOf(config), isCorrupt(err) ? 'corrupt' : 'missing');
       // Without the config (or a platform's manifest) there are no records to judge.
       if ([...results.values()].some((c) => c !== 'ok')) return report();
     }
