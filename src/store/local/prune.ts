@@ -183,7 +183,16 @@ export async function readLayoutStrict(dir: string): Promise<Descriptor[]> {
 /** Walks every entry strictly; the first that cannot be walked refuses the whole prune. */
 async function keepSet(dir: string, entries: Descriptor[]): Promise<Map<string, Descriptor>> {
   const keep = new Map<string, Descriptor>();
+  // Entries naming one manifest alike (many tags on one cache) are walked
+  // once: each walk reads and hashes the manifest, and an index.json of tens
+  // of thousands of such entries took prune minutes, most of it holding the
+  // index lock every writer waits for. Size and type are part of the key:
+  // an entry with another size must still fail on its own.
+  const walked = new Set<string>();
   for (const [i, e] of entries.entries()) {
+    const key = `${e.digest} ${e.size} ${e.mediaType}`;
+    if (walked.has(key)) continue;
+    walked.add(key);
     try {
       for (const [k, v] of await reachable(dir, [e], true)) keep.set(k, v);
     } catch (err) {
