@@ -220,9 +220,10 @@ blobs are pruned. One of --older-than and --keep is required.
     const { gcRepository } = await import('../cache/lifecycle/gc.js');
     const olderThan = values['older-than'] === undefined ? undefined : parseDuration(values['older-than']);
     const r = await gcRepository(await spec(values.repository), {}, { olderThan, keep: values.keep, dryRun: values['dry-run'] });
-    if (format === 'json') out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag) }));
-    if (format === 'json' && r.pruneRefused) process.stderr.write(`warning: ${printable(r.note, 1000)}\n`);
-    else {
+    if (format === 'json') {
+      out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag) }));
+      if (r.pruneRefused) process.stderr.write(`warning: ${printable(r.note, 1000)}\n`);
+    } else {
       const verb = r.dryRun ? 'would delete' : 'deleted';
       const hb = await humanBytes();
       for (const t of r.deleted) out(`${verb} ${printable(t.tag)} ${short(t.digest)}${t.newest ? ` newest record ${t.newest}` : ''}`);

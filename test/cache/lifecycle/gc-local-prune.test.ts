@@ -58,4 +58,15 @@ describe('gc of a local layout that prune refuses', () => {
     expect(json.stderr).toMatch(/^warning: .*no blob was pruned/);
     expect(await tags(dir)).toEqual(['gone', 'new']);
   });
+
+  it('when prune runs, --format json prints exactly one JSON object and nothing on stderr', async () => {
+    const dir = tempDir('bkcache-gcp-');
+    const old = chainGraph(2, { prefix: 'old', start: new Date('2020-01-01T00:00:00Z') });
+    await writeLocal(old.graph, old.blobs, dir, 'old');
+    const r = await runCli(['gc', '--repository', `type=local,src=${dir}`, '--older-than', '1d', '--format', 'json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(r.stdout)).toEqual({ deleted: ['old'], kept: [] });
+  });
 });
