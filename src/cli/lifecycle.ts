@@ -244,6 +244,8 @@ function printGc(r: GcReport, format: 'text' | 'json', hb: (n: number) => string
   if (format === 'json') {
     const failed = r.failed.length ? { failed: r.failed.map((t) => t.tag) } : {};
     out(JSON.stringify({ deleted: r.deleted.map((t) => t.tag), kept: r.kept.map((t) => t.tag), ...failed }));
+    // stdout holds the one JSON object: that prune refused the layout goes to stderr.
+    if (r.pruneRefused) process.stderr.write(`warning: ${printable(r.note, 1000)}\n`);
     return;
   }
   const verb = r.dryRun ? 'would delete' : 'deleted';

@@ -68,6 +68,8 @@ export interface GcReport {
   /** What the store must do next to free space. */
   note: string;
   prune?: PruneResult;
+  /** Local layouts: why prune refused to run after the entries were removed. */
+  pruneRefused?: string;
 }
 
 /**
@@ -270,8 +272,19 @@ export async function gcRepository(spec: CacheSpec, ctx: BackendContext = {}, op
       report.failed = out.failed;
       kept.push(...out.changed);
       error = out.error;
-      if (repo.store instanceof LocalStore) report.prune = await repo.store.prune();
       if (out.deleted.length) report.note = repo.note;
+      if (repo.store instanceof LocalStore) {
+        try {
+          report.prune = await repo.store.prune();
+        } catch (err) {
+          // The entries are gone already: a prune that refuses the layout (an
+          // entry it cannot walk, see prune.ts) must not turn this into an
+          // error that says nothing was deleted. Reported, the blobs stay.
+          if (!(err instanceof BkError) || err.reason !== 'not-a-layout') throw err;
+          report.note = `the entries were removed from index.json, but no blob was pruned: ${err.message}`;
+          report.pruneRefused = err.message;
+        }
+      }
     }
     const byTag = (a: GcTag, b: GcTag) => (a.tag < b.tag ? -1 : a.tag > b.tag ? 1 : 0);
     report.deleted.sort(byTag);

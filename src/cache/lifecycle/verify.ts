@@ -50,21 +50,47 @@ export interface Verified {
   /** The cache as imported, when its manifest and config could be read (for repair). */
   opened?: OpenedCache;
   broken: Set<CacheNode>;
+  /** The descriptors found missing or corrupt, by digest and size (keyOf). */
+  lost: Set<string>;
 }
 
 type Check = 'ok' | 'missing' | 'corrupt';
 
-/** Checks one blob: present (and intact, when deep). Outages and auth errors propagate; the answer about one blob is judged, never the run's failure. */
+/**
+ * What a check is of: a digest at a size. One manifest may name a digest
+ * twice with different sizes; the importer (BuildKit too: the last entry
+ * wins its map) fetches with one of them, and a fetch with the wrong size
+ * fails. So each distinct (digest, size) is checked, and a record is judged
+ * by the descriptors its chain really carries.
+ */
+const keyOf = (d: Descriptor) => `${d.digest} ${d.size}`;
+
+/**
+ * A read that found something other than the blob: bytes that do not match
+ * (DATA_LOSS), or on a layout something that is no regular file in the
+ * blob's place (a symlink, a FIFO, a directory: bad-place).
+ */
+function isCorrupt(err: unknown): boolean {
+  return err instanceof BkError && (err.code === 'DATA_LOSS' || err.reason === 'bad-place');
+}
+
+/**
+ * Checks one blob: present (and intact, when deep). Outages and auth errors
+ * propagate; the answer about one blob is judged, never the run's failure
+ * (a registry answering a HEAD for a digest with another content's says
+ * what a deep read would: corrupt). Deep reads every blob anyway, so it asks no exists() first: the
+ * read alone tells a blob that is not there (missing) from one that is there
+ * but wrong (corrupt), which exists() cannot (a layout's exists() is false
+ * for both).
+ */
 async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, signal?: AbortSignal): Promise<Check> {
   try {
-    // A registry that answers for a digest with another content's (a manifest HEAD naming another digest) says what a deep read would: corrupt.
-    if (!(await store.exists(d, { signal }))) return 'missing';
-    if (!deep) return 'ok';
+    if (!deep) return (await store.exists(d, { signal })) ? 'ok' : 'missing';
     const stream = await store.fetch(d, { signal });
     await pipeline(verified(stream, d), new Writable({ write: (_c, _e, cb) => cb() }), { signal });
     return 'ok';
   } catch (err) {
-    if (err instanceof BkError && err.code === 'DATA_LOSS') return 'corrupt';
+    if (isCorrupt(err)) return 'corrupt';
     if (err instanceof BkError && err.code === 'NOT_FOUND') return 'missing';
     throw err;
   }
@@ -85,8 +111,8 @@ async function checkAll(
 ): Promise<void> {
   const todo: Descriptor[] = [];
   for (const d of descs) {
-    if (results.has(d.digest)) continue;
-    results.set(d.digest, 'ok');
+    if (results.has(keyOf(d))) continue;
+    results.set(keyOf(d), 'ok');
     todo.push(d);
   }
   const inner = new AbortController();
@@ -97,7 +123,7 @@ async function checkAll(
   try {
     await mapLimit(todo, limit, async (d) => {
       try {
-        results.set(d.digest, await checkBlob(store, d, deep, inner.signal));
+        results.set(keyOf(d), await checkBlob(store, d, deep, inner.signal));
       } catch (err) {
         inner.abort(err);
         throw err;
@@ -106,6 +132,25 @@ async function checkAll(
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * Check results (by keyOf) by digest: a digest fails at any size it is named
+ * with. `except` (the manifest itself) is not counted among the blobs.
+ */
+function tally(results: Map<string, Check>, except?: string) {
+  const missing = new Set<string>();
+  const corrupt = new Set<string>();
+  const digests = new Set<string>();
+  const lost = new Set<string>();
+  for (const [k, c] of results) {
+    const d = k.slice(0, k.indexOf(' '));
+    if (d !== except) digests.add(d);
+    if (c !== 'ok') lost.add(k);
+    if (c === 'missing') missing.add(d);
+    else if (c === 'corrupt') corrupt.add(d);
+  }
+  return { missing, corrupt, digests, lost };
 }
 
 /** The descriptors a parsed manifest names directly: index children, or config and layers. */
@@ -126,9 +171,10 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
   try {
     // Tag and manifest in one GET: the registry looks the manifest up once, and the checks start a round trip sooner.
     const read = await readManifest(target, opts.signal).catch((err: unknown) => {
-      // Bytes that are not what the registry says they are: resolve, and
-      // let the read by digest report the manifest corrupt (or missing).
-      if (err instanceof BkError && err.code === 'DATA_LOSS') return undefined;
+      // Bytes that are not what the registry says they are (or on a layout,
+      // no regular file in the manifest's place): resolve, and let the read
+      // by digest report the manifest corrupt (or missing).
+      if (isCorrupt(err)) return undefined;
       throw err;
     });
     const manifest = read?.desc ?? (await target.resolve({ signal: opts.signal }));
@@ -149,26 +195,22 @@ export async function verifyCache(spec: CacheSpec, ctx: BackendContext = {}, opt
 export async function verifyManifest(store: ContentStore, manifest: Descriptor, opts: VerifyOptions = {}, read?: Buffer): Promise<Verified> {
   const deep = opts.deep === true;
   const limit = opts.concurrency ?? DEFAULT_VERIFY_CONCURRENCY;
+  /** By keyOf(descriptor). */
   const results = new Map<string, Check>();
   const report = (loaded?: LoadedCache, graph?: CacheGraph): Verified => {
-    const missing: string[] = [];
-    const corrupt: string[] = [];
-    for (const [d, c] of results) {
-      if (c === 'missing') missing.push(d);
-      else if (c === 'corrupt') corrupt.push(d);
-    }
+    const { missing, corrupt, digests, lost } = tally(results, manifest.digest);
     const broken = new Set<CacheNode>();
     for (const n of graph?.recordsWithResults() ?? []) {
-      if (resultOf(n)?.layers.some((l) => results.get(l.digest) !== undefined && results.get(l.digest) !== 'ok')) broken.add(n);
+      if (resultOf(n)?.layers.some((l) => lost.has(keyOf(l)))) broken.add(n);
     }
-    const checked = [...results.keys()].filter((d) => d !== manifest.digest).length;
     return {
+      lost,
       report: {
-        ok: missing.length === 0 && corrupt.length === 0,
+        ok: missing.size === 0 && corrupt.size === 0,
         manifest: manifest.digest,
-        blobs: checked,
-        missing: missing.sort(),
-        corrupt: corrupt.sort(),
+        blobs: digests.size,
+        missing: [...missing].sort(),
+        corrupt: [...corrupt].sort(),
         records: loaded?.recordCount ?? 0,
         brokenRecords: broken.size,
       },
@@ -182,13 +224,13 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   try {
     bytes = read ?? (await fetchBytes(store, manifest, undefined, opts.signal));
   } catch (err) {
-    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
-      results.set(manifest.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+    if (isCorrupt(err) || (err instanceof BkError && err.code === 'NOT_FOUND')) {
+      results.set(keyOf(manifest), isCorrupt(err) ? 'corrupt' : 'missing');
       return report();
     }
     throw err;
   }
-  results.set(manifest.digest, 'ok');
+  results.set(keyOf(manifest), 'ok');
   const doc = parseManifestBytes(bytes, manifest.digest);
   // The cache config is read and parsed, and its graph built, while the
   // blobs are checked: the checks keep the registry busy, the parse
@@ -208,11 +250,11 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   const got = await loading;
   if ('err' in got) {
     const err = got.err;
-    if (err instanceof BkError && (err.code === 'NOT_FOUND' || err.code === 'DATA_LOSS')) {
+    if (isCorrupt(err) || (err instanceof BkError && err.code === 'NOT_FOUND')) {
       // A cache config its check passed (a HEAD that says 200) but that cannot
       // be read (404, or other bytes) is what a reader gets: missing or corrupt.
       const config = childrenOf(doc).find((d) => d.mediaType === MT.buildkitCacheConfig);
-      if (config && results.get(config.digest) === 'ok') results.set(config.digest, err.code === 'NOT_FOUND' ? 'missing' : 'corrupt');
+      if (config && results.get(keyOf(config)) === 'ok') results.set(keyOf(config), isCorrupt(err) ? 'corrupt' : 'missing');
       // Without the config (or a platform's manifest) there are no records to judge.
       if ([...results.values()].some((c) => c !== 'ok')) return report();
     }
@@ -273,19 +315,16 @@ export async function dropLostResults(
   const layers: Descriptor[] = [];
   for (const n of graph.recordsWithResults()) for (const l of resultOf(n)?.layers ?? []) layers.push(l);
   await checkAll(store, layers, opts.deep === true, opts.concurrency ?? DEFAULT_VERIFY_CONCURRENCY, results, opts.signal);
-  const missing: string[] = [];
-  const corrupt: string[] = [];
-  for (const [d, c] of results) if (c !== 'ok') (c === 'missing' ? missing : corrupt).push(d);
-  const lost = new Set([...missing, ...corrupt]);
-  const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => lost.has(l.digest));
-  const kept = lost.size ? keepResults(graph, (n) => !isLost(n)) : { graph, dropped: [] };
+  const t = tally(results);
+  const isLost = (n: CacheNode) => !!resultOf(n)?.layers.some((l) => t.lost.has(keyOf(l)));
+  const kept = t.lost.size ? keepResults(graph, (n) => !isLost(n)) : { graph, dropped: [] };
   const dropped = [...new Set(kept.dropped.filter(isLost).map((n) => n.digest))].sort();
   const report: VerifyReport = {
-    ok: lost.size === 0,
+    ok: t.lost.size === 0,
     manifest: loaded.manifest.digest,
-    blobs: results.size,
-    missing: missing.sort(),
-    corrupt: corrupt.sort(),
+    blobs: t.digests.size,
+    missing: [...t.missing].sort(),
+    corrupt: [...t.corrupt].sort(),
     records: loaded.recordCount,
     brokenRecords: dropped.length,
   };

@@ -14,7 +14,7 @@ import { parseDigest } from '../../oci/digest.js';
 import { parseJsonBytes } from '../../oci/go-json.js';
 import { decodeIndex, encodeIndex, type ImageIndex } from '../../oci/manifest.js';
 import { MAX_METADATA_BYTES } from '../content.js';
-import { badPlace, checkDirectory, makeDirectory, readRegular } from './place.js';
+import { badPlace, checkDirectory, fsError, makeDirectory, readRegular } from './place.js';
 import { tempPath } from './stale.js';
 
 export const OCI_LAYOUT_FILE = 'oci-layout';
@@ -139,6 +139,20 @@ export async function ensureBlobDir(file: string): Promise<void> {
 
 /** proper-lockfile's stale time; tests shorten it (its floor is 2 s). */
 export const INDEX_LOCK_STALE_MS = { value: 10_000 };
+/** Attempts to take a held lock (about 40 s in all, past the stale time); tests shorten it. */
+export const INDEX_LOCK_RETRIES = { value: 200 };
+
+/**
+ * Why the lock could not be taken, typed: another writer holding it past
+ * our wait is UNAVAILABLE (try again), the disk's refusals are what
+ * fsError makes of them (a read-only layout: FAILED_PRECONDITION).
+ */
+function lockError(err: unknown, dir: string, lockPath: string): BkError {
+  if ((err as NodeJS.ErrnoException).code === 'ELOCKED') {
+    return new BkError('UNAVAILABLE', `index.json of ${dir} is locked by another writer (${lockPath}); try again`, { cause: err, reason: 'locked' });
+  }
+  return fsError(err, `the index lock ${lockPath}`);
+}
 
 /**
  * Runs `fn` holding the layout's index lock (cross-process, stale locks are
@@ -151,15 +165,24 @@ export const INDEX_LOCK_STALE_MS = { value: 10_000 };
  */
 export async function withIndexLock<T>(dir: string, fn: (held: () => void) => Promise<T>): Promise<T> {
   let lost: Error | undefined;
-  const release = await lockfile.lock(dir, {
-    lockfilePath: path.join(dir, LOCK_NAME + '.lock'),
-    retries: { retries: 200, factor: 1.2, minTimeout: 5, maxTimeout: 200, randomize: true },
-    stale: INDEX_LOCK_STALE_MS.value,
-    realpath: false,
-    onCompromised: (err) => {
-      lost = err;
-    },
-  });
+  const lockPath = path.join(dir, LOCK_NAME + '.lock');
+  // The lock is a directory; anything else there (a file, a symlink out of
+  // the layout) would be waited on, then "reclaimed" as stale, for 40 s.
+  const st = await fs.lstat(lockPath).catch(() => undefined);
+  if (st && !st.isDirectory()) throw badPlace(`${lockPath} is not a directory (the index lock is one); remove it if nothing writes to ${dir}`);
+  const release = await lockfile
+    .lock(dir, {
+      lockfilePath: lockPath,
+      retries: { retries: INDEX_LOCK_RETRIES.value, factor: 1.2, minTimeout: 5, maxTimeout: 200, randomize: true },
+      stale: INDEX_LOCK_STALE_MS.value,
+      realpath: false,
+      onCompromised: (err) => {
+        lost = err;
+      },
+    })
+    .catch((err: unknown) => {
+      throw lockError(err, dir, lockPath);
+    });
   const held = () => {
     if (lost) {
       throw new BkError('UNAVAILABLE', `lost the index lock of ${dir} (${lost.message}); nothing more was written, try again`, {
@@ -201,6 +224,8 @@ export async function updateIndex(dir: string, update: (idx: ImageIndex) => Imag
   await withIndexLock(dir, async (held) => {
     const next = await update(await readIndex(dir));
     held();
-    await writeFileAtomic(path.join(dir, INDEX_FILE), encodeIndex(next));
+    await writeFileAtomic(path.join(dir, INDEX_FILE), encodeIndex(next)).catch((err: unknown) => {
+      throw fsError(err, `${dir}/${INDEX_FILE}`);
+    });
   });
 }

@@ -25,55 +25,11 @@ import { isIndexMediaType, isManifestMediaType, layerCompression, MT } from '../
 import { MAX_METADATA_BYTES } from '../content.js';
 import { forgetIntact } from './blob-file.js';
 import { contentStorePath, INDEX_FILE, OCI_LAYOUT_FILE, withIndexLock } from './layout.js';
-import { OWNED_RE, ownedName, ownerAlive } from './owner.js';
-import { makeDirectory, readRegular } from './place.js';
+import { leasedDigests } from './lease.js';
+import { fsError, readRegular } from './place.js';
 import { sweepLayout } from './stale.js';
 
-const LEASES = path.join('.bkcache', 'leases');
-
-export interface Lease {
-  /** Protects a blob from prune until release(). */
-  add(digest: string): Promise<void>;
-  release(): Promise<void>;
-}
-
-export async function createLease(dir: string): Promise<Lease> {
-  const leaseDir = path.join(dir, LEASES);
-  // One level at a time, each checked: .bkcache must not be a symlink out of the layout.
-  await makeDirectory(path.dirname(leaseDir));
-  await makeDirectory(leaseDir);
-  const file = path.join(leaseDir, `${ownedName()}.lease`);
-  await fs.writeFile(file, '', { flag: 'wx' });
-  return {
-    add: (digest) => fs.appendFile(file, digest + '\n'),
-    release: () => fs.rm(file, { force: true }),
-  };
-}
-
-/** Whether a lease file's writer still runs; names from before owner.ts carry a pid only. */
-function leaseAlive(name: string): boolean {
-  const base = name.replace(/\.lease$/, '');
-  const m = OWNED_RE.exec(base);
-  if (m) return ownerAlive(Number(m[1]), m[2]);
-  const old = /^(\d+)-[0-9a-f]{12}$/.exec(base);
-  return !!old && ownerAlive(Number(old[1]));
-}
-
-/** Digests claimed by live leases; leases of dead processes are removed (unless dryRun). */
-export async function leasedDigests(dir: string, dryRun: boolean): Promise<Set<string>> {
-  const out = new Set<string>();
-  const leaseDir = path.join(dir, LEASES);
-  for (const f of await fs.readdir(leaseDir).catch(() => [] as string[])) {
-    const file = path.join(leaseDir, f);
-    if (!leaseAlive(f)) {
-      if (!dryRun) await fs.rm(file, { force: true });
-      continue;
-    }
-    const text = await fs.readFile(file, 'utf8').catch(() => '');
-    for (const line of text.split('\n')) if (line) out.add(line);
-  }
-  return out;
-}
+export { createLease, leasedDigests, type Lease } from './lease.js';
 
 // Media types that name no other blob. A manifest's config and layers are
 // leaves whatever their type; in an index (BuildKit's index-shaped cache
@@ -227,7 +183,16 @@ export async function readLayoutStrict(dir: string): Promise<Descriptor[]> {
 /** Walks every entry strictly; the first that cannot be walked refuses the whole prune. */
 async function keepSet(dir: string, entries: Descriptor[]): Promise<Map<string, Descriptor>> {
   const keep = new Map<string, Descriptor>();
+  // Entries naming one manifest alike (many tags on one cache) are walked
+  // once: each walk reads and hashes the manifest, and an index.json of tens
+  // of thousands of such entries took prune minutes, most of it holding the
+  // index lock every writer waits for. Size and type are part of the key:
+  // an entry with another size must still fail on its own.
+  const walked = new Set<string>();
   for (const [i, e] of entries.entries()) {
+    const key = `${e.digest} ${e.size} ${e.mediaType}`;
+    if (walked.has(key)) continue;
+    walked.add(key);
     try {
       for (const [k, v] of await reachable(dir, [e], true)) keep.set(k, v);
     } catch (err) {
@@ -260,6 +225,7 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
   const dryRun = opts.dryRun === true;
   // Validate before the lock: the lock is a write, and a refused directory gets none.
   await keepSet(dir, await readLayoutStrict(dir));
+  await leasedDigests(dir, true);
   const run = async (held: () => void = () => undefined): Promise<PruneResult> => {
     // Again under the lock: index.json may have changed meanwhile.
     const keep = new Set((await keepSet(dir, await readLayoutStrict(dir))).keys());
@@ -295,5 +261,10 @@ export async function pruneLayout(dir: string, opts: PruneOptions = {}): Promise
     res.tempBytes = swept.bytes;
     return res;
   };
-  return dryRun ? run() : withIndexLock(dir, (held) => run(held));
+  try {
+    return await (dryRun ? run() : withIndexLock(dir, (held) => run(held)));
+  } catch (err) {
+    // The disk's refusals typed (a read-only layout: FAILED_PRECONDITION), never INTERNAL.
+    throw fsError(err, `blobs of ${dir}`);
+  }
 }

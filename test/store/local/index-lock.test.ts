@@ -3,12 +3,12 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BkError } from '../../../src/errors.js';
 import { LocalStore } from '../../../src/store/local/index.js';
-import { withIndexLock } from '../../../src/store/local/layout.js';
+import { INDEX_LOCK_STALE_MS, withIndexLock } from '../../../src/store/local/layout.js';
 import { blobOf, manifestOf, uniqueBytes } from '../conformance.js';
 import { tempDir } from '../../tmp.js';
 
 const LOCK = '.bkcache-index.lock';
-const INDEX_LOCK_STALE_MS = { value: 0 }; const normalStale = 0;
+const normalStale = INDEX_LOCK_STALE_MS.value;
 afterEach(() => {
   INDEX_LOCK_STALE_MS.value = normalStale;
 });
