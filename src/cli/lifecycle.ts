@@ -1,7 +1,7 @@
 // The cache lifecycle commands: verify (and repair), trim, gc, diff, du, and
 // the pictures `inspect --format dot|mermaid` prints. Each parses its flags,
 // calls src/cache/lifecycle, and prints text, or one JSON object with
-// `--format json`. Exit codes: 0 ok; EXIT_BROKEN (1) when verify finds the
+// `--format json`. Exit codes: 0 ok; EXIT.BROKEN (5) when verify finds the
 // cache broken (and no repair was asked for); errors map in run.ts.
 //
 // What a command needs beyond its flags is imported inside its run(), as in
