@@ -74,14 +74,21 @@ function isCorrupt(err: unknown): boolean {
   return err instanceof BkError && (err.code === 'DATA_LOSS' || err.reason === 'bad-place');
 }
 
+/** What a failed read or check says about the blob (corrupt, or missing), or undefined when it says nothing (an outage). */
+function checkOf(err: unknown): Exclude<Check, 'ok'> | undefined {
+  if (isCorrupt(err)) return 'corrupt';
+  if (err instanceof BkError && err.code === 'NOT_FOUND') return 'missing';
+  return undefined;
+}
+
 /**
  * Checks one blob: present (and intact, when deep). Outages and auth errors
  * propagate; the answer about one blob is judged, never the run's failure
  * (a registry answering a HEAD for a digest with another content's says
- * what a deep read would: corrupt). Deep reads every blob anyway, so it asks no exists() first: the
- * read alone tells a blob that is not there (missing) from one that is there
- * but wrong (corrupt), which exists() cannot (a layout's exists() is false
- * for both).
+ * what a deep read would: corrupt). Deep reads every blob anyway, so it asks
+ * no exists() first: the read alone tells a blob that is not there (missing)
+ * from one that is there but wrong (corrupt), which exists() cannot (a
+ * layout's exists() is false for both).
  */
 async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, signal?: AbortSignal): Promise<Check> {
   try {
@@ -90,8 +97,8 @@ async function checkBlob(store: ContentStore, d: Descriptor, deep: boolean, sign
     await pipeline(verified(stream, d), new Writable({ write: (_c, _e, cb) => cb() }), { signal });
     return 'ok';
   } catch (err) {
-    if (isCorrupt(err)) return 'corrupt';
-    if (err instanceof BkError && err.code === 'NOT_FOUND') return 'missing';
+    const check = checkOf(err);
+    if (check) return check;
     throw err;
   }
 }
@@ -224,11 +231,10 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   try {
     bytes = read ?? (await fetchBytes(store, manifest, undefined, opts.signal));
   } catch (err) {
-    if (isCorrupt(err) || (err instanceof BkError && err.code === 'NOT_FOUND')) {
-      results.set(keyOf(manifest), isCorrupt(err) ? 'corrupt' : 'missing');
-      return report();
-    }
-    throw err;
+    const check = checkOf(err);
+    if (!check) throw err;
+    results.set(keyOf(manifest), check);
+    return report();
   }
   results.set(keyOf(manifest), 'ok');
   const doc = parseManifestBytes(bytes, manifest.digest);
@@ -250,11 +256,12 @@ export async function verifyManifest(store: ContentStore, manifest: Descriptor, 
   const got = await loading;
   if ('err' in got) {
     const err = got.err;
-    if (isCorrupt(err) || (err instanceof BkError && err.code === 'NOT_FOUND')) {
+    const check = checkOf(err);
+    if (check) {
       // A cache config its check passed (a HEAD that says 200) but that cannot
       // be read (404, or other bytes) is what a reader gets: missing or corrupt.
       const config = childrenOf(doc).find((d) => d.mediaType === MT.buildkitCacheConfig);
-      if (config && results.get(keyOf(config)) === 'ok') results.set(keyOf(config), isCorrupt(err) ? 'corrupt' : 'missing');
+      if (config && results.get(keyOf(config)) === 'ok') results.set(keyOf(config), check);
       // Without the config (or a platform's manifest) there are no records to judge.
       if ([...results.values()].some((c) => c !== 'ok')) return report();
     }

@@ -54,7 +54,8 @@ export async function blobExists(ctx: RepoContext, desc: Descriptor, signal?: Ab
   // Likewise a Docker-Content-Digest naming another blob (of the same algorithm:
   // a registry may name content by another one) is the registry describing something else.
   const claimed = header(res, 'docker-content-digest');
-  return !(claimed && isDigest(claimed) && algorithmOf(claimed) === algorithmOf(desc.digest) && claimed !== desc.digest);
+  // The digest asked for first: it is the answer to nearly every HEAD, and then nothing is parsed.
+  return !(claimed && claimed !== desc.digest && isDigest(claimed) && algorithmOf(claimed) === algorithmOf(desc.digest));
 }
 
 /** Registry-initiated upload session location, relative locations resolved. */
