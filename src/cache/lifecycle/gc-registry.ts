@@ -10,7 +10,7 @@
 // acknowledges and ignores), one naming another manifest was pushed meanwhile
 // and is not ours. A 404 means someone (another gc) deleted it first: the
 // tags are gone either way.
-import { BkError, failedPrecondition, isNotFound } from '../../errors.js';
+import { asBkError, BkError, failedPrecondition, isNotFound } from '../../errors.js';
 import type { Descriptor } from '../../oci/descriptor.js';
 import { isDigest } from '../../oci/digest.js';
 import { isManifestMediaType, MT } from '../../oci/media-types.js';
@@ -99,9 +99,7 @@ export async function openRegistryRepo(spec: CacheSpec, ctx: BackendContext): Pr
                   cause: err,
                   reason: 'delete-unsupported',
                 })
-              : err instanceof BkError
-                ? err
-                : new BkError('INTERNAL', String(err), { cause: err });
+              : asBkError(err);
           outcome.failed.push(...tags.map((t) => ({ ...t, reason: 'delete-failed' as const })));
         }
       }
@@ -122,7 +120,7 @@ export async function openRegistryRepo(spec: CacheSpec, ctx: BackendContext): Pr
           }
         },
       );
-      if (lookError && !outcome.error) outcome.error = lookError instanceof BkError ? lookError : new BkError('INTERNAL', String(lookError), { cause: lookError });
+      if (lookError && !outcome.error) outcome.error = asBkError(lookError);
       const ignored: string[] = [];
       sent.forEach((t, i) => {
         const d = now[i];
